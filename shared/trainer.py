@@ -1,0 +1,584 @@
+"""One training loop for every domain: contrastive pretraining and supervised fine-tuning alike.
+
+The model's ``forward(batch)`` returns a dict with ``"loss"``. Models that also define
+``loss_from_features`` (contrastive models) get gradient accumulation through a feature cache, so the
+contrastive batch is the full effective batch. Distribution comes from torch.distributed (launch with
+``torchrun`` or ``accelerate launch``); the model is wrapped in DistributedDataParallel.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import os
+import random
+import shlex
+import signal
+import sys
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+from tqdm.auto import tqdm
+
+from shared.checkpoints import (
+    CheckpointManager,
+    capture_rng_state,
+    load_training_state,
+    load_weights,
+    restore_rng_state,
+    save_weights_atomically,
+)
+from shared.device import autocast_for, move_to_device, pick_device, resolve_precision
+from shared.distributed import DistributedContext, init_distributed
+from shared.lr_schedule import LearningRateSchedule
+
+MakeBatches = Callable[[int, int], Iterable[Any]]
+Validate = Callable[[nn.Module], dict[str, float]]
+
+
+@dataclass
+class TrainerConfig:
+    """Settings of the shared training loop."""
+
+    max_steps: int = 100
+    """Optimizer steps to run (each consumes ``accum_steps`` micro-batches)."""
+    lr: float = 5e-4
+    """Peak learning rate (after warm-up)."""
+    weight_decay: float = 0.2
+    """AdamW weight decay, applied to weight matrices only (not to biases, norms, temperatures)."""
+    betas: tuple[float, float] = (0.9, 0.98)
+    """AdamW betas."""
+    eps: float = 1e-6
+    """AdamW epsilon."""
+    warmup_steps: int = 0
+    """Linear warm-up length in optimizer steps."""
+    schedule: str = "cosine"
+    """LR schedule after warm-up: 'cosine', 'constant' or 'plateau' (reduce on validation plateau)."""
+    min_lr_ratio: float = 0.0
+    """Cosine floor as a fraction of the peak LR."""
+    plateau_patience: int = 5
+    """Validations without improvement before a plateau schedule lowers the LR."""
+    plateau_decay: float = 0.5
+    """Factor applied to the LR at each plateau."""
+    accum_steps: int = 1
+    """Micro-batches per optimizer step (contrastive models use the feature cache)."""
+    grad_clip_norm: float | None = None
+    """Clip the global gradient norm to this value (None: no clipping)."""
+    precision: str = "auto"
+    """'auto' (bf16 autocast on CUDA, fp32 on CPU), 'fp32' or 'bf16'."""
+    device: str = "auto"
+    """'auto' or a torch device string."""
+    checkpoint_every: int = 50
+    """Write a checkpoint every N optimizer steps (and at the end)."""
+    keep_last: int = 3
+    """Number of step checkpoints kept."""
+    resume: str | None = None
+    """Resume from 'latest' (this run's newest checkpoint) or a checkpoint path; a missing one is an error."""
+    log_every: int = 10
+    """Write a metrics row (and a log line when not on a terminal) every N steps."""
+    validate_every: int = 0
+    """Run validation every N steps (0: only at the end, if a validation function is given)."""
+    select_metric: str | None = None
+    """Validation metric used for model selection and early stopping (None: last weights are kept)."""
+    select_mode: str = "max"
+    """'max' or 'min': direction in which select_metric improves."""
+    early_stopping_patience: int = 0
+    """Stop after this many validations without improvement (0: never stop early)."""
+    max_nonfinite_steps: int = 5
+    """Consecutive non-finite losses/gradients tolerated (each step skipped) before the run stops."""
+    seed: int = 0
+    """Seed for torch, numpy and Python RNGs (rank is added under torch.distributed)."""
+    deterministic: bool = False
+    """Ask torch for deterministic algorithms (slower; for exact reproducibility on GPU)."""
+    tensorboard: bool = False
+    """Also write TensorBoard event files into the run folder."""
+    progress_bar: bool = True
+    """Show a progress bar with samples/s and ETA (on the main rank)."""
+    resume_flag: str = "--trainer.resume"
+    """How the command's CLI spells the resume option (used in the printed resume hint)."""
+
+
+@dataclass
+class TrainResult:
+    """What a finished (or stopped) training run leaves behind."""
+
+    step: int
+    stop_reason: str
+    model_path: Path
+    best_metric: float | None = None
+    history: list[dict[str, float]] = field(default_factory=list)
+    nonfinite_skipped: int = 0
+
+
+class TrainingDiverged(RuntimeError):
+    """Too many consecutive non-finite steps; the last good checkpoint is named in the message."""
+
+
+class TrainingInterrupted(SystemExit):
+    """Raised after a SIGINT/SIGTERM once the current step is finished and checkpointed."""
+
+
+def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """AdamW groups: decay on weight matrices; none on biases, norms, embeddings' gains and temperatures."""
+    decay, no_decay = [], []
+    for name, parameter in model.named_parameters():
+        if not parameter.requires_grad:
+            continue
+        exempt = parameter.ndim < 2 or "logit_scale" in name or "logit_bias" in name or ".bn" in name
+        (no_decay if exempt else decay).append(parameter)
+    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return [group for group in groups if group["params"]]
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, numpy and torch (all devices)."""
+    random.seed(seed)
+    np.random.seed(seed % (2**32))  # noqa: NPY002 - seeds code that uses the global RNG
+    torch.manual_seed(seed)
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The module inside a DistributedDataParallel wrapper (or the model itself)."""
+    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+
+
+def batch_size_of(batch: Any) -> int:
+    """Number of samples in a batch (first tensor's leading dimension, or first list's length)."""
+    if isinstance(batch, torch.Tensor):
+        return int(batch.shape[0])
+    if isinstance(batch, dict):
+        for value in batch.values():
+            size = batch_size_of(value)
+            if size:
+                return size
+    if isinstance(batch, (list, tuple)) and batch:
+        return batch_size_of(batch[0]) if isinstance(batch[0], (torch.Tensor, dict)) else len(batch)
+    return 0
+
+
+class MetricsLog:
+    """``metrics.csv`` in long form (``step, epoch, phase, metric, value``), plus optional TensorBoard."""
+
+    header = ["step", "epoch", "phase", "metric", "value"]
+
+    def __init__(self, run_dir: Path, enabled: bool, tensorboard: bool) -> None:
+        self.path = run_dir / "metrics.csv"
+        self.enabled = enabled
+        self.writer = None
+        if enabled and tensorboard:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.writer = SummaryWriter(log_dir=str(run_dir / "tensorboard"))
+
+    def truncate_after(self, step: int) -> None:
+        """On resume, drop rows logged after the checkpoint by the interrupted run."""
+        if not self.enabled or not self.path.is_file():
+            return
+        with self.path.open(newline="", encoding="utf-8") as stream:
+            rows = [row for row in csv.DictReader(stream) if int(row["step"]) <= step]
+        tmp = self.path.with_suffix(".csv.tmp")
+        with tmp.open("w", newline="", encoding="utf-8") as stream:
+            writer = csv.DictWriter(stream, fieldnames=self.header)
+            writer.writeheader()
+            writer.writerows(rows)
+        os.replace(tmp, self.path)
+
+    def write(self, step: int, epoch: int, phase: str, values: dict[str, float]) -> None:
+        """Append one row per metric."""
+        if not self.enabled:
+            return
+        new_file = not self.path.is_file()
+        with self.path.open("a", newline="", encoding="utf-8") as stream:
+            writer = csv.writer(stream)
+            if new_file:
+                writer.writerow(self.header)
+            for name, value in values.items():
+                writer.writerow([step, epoch, phase, name, f"{value:.8g}"])
+        if self.writer is not None:
+            for name, value in values.items():
+                self.writer.add_scalar(f"{phase}/{name}", value, step)
+
+    def close(self) -> None:
+        """Flush TensorBoard."""
+        if self.writer is not None:
+            self.writer.close()
+
+
+class _StopSignals:
+    """Turns the first SIGINT/SIGTERM into a flag checked between steps; a second SIGINT aborts at once."""
+
+    def __init__(self) -> None:
+        self.received: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> _StopSignals:
+        if threading_is_main():
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        if self.received is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.received = signum
+        print(f"\nReceived {signal.Signals(signum).name}: finishing this step, then saving a checkpoint.", flush=True)
+
+
+def threading_is_main() -> bool:
+    """Signal handlers can only be installed from the main thread."""
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
+
+
+class Trainer:
+    """Runs optimizer steps over batches from ``make_batches`` and writes the run folder.
+
+    Args:
+        model: returns ``{"loss": ...}`` from ``forward(batch)``; may define ``loss_from_features`` and
+            accept ``forward(batch, features_only=True)`` for the accumulation feature cache, and
+            ``after_optimizer_step()`` (e.g. temperature clamping).
+        config: :class:`TrainerConfig`.
+        run_dir: ``runs/<domain>/<run-name>``.
+    """
+
+    def __init__(self, model: nn.Module, config: TrainerConfig, run_dir: str | Path) -> None:
+        if config.select_mode not in ("max", "min"):
+            raise ValueError(f"select_mode must be 'max' or 'min', got {config.select_mode!r}")
+        if config.accum_steps < 1:
+            raise ValueError(f"accum_steps must be >= 1, got {config.accum_steps}")
+        self.config = config
+        self.run_dir = Path(run_dir)
+        self.context: DistributedContext = init_distributed()
+        self.device = pick_device(config.device)
+        self.precision = resolve_precision(self.device, config.precision)
+        seed_everything(config.seed + self.context.rank)
+        if config.deterministic:
+            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+            torch.use_deterministic_algorithms(True)
+            torch.backends.cudnn.benchmark = False
+        self.model = model.to(self.device)
+        self.wrapped: nn.Module = self.model
+        if self.context.enabled:
+            device_ids = [self.device.index] if self.device.type == "cuda" else None
+            self.wrapped = nn.parallel.DistributedDataParallel(self.model, device_ids=device_ids)
+        self.optimizer = torch.optim.AdamW(
+            parameter_groups(self.model, config.weight_decay), lr=config.lr, betas=tuple(config.betas), eps=config.eps
+        )
+        self.schedule = LearningRateSchedule(
+            config.lr,
+            config.max_steps,
+            config.warmup_steps,
+            config.schedule,
+            config.min_lr_ratio,
+            config.plateau_patience,
+            config.plateau_decay,
+            config.select_mode,
+        )
+        self.checkpoints = CheckpointManager(self.run_dir / "checkpoints", config.keep_last)
+        self.metrics = MetricsLog(self.run_dir, self.context.is_main, config.tensorboard)
+        self.uses_feature_cache = hasattr(self.model, "loss_from_features")
+        self.step = 0
+        self.epoch = 0
+        self.batch_in_epoch = 0
+        self.nonfinite_in_a_row = 0
+        self.nonfinite_total = 0
+        self.best_metric: float | None = None
+        self.validations_without_improvement = 0
+        self.history: list[dict[str, float]] = []
+
+    # ----------------------------------------------------------------------------------------- state
+    def training_state(self) -> dict[str, Any]:
+        """Everything besides the weights needed to continue exactly where the run is."""
+        return {
+            "step": self.step,
+            "epoch": self.epoch,
+            "batch_in_epoch": self.batch_in_epoch,
+            "optimizer": self.optimizer.state_dict(),
+            "schedule": self.schedule.state_dict(),
+            "rng": capture_rng_state(),
+            "nonfinite_total": self.nonfinite_total,
+            "best_metric": self.best_metric,
+            "validations_without_improvement": self.validations_without_improvement,
+            "world_size": self.context.world_size,
+        }
+
+    def resume_from(self, path: Path) -> None:
+        """Load weights, optimizer, schedule, counters and RNG states from a checkpoint."""
+        state = load_training_state(path)
+        load_weights(self.model, path.with_suffix(".safetensors"))
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.schedule.load_state_dict(state["schedule"])
+        self.step = int(state["step"])
+        self.epoch = int(state["epoch"])
+        self.batch_in_epoch = int(state["batch_in_epoch"])
+        self.nonfinite_total = int(state["nonfinite_total"])
+        self.best_metric = state["best_metric"]
+        self.validations_without_improvement = int(state["validations_without_improvement"])
+        # Each rank saved rank 0's RNG; offset keeps ranks' streams distinct as at a fresh start.
+        restore_rng_state(state["rng"])
+        if self.context.rank:
+            torch.manual_seed(torch.initial_seed() + self.context.rank)
+        self.metrics.truncate_after(self.step)
+        self._print(f"Resumed from {path} at step {self.step} (epoch {self.epoch}, batch {self.batch_in_epoch}).")
+
+    def save_checkpoint(self) -> Path | None:
+        """Write a checkpoint on the main rank (all ranks wait for it)."""
+        path = None
+        if self.context.is_main:
+            path = self.checkpoints.save(self.step, self.model, self.training_state())
+        if self.context.enabled:
+            dist.barrier()
+        return path
+
+    # ------------------------------------------------------------------------------------------ steps
+    def _forward(self, batch: Any, features_only: bool = False) -> Any:
+        with autocast_for(self.device, self.precision):
+            if features_only:
+                return self.wrapped(batch, features_only=True)
+            return self.wrapped(batch)
+
+    def _no_sync(self, last: bool) -> contextlib.AbstractContextManager:
+        if self.context.enabled and not last:
+            return self.wrapped.no_sync()  # type: ignore[operator]
+        return contextlib.nullcontext()
+
+    def _accumulate_with_feature_cache(self, micro_batches: list[Any]) -> tuple[torch.Tensor, dict[str, Any]]:
+        count = len(micro_batches)
+        with torch.no_grad():
+            cached = [self._forward(batch, features_only=True) for batch in micro_batches]
+        output: dict[str, Any] = {}
+        loss_value = torch.zeros((), device=self.device)
+        for index, batch in enumerate(micro_batches):
+            last = index == count - 1
+            with self._no_sync(last):
+                fresh = self._forward(batch, features_only=True)
+                spliced = {
+                    modality: torch.cat(
+                        [fresh[modality] if i == index else cached[i][modality] for i in range(count)], dim=0
+                    )
+                    for modality in fresh
+                }
+                with autocast_for(self.device, self.precision):
+                    # Temperatures get their gradient once per step (in the synchronized last pass).
+                    output = self.model.loss_from_features(spliced, loss_params_grad=last)
+                output["loss"].backward()
+                loss_value = output["loss"].detach()
+        return loss_value, output
+
+    def _accumulate_plain(self, micro_batches: list[Any]) -> tuple[torch.Tensor, dict[str, Any]]:
+        count = len(micro_batches)
+        total = torch.zeros((), device=self.device)
+        output: dict[str, Any] = {}
+        for index, batch in enumerate(micro_batches):
+            with self._no_sync(index == count - 1):
+                output = self._forward(batch)
+                (output["loss"] / count).backward()
+                total = total + output["loss"].detach() / count
+        return total, output
+
+    def _optimizer_step(self, micro_batches: list[Any]) -> dict[str, float]:
+        self.wrapped.train()
+        micro_batches = [move_to_device(batch, self.device) for batch in micro_batches]
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.schedule.lr_at(self.step)
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.uses_feature_cache and len(micro_batches) > 1:
+            loss, output = self._accumulate_with_feature_cache(micro_batches)
+        else:
+            loss, output = self._accumulate_plain(micro_batches)
+        parameters = [p for p in self.model.parameters() if p.requires_grad]
+        max_norm = self.config.grad_clip_norm if self.config.grad_clip_norm else float("inf")
+        grad_norm = torch.nn.utils.clip_grad_norm_(parameters, max_norm) if parameters else torch.zeros(())
+        finite = torch.isfinite(loss) & torch.isfinite(grad_norm)
+        if self.context.enabled:
+            flag = finite.to(torch.float32).reshape(1)
+            dist.all_reduce(flag, op=dist.ReduceOp.MIN)
+            finite = flag[0] > 0
+        if not bool(finite):
+            self.optimizer.zero_grad(set_to_none=True)
+            return {"loss": float(loss), "nonfinite": 1.0}
+        self.optimizer.step()
+        after_step = getattr(self.model, "after_optimizer_step", None)
+        if callable(after_step):
+            after_step()
+        values = {"loss": float(loss), "grad_norm": float(grad_norm), "lr": self.schedule.lr_at(self.step)}
+        for name, term in (output.get("loss_terms") or {}).items():
+            values[f"loss_{name}"] = float(term.detach())
+        loss_module = getattr(self.model, "loss", None)
+        for name, log_scale in getattr(loss_module, "logit_scales", {}).items():
+            values[f"logit_scale_{name}"] = float(log_scale.detach().exp())
+        return values
+
+    # ----------------------------------------------------------------------------------- validation
+    def _validate(self, validate: Validate) -> bool:
+        """Run validation; returns True when training should stop early."""
+        self.model.eval()
+        with torch.no_grad(), autocast_for(self.device, self.precision):
+            results = {name: float(value) for name, value in validate(self.model).items()}
+        self.model.train()
+        self.metrics.write(self.step, self.epoch, "val", results)
+        self.history.append({"step": float(self.step), **results})
+        self._print(f"validation at step {self.step}: " + ", ".join(f"{k}={v:.4g}" for k, v in results.items()))
+        metric = self.config.select_metric
+        if metric is None:
+            return False
+        if metric not in results:
+            raise KeyError(f"select_metric {metric!r} not among validation results {sorted(results)}")
+        value = results[metric]
+        self.schedule.on_validation(value)
+        better = self.best_metric is None or (
+            value > self.best_metric if self.config.select_mode == "max" else value < self.best_metric
+        )
+        if better:
+            self.best_metric = value
+            self.validations_without_improvement = 0
+            if self.context.is_main:
+                save_weights_atomically(self.model, self.checkpoints.directory / "best.safetensors")
+            return False
+        self.validations_without_improvement += 1
+        patience = self.config.early_stopping_patience
+        return patience > 0 and self.validations_without_improvement >= patience
+
+    # ----------------------------------------------------------------------------------------- loop
+    def _print(self, message: str) -> None:
+        if self.context.is_main:
+            print(message, flush=True)
+
+    def _resume_hint(self) -> str:
+        argv = [arg for arg in sys.orig_argv]
+        if self.config.resume_flag in argv:
+            index = argv.index(self.config.resume_flag)
+            del argv[index : index + 2]
+        return shlex.join([*argv, self.config.resume_flag, "latest"])
+
+    def _batches(self, make_batches: MakeBatches) -> Iterator[Any]:
+        """Micro-batches forever, advancing epochs; tracks the position for exact resume."""
+        while True:
+            produced = False
+            for batch in make_batches(self.epoch, self.batch_in_epoch):
+                produced = True
+                self.batch_in_epoch += 1
+                yield batch
+            if not produced and self.batch_in_epoch == 0:
+                raise RuntimeError(f"the data produced no batch in epoch {self.epoch}: is the dataset empty?")
+            self.epoch += 1
+            self.batch_in_epoch = 0
+
+    def fit(self, make_batches: MakeBatches, validate: Validate | None = None) -> TrainResult:
+        """Train until ``max_steps``, early stopping, divergence or a stop signal.
+
+        Args:
+            make_batches: ``make_batches(epoch, start_batch)`` yielding this rank's batches of ``epoch``
+                from batch index ``start_batch`` on, the same way on every call.
+            validate: ``validate(model) -> {metric: value}``, run under ``no_grad`` in eval mode.
+        """
+        config = self.config
+        if self.context.is_main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+        if config.resume:
+            self.resume_from(self.checkpoints.resolve(config.resume))
+        stop_reason = "max_steps"
+        last_good = self.checkpoints.latest() if self.context.is_main else None
+        progress = tqdm(
+            total=config.max_steps,
+            initial=self.step,
+            disable=not (self.context.is_main and config.progress_bar),
+            unit="step",
+            dynamic_ncols=True,
+        )
+        started = time.perf_counter()
+        samples_since_log = 0
+        stream = self._batches(make_batches)
+        with _StopSignals() as signals:
+            while self.step < config.max_steps:
+                micro_batches = []
+                epoch_before = self.epoch
+                for _ in range(config.accum_steps):
+                    micro_batches.append(next(stream))
+                    if self.epoch != epoch_before:
+                        break
+                if self.epoch != epoch_before and len(micro_batches) < config.accum_steps:
+                    # An incomplete accumulation group at an epoch's end is dropped (like drop_last).
+                    continue
+                samples = sum(batch_size_of(batch) for batch in micro_batches) * self.context.world_size
+                values = self._optimizer_step(micro_batches)
+                if values.pop("nonfinite", 0.0):
+                    self.nonfinite_in_a_row += 1
+                    self.nonfinite_total += 1
+                    self._print(f"step {self.step}: non-finite loss or gradient, step skipped")
+                    if self.nonfinite_in_a_row > config.max_nonfinite_steps:
+                        progress.close()
+                        where = f"the last good checkpoint is {last_good}" if last_good else "no checkpoint was written"
+                        raise TrainingDiverged(
+                            f"{self.nonfinite_in_a_row} consecutive non-finite steps at step {self.step}; {where}. "
+                            "Lower the learning rate or check the data."
+                        )
+                    continue
+                self.nonfinite_in_a_row = 0
+                self.step += 1
+                samples_since_log += samples
+                progress.update(1)
+                if self.step % config.log_every == 0 or self.step == config.max_steps:
+                    elapsed = max(time.perf_counter() - started, 1e-9)
+                    values["samples_per_s"] = samples_since_log / elapsed
+                    values["skipped_nonfinite"] = float(self.nonfinite_total)
+                    self.metrics.write(self.step, self.epoch, "train", values)
+                    progress.set_postfix(loss=f"{values['loss']:.4f}", sps=f"{values['samples_per_s']:.1f}")
+                    if progress.disable and self.context.is_main:
+                        print(
+                            f"step {self.step}/{config.max_steps} loss {values['loss']:.4f} "
+                            f"lr {values['lr']:.3g} {values['samples_per_s']:.1f} samples/s",
+                            flush=True,
+                        )
+                    started = time.perf_counter()
+                    samples_since_log = 0
+                stop_early = False
+                if validate is not None and config.validate_every and self.step % config.validate_every == 0:
+                    stop_early = self._validate(validate)
+                if self.step % config.checkpoint_every == 0:
+                    last_good = self.save_checkpoint()
+                if stop_early:
+                    stop_reason = "early_stopping"
+                    break
+                if signals.received is not None:
+                    break
+            progress.close()
+            if signals.received is not None:
+                self.save_checkpoint()
+                self._print(f"Stopped at step {self.step}. Resume with:\n  {self._resume_hint()}")
+                raise TrainingInterrupted(128 + signals.received)
+        if validate is not None and (not config.validate_every or self.step % config.validate_every != 0):
+            if stop_reason != "early_stopping":
+                self._validate(validate)
+        if self.step % config.checkpoint_every != 0:
+            self.save_checkpoint()
+        if self.context.enabled:
+            dist.barrier()  # best.safetensors is written by the main rank
+        best_path = self.checkpoints.directory / "best.safetensors"
+        if config.select_metric is not None and best_path.is_file():
+            load_weights(self.model, best_path)
+        model_path = self.run_dir / "model.safetensors"
+        if self.context.is_main:
+            save_weights_atomically(self.model, model_path)
+        self.metrics.close()
+        return TrainResult(
+            step=self.step,
+            stop_reason=stop_reason,
+            model_path=model_path,
+            best_metric=self.best_metric,
+            history=self.history,
+            nonfinite_skipped=self.nonfinite_total,
+        )
