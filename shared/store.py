@@ -69,6 +69,14 @@ CREATE TABLE IF NOT EXISTS runs (
 """
 
 
+_INVENTORY_VIEW_DDL = """
+CREATE OR REPLACE VIEW embedding_inventory AS
+SELECT domain, modality, model_name, model_version, dim, count(*) AS num_vectors,
+       count(DISTINCT run_id) AS num_runs, max(created_at) AS last_written
+FROM all_embeddings GROUP BY ALL
+"""
+
+
 class StoreError(ValueError):
     """Bad input to the embedding store (the message names the store file and the problem)."""
 
@@ -225,12 +233,7 @@ class StoreWriter:
                 "NULL::TIMESTAMP WITH TIME ZONE AS created_at WHERE false"
             )
         self._connection.execute(f"CREATE OR REPLACE VIEW all_embeddings AS {union}")
-        self._connection.execute(
-            "CREATE OR REPLACE VIEW embedding_inventory AS "
-            "SELECT domain, modality, model_name, model_version, dim, count(*) AS num_vectors, "
-            "count(DISTINCT run_id) AS num_runs, max(created_at) AS last_written "
-            "FROM all_embeddings GROUP BY ALL"
-        )
+        self._connection.execute(_INVENTORY_VIEW_DDL)
 
     def register_run(
         self,
@@ -907,8 +910,8 @@ def read_parquet_export(export_dir: str | Path) -> duckdb.DuckDBPyConnection:
         export_dir: A folder written by :meth:`EmbeddingStore.export_parquet`.
 
     Returns:
-        An in-memory connection with views ``runs``, ``samples_<domain>``, ``embeddings_<D>`` and
-        ``all_embeddings``.
+        An in-memory connection with views ``runs``, ``samples_<domain>``, ``embeddings_<D>``,
+        ``all_embeddings`` and ``embedding_inventory``.
 
     Raises:
         StoreError: If the manifest is missing or malformed, or a table's row count differs from it.
@@ -953,4 +956,5 @@ def read_parquet_export(export_dir: str | Path) -> duckdb.DuckDBPyConnection:
             for table, dim in embedding_views
         )
         connection.execute(f"CREATE VIEW all_embeddings AS {union}")
+        connection.execute(_INVENTORY_VIEW_DDL)
     return connection
