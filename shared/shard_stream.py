@@ -283,6 +283,49 @@ class _FailureTracker:
         return snapshot
 
 
+class TruncatedShardError(OSError):
+    """A shard ended without the tar end-of-archive marker (cut short in storage or in transit)."""
+
+
+class _TarEndCheckingReader:
+    """Wraps a shard's byte stream; after parsing, checks the tar ended with its two zero blocks."""
+
+    _BLOCK_BYTES = 512
+    _END_MARKER_BYTES = 2 * _BLOCK_BYTES
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+        self._tail = b""
+        self.num_bytes = 0
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._stream.read(size)
+        self.num_bytes += len(data)
+        self._tail = (self._tail + data)[-self._END_MARKER_BYTES :]
+        return data
+
+    def check_archive_end(self, url: str) -> None:
+        """Reads what tarfile left unread (record padding) and checks the archive's end.
+
+        Raises:
+            TruncatedShardError: The size is not whole 512-byte blocks or the end marker is missing.
+        """
+        while self.read(1 << 16):
+            pass
+        whole_blocks = self.num_bytes % self._BLOCK_BYTES == 0
+        if not whole_blocks or self._tail != bytes(self._END_MARKER_BYTES):
+            raise TruncatedShardError(
+                f"{url}: shard ends after {self.num_bytes} bytes without the tar end-of-archive marker "
+                f"(truncated?); its last sample was dropped"
+            )
+
+    def close_quietly(self) -> None:
+        try:
+            self._stream.close()
+        except Exception as error:  # noqa: BLE001 - the shard's outcome is already recorded
+            logger.debug("closing shard stream failed: %s", error)
+
+
 # -- the stream ------------------------------------------------------------------------------------
 
 
@@ -626,15 +669,37 @@ class _PassSpec(IterableDataset):
         return url
 
     def _read_shards(self, shards: Iterable[dict[str, str]], tracker: _FailureTracker) -> Iterator[dict[str, Any]]:
+        """Samples of each shard; a shard that fails to open, to parse or to end properly is counted.
+
+        The last sample of a shard is held back until the shard has ended with the tar end-of-archive
+        marker: Python's tarfile reads an archive cut at a member boundary as complete, and would
+        hand on a sample missing its last fields.
+        """
         for shard in shards:
             url = shard["url"]
             tracker.counters.shards_opened += 1
+            reader: _TarEndCheckingReader | None = None
+            held_back = None
+            failure: Exception | None = None
             try:
-                for sample in wds.tarfile_samples([{"url": self._open_url(url)}], handler=wds.reraise_exception):
-                    sample["__url__"] = url
-                    yield sample
+                reader = _TarEndCheckingReader(wds.gopen(self._open_url(url)))
+                files = wds.tariterators.tar_file_expander([{"url": url, "stream": reader}], eof_value=None)
+                for sample in wds.tariterators.group_by_keys(files):
+                    if held_back is not None:
+                        yield held_back
+                    held_back = sample
+                reader.check_archive_end(url)
             except Exception as error:  # noqa: BLE001 - any read error makes the shard's rest unusable
-                tracker.failure("shard", url, error)
+                failure = error
+            finally:
+                if reader is not None:
+                    reader.close_quietly()
+            # After a parse error the held-back sample is complete (the error came while reading the
+            # next one); after a missing end marker it may lack fields.
+            if held_back is not None and not isinstance(failure, TruncatedShardError):
+                yield held_back
+            if failure is not None:
+                tracker.failure("shard", url, failure)
 
     def _select(self, samples: Iterable[dict[str, Any]], tracker: _FailureTracker) -> Iterator[dict[str, Any]]:
         stream = self.stream
@@ -733,4 +798,5 @@ __all__ = [
     "MetadataFilter",
     "ShardStream",
     "TooManyFailuresError",
+    "TruncatedShardError",
 ]

@@ -199,9 +199,7 @@ class ShardWriter:
         if not isinstance(key, str) or not key:
             raise ValueError(f"sample has no string '__key__' (fields: {sorted(sample)})")
         if not _VALID_KEY.match(key):
-            raise ValueError(
-                f"sample key {key!r} contains a '.', which webdataset reads as a field separator"
-            )
+            raise ValueError(f"sample key {key!r} contains a '.', which webdataset reads as a field separator")
         if key == self._last_key:
             raise ValueError(f"sample key {key!r} repeats the previous sample's key; keys must be unique")
         fields = {name: value for name, value in sample.items() if not name.startswith("_")}
@@ -226,7 +224,7 @@ class ShardWriter:
                 post=self._finish_shard,
                 verbose=0,
                 encoder=False,
-                mtime=0.0,
+                mtime=0,  # an int: a float mtime makes tarfile add a PAX header to every member
             )
         self._writer.write(encoded)
         self._shard_samples += 1
@@ -431,9 +429,7 @@ def read_manifest(dir_or_url: str | os.PathLike[str], timeout_s: float = 30.0) -
     else:
         path = Path(location)
         if not path.is_file():
-            raise ManifestError(
-                f"{path}: no shard manifest here (expected the {MANIFEST_NAME} a ShardWriter writes)"
-            )
+            raise ManifestError(f"{path}: no shard manifest here (expected the {MANIFEST_NAME} a ShardWriter writes)")
         raw = path.read_bytes()
     try:
         manifest = json.loads(raw)
