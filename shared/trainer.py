@@ -389,16 +389,24 @@ class Trainer:
                 total = total + output["loss"].detach() / count
         return total, output
 
-    def _optimizer_step(self, micro_batches: list[Any]) -> dict[str, float]:
+    def accumulate_gradients(self, micro_batches: list[Any]) -> tuple[torch.Tensor, dict[str, Any]]:
+        """Zero the gradients, then run forward/backward over ``micro_batches`` as one effective batch.
+
+        Contrastive models (with ``loss_from_features``) use the feature cache, so the loss and gradients
+        equal those of one batch holding all micro-batches; other models average the micro-batch losses.
+        Returns the effective batch's loss (detached) and the last output dict.
+        """
         self.wrapped.train()
         micro_batches = [move_to_device(batch, self.device) for batch in micro_batches]
-        for group in self.optimizer.param_groups:
-            group["lr"] = self.schedule.lr_at(self.step)
         self.optimizer.zero_grad(set_to_none=True)
         if self.uses_feature_cache and len(micro_batches) > 1:
-            loss, output = self._accumulate_with_feature_cache(micro_batches)
-        else:
-            loss, output = self._accumulate_plain(micro_batches)
+            return self._accumulate_with_feature_cache(micro_batches)
+        return self._accumulate_plain(micro_batches)
+
+    def _optimizer_step(self, micro_batches: list[Any]) -> dict[str, float]:
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.schedule.lr_at(self.step)
+        loss, output = self.accumulate_gradients(micro_batches)
         parameters = [p for p in self.model.parameters() if p.requires_grad]
         max_norm = self.config.grad_clip_norm if self.config.grad_clip_norm else float("inf")
         grad_norm = torch.nn.utils.clip_grad_norm_(parameters, max_norm) if parameters else torch.zeros(())

@@ -1,11 +1,10 @@
 """Towers: modules turning one modality's batch into features, created by name from a registry.
 
-Importing this package registers the built-in towers: ``open_clip_vision``, ``open_clip_text``, ``hf_text``,
-``minilm_text``, ``efficientnet_lite0``, ``sequence_transformer``, ``cnn1d`` and ``mlp``. Domains register
+The built-in towers are: ``open_clip_vision``, ``open_clip_text``, ``hf_text``,
+``minilm_text``, ``efficientnet_lite0``, ``sequence_transformer``, ``cnn1d`` and ``mlp`` (their modules are imported on first use). Domains register
 their own with :func:`register_tower`.
 """
 
-from shared.towers import efficientnet_lite, hf_text, open_clip_towers, sequence_and_tabular  # noqa: F401
 from shared.towers._registry import create_tower, list_towers, register_tower
 from shared.towers.locking import layer_groups, lock_tower, trainable_parameter_count
 

