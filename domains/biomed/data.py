@@ -34,6 +34,8 @@ from typing import Any, Literal
 import numpy as np
 from PIL import Image
 
+from shared.shard_stream import MetadataFilter
+
 # --------------------------------------------------------------------------------------------------
 # Sample type shared by all readers
 # --------------------------------------------------------------------------------------------------
@@ -503,6 +505,35 @@ def _content_key(prefix: str, relative: Path, frame: int | None = None) -> str:
     return f"{prefix}-{digest}" + (f"-f{frame:04d}" if frame is not None else "")
 
 
+def dicom_image_samples(
+    image: DicomImage, relative: Path, report: str | None = None, license_name: str = "unknown"
+) -> Iterator[BiomedSample]:
+    """BIOMEDICA-format samples (one per frame) from a processed DICOM image.
+
+    Args:
+        image: Output of :func:`read_dicom_image`.
+        relative: The file's path relative to the input root; only its hash enters the sample key.
+        report: Caption text from a report; None builds the caption from descriptive header fields.
+        license_name: Licence recorded in ``article_license``.
+    """
+    caption = report if report else image.caption
+    modality_name = MODALITY_NAMES.get(str(image.header.get("Modality", "")), "medical image")
+    for frame, index in zip(image.frames, image.frame_indices):
+        key = _content_key("dicom", relative, index if len(image.frame_indices) > 1 else None)
+        metadata = {
+            "image_file_name": f"{key}.jpg",
+            "image_size": [int(frame.shape[1]), int(frame.shape[0])],
+            "image_panel_type": "single",
+            "image_primary_label": ["Clinical Imaging"],
+            "image_secondary_label": [modality_name],
+            "image_set": "dicom",
+            "article_license": license_name,
+            "caption_source": "report" if report else "dicom header",
+            "dicom": {"header": image.header, "frame_index": index, "steps": image.steps},
+        }
+        yield BiomedSample(key=key, image=frame, caption=caption, metadata=metadata)
+
+
 @dataclass
 class SkippedInput:
     """An input that did not become a sample, and why."""
@@ -547,22 +578,7 @@ def read_dicom_folder(
             skipped.append(SkippedInput(relative.as_posix(), str(error).removeprefix(f"{path}: ")))
             continue
         report = _report_for(relative, reports) if reports else None
-        caption = report if report else image.caption
-        modality_name = MODALITY_NAMES.get(str(image.header.get("Modality", "")), "medical image")
-        for frame, index in zip(image.frames, image.frame_indices):
-            key = _content_key("dicom", relative, index if len(image.frame_indices) > 1 else None)
-            metadata = {
-                "image_file_name": f"{key}.jpg",
-                "image_size": [int(frame.shape[1]), int(frame.shape[0])],
-                "image_panel_type": "single",
-                "image_primary_label": ["Clinical Imaging"],
-                "image_secondary_label": [modality_name],
-                "image_set": "dicom",
-                "article_license": license_name,
-                "caption_source": "report" if report else "dicom header",
-                "dicom": {"header": image.header, "frame_index": index, "steps": image.steps},
-            }
-            yield BiomedSample(key=key, image=frame, caption=caption, metadata=metadata)
+        yield from dicom_image_samples(image, relative, report, license_name)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -720,6 +736,56 @@ class BiomedicaFilter:
         """True to keep a decoded sample (a dict with ``caption`` and ``metadata``)."""
         return self.rejection(sample["caption"], sample["metadata"]) is None
 
+    def stream_filters(self) -> list[Any]:
+        """The metadata rules as core ``MetadataFilter`` objects for ``ShardStream(filters=...)``.
+
+        The caption rule needs the ``txt`` field, which metadata filters do not see: decoders apply it
+        with :meth:`caption_rejection` (see :class:`BiomedicaDecoder`).
+        """
+        rules: list[Any] = [MinImageSideFilter(field="image_size", min_value=self.min_side_px)]
+        if self.license_subsets:
+            rules.append(LicenseSubsetFilter(field="article_license", one_of=tuple(self.license_subsets)))
+        if self.concepts:
+            rules.append(ConceptFilter(field="image_primary_label", any_of=tuple(self.concepts)))
+        if self.panel_types:
+            rules.append(MetadataFilter(field="image_panel_type", one_of=tuple(self.panel_types)))
+        return rules
+
+    def caption_rejection(self, caption: str) -> str | None:
+        """'missing caption' for empty / 'No caption found' captions (when enabled), else None."""
+        if self.drop_missing_captions and caption.strip().lower() in NO_CAPTION_MARKERS:
+            return "missing caption"
+        return None
+
+
+class LicenseSubsetFilter(MetadataFilter):
+    """Keeps samples whose ``article_license`` falls in one of the ``one_of`` subsets (see :func:`license_subset`)."""
+
+    def matches(self, metadata: dict[str, Any]) -> bool:
+        """Whether the sample's licence subset is wanted (a missing licence counts as 'other')."""
+        return license_subset(metadata.get(self.field)) in set(self.one_of or ())
+
+
+class ConceptFilter(MetadataFilter):
+    """Keeps samples whose primary or secondary concept labels include one of ``any_of`` (case-insensitive)."""
+
+    def matches(self, metadata: dict[str, Any]) -> bool:
+        """Whether any concept label matches."""
+        labels = _as_list(metadata.get("image_primary_label")) + _as_list(metadata.get("image_secondary_label"))
+        wanted = {str(c).lower() for c in self.any_of or ()}
+        return any(str(label).lower() in wanted for label in labels)
+
+
+class MinImageSideFilter(MetadataFilter):
+    """Keeps samples whose ``image_size`` [width, height] has both sides ≥ ``min_value`` px (kept when absent)."""
+
+    def matches(self, metadata: dict[str, Any]) -> bool:
+        """Whether both sides are large enough."""
+        size = metadata.get(self.field)
+        if not isinstance(size, (list, tuple)) or len(size) != 2:
+            return True  # checked after decoding, from the image itself
+        return min(float(size[0]), float(size[1])) >= float(self.min_value)
+
 
 def _as_list(value: Any) -> list[Any]:
     if value is None:
@@ -766,6 +832,62 @@ def read_biomedica_sample(raw: dict[str, Any]) -> dict[str, Any]:
         raise ValueError(f"sample {key}: image could not be decoded ({type(error).__name__})") from error
     metadata.setdefault("image_size", [image.width, image.height])
     return {"key": key, "image": image, "caption": caption.strip(), "metadata": metadata}
+
+
+class FilteredSampleError(ValueError):
+    """A decoded sample failed a content rule (caption, image size); the stream counts it and moves on."""
+
+
+#: JSON fields copied into the store / evaluation next to each vector (never anything identifying).
+STORE_METADATA_FIELDS = ("image_set", "image_primary_label", "image_secondary_label", "image_panel_type",
+                         "article_license", "caption_source")  # fmt: skip
+
+
+class BiomedicaDecoder:
+    """``decode_sample`` for the core ``ShardStream``: BIOMEDICA raw sample → model inputs.
+
+    Returns ``{"image": (3, H, W) float tensor, "text": (L,) token ids, "key": str, "caption": str,
+    "label": str, "metadata": JSON str}``; ``label`` is the value at ``label_field`` (first element of a
+    list; "" when absent or no field is set).
+
+    Args:
+        transform: Image transform (open_clip's preprocess for training or validation).
+        tokenizer: open_clip tokenizer (``tokenizer([caption]) -> (1, L)``).
+        rules: Content rules (caption, minimum side); None applies BIOMEDICA's defaults.
+        label_field: Dotted path of a class label in the JSON (for zero-shot evaluation).
+    """
+
+    def __init__(
+        self, transform: Any, tokenizer: Any, rules: BiomedicaFilter | None = None, label_field: str = ""
+    ) -> None:
+        self.transform = transform
+        self.tokenizer = tokenizer
+        self.rules = rules or BiomedicaFilter()
+        self.label_field = label_field
+
+    def __call__(self, raw: dict[str, Any]) -> dict[str, Any]:
+        """Decode one sample; raises on corrupt data or a failed content rule (the stream skips it)."""
+        sample = read_biomedica_sample(raw)
+        reason = self.rules.caption_rejection(sample["caption"])
+        if reason is None and min(sample["image"].size) < self.rules.min_side_px:
+            reason = f"image side below {self.rules.min_side_px} px"
+        if reason is not None:
+            raise FilteredSampleError(f"sample {sample['key']}: {reason}")
+        label: Any = ""
+        if self.label_field:
+            value: Any = sample["metadata"]
+            for part in self.label_field.split("."):
+                value = value.get(part) if isinstance(value, dict) else None
+            label = _as_list(value)[0] if _as_list(value) else ""
+        kept = {name: sample["metadata"][name] for name in STORE_METADATA_FIELDS if name in sample["metadata"]}
+        return {
+            "image": self.transform(sample["image"]),
+            "text": self.tokenizer([sample["caption"]])[0],
+            "key": sample["key"],
+            "caption": sample["caption"],
+            "label": str(label),
+            "metadata": json.dumps(kept, sort_keys=True),
+        }
 
 
 # --------------------------------------------------------------------------------------------------

@@ -27,6 +27,7 @@ import logging
 import math
 import os
 import tempfile
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -219,11 +220,18 @@ def _weights_in(directory: Path) -> Path | None:
     return None
 
 
+def _builtin_open_clip_models() -> list[str]:
+    import open_clip
+
+    return [name for name in open_clip.list_models() if not name.startswith("biomed-")]
+
+
 def read_open_clip_config(source: str, translate_stale: bool = True) -> tuple[dict[str, Any], Path | None, str | None]:
     """Read and validate the config behind ``source``; return (config, directory or None, weights or None).
 
     ``source`` is a preset name (``biomedclip``, ``demo``, ``tiny`` → ``configs/<name>_model.json``), a
-    JSON file, a directory / ``local-dir:DIR`` in the hub layout, or ``hf-hub:org/repo``.
+    JSON file, a directory / ``local-dir:DIR`` in the hub layout, ``hf-hub:org/repo``, or an open_clip
+    built-in architecture name (``ViT-B-16``; weights then come from ``checkpoint``).
     """
     directory: Path | None = None
     weights: str | None = None
@@ -253,6 +261,11 @@ def read_open_clip_config(source: str, translate_stale: bool = True) -> tuple[di
             path = candidate
         elif preset.is_file():
             path = preset
+        elif plain in _builtin_open_clip_models():
+            import open_clip
+
+            config = {"model_cfg": open_clip.get_model_config(plain)}
+            return validate_open_clip_config(config, f"open_clip built-in {plain}", translate_stale), None, None
         else:
             presets = sorted(p.name.removesuffix("_model.json") for p in CONFIG_DIR.glob("*_model.json"))
             raise FileNotFoundError(f"{source}: not a directory, JSON file or preset (presets: {presets})")
@@ -295,18 +308,21 @@ def load_open_clip_model(
         weights = checkpoint
     name = _register_model_cfg(model_cfg)
     preprocess = {**dataclasses.asdict(open_clip.transform.PreprocessCfg()), **config.get("preprocess_cfg", {})}
-    model, preprocess_train, preprocess_val = open_clip.create_model_and_transforms(
-        name,
-        pretrained=str(weights) if weights else None,
-        pretrained_image=pretrained_towers and weights is None,
-        pretrained_text=pretrained_towers and text_has_weights and weights is None,
-        image_mean=tuple(preprocess["mean"]),
-        image_std=tuple(preprocess["std"]),
-        image_interpolation=preprocess["interpolation"],
-        image_resize_mode=preprocess["resize_mode"],
-        aug_cfg=aug_cfg,
-        device=device,
-    )
+    with warnings.catch_warnings():
+        # open_clip warns about augmentation keys it did use (it pops only 'scale' from its dict).
+        warnings.filterwarnings("ignore", message="Unused augmentation cfg items")
+        model, preprocess_train, preprocess_val = open_clip.create_model_and_transforms(
+            name,
+            pretrained=str(weights) if weights else None,
+            pretrained_image=pretrained_towers and weights is None,
+            pretrained_text=pretrained_towers and text_has_weights and weights is None,
+            image_mean=tuple(preprocess["mean"]),
+            image_std=tuple(preprocess["std"]),
+            image_interpolation=preprocess["interpolation"],
+            image_resize_mode=preprocess["resize_mode"],
+            aug_cfg=aug_cfg,
+            device=device,
+        )
     tokenizer = open_clip.get_tokenizer(name)
     resolved = {"model_cfg": model_cfg, "preprocess_cfg": config.get("preprocess_cfg", {})}
     return LoadedOpenClip(model, preprocess_train, preprocess_val, tokenizer, resolved, source)
@@ -385,9 +401,18 @@ class BiomedClipModel(nn.Module):
         return self.clip
 
 
-def lock_towers(clip: nn.Module, lock_image: bool = False, image_unlocked_groups: int = 0,
-                lock_text: bool = False, text_unlocked_layers: int = 0) -> None:  # fmt: skip
-    """Freeze open_clip towers (open_clip's own ``lock_image_tower`` / ``lock_text_tower``).
+def lock_towers(
+    clip: nn.Module,
+    lock_image: bool = False,
+    image_unlocked_groups: int = 0,
+    lock_text: bool = False,
+    text_unlocked_layers: int = 0,
+) -> None:
+    """Freeze towers (open_clip's ``--lock-image`` / ``--lock-text`` and their unlocked-layer options).
+
+    The image tower uses open_clip's own ``lock_image_tower``. A Hugging Face text tower is locked with
+    the core ``lock_tower`` on its transformer (open_clip 3.3's partial unlock has no layer table for
+    BERT); its projection head stays trainable, as in open_clip.
 
     Args:
         clip: The open_clip model.
@@ -399,7 +424,13 @@ def lock_towers(clip: nn.Module, lock_image: bool = False, image_unlocked_groups
     if lock_image:
         clip.lock_image_tower(unlocked_groups=image_unlocked_groups)
     if lock_text:
-        clip.lock_text_tower(unlocked_layers=text_unlocked_layers)
+        text = getattr(clip, "text", None)
+        if text is not None and hasattr(text, "transformer") and hasattr(text.transformer, "config"):
+            from shared.towers.locking import lock_tower
+
+            lock_tower(text.transformer, unlocked_last_n=text_unlocked_layers)
+        else:
+            clip.lock_text_tower(unlocked_layers=text_unlocked_layers)
 
 
 def wise_ft_merge(
@@ -433,3 +464,47 @@ def wise_ft_merge(
         else:
             merged[key] = tuned.clone()
     return merged
+
+
+def build_training_model(
+    loaded: LoadedOpenClip,
+    local_loss: bool = True,
+    gather_with_grad: bool = True,
+    grad_checkpointing: bool = False,
+) -> BiomedClipModel:
+    """Wrap a loaded open_clip model for the core trainer (optionally with gradient checkpointing)."""
+    if grad_checkpointing:
+        loaded.model.set_grad_checkpointing(True)
+    return BiomedClipModel(loaded.model, local_loss=local_loss, gather_with_grad=gather_with_grad)
+
+
+def load_model_for_inference(
+    path_or_source: str, device: str | torch.device = "cpu"
+) -> tuple[BiomedClipModel, LoadedOpenClip]:
+    """Load a model to embed with: a pretrain run folder, an exported directory, or any :func:`load_open_clip_model` source.
+
+    A run folder (``config.yaml`` + ``model.safetensors``, as written by ``domains.biomed.pretrain``) is
+    rebuilt from its recorded ``model.source`` and loaded with the trained weights.
+    """
+    import yaml
+
+    from shared.checkpoints import load_weights
+
+    run_dir = Path(path_or_source)
+    if (run_dir / "config.yaml").is_file() and (run_dir / "model.safetensors").is_file():
+        config = yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8"))
+        model_section = config.get("model", {})
+        loaded = load_open_clip_model(
+            model_section.get("source", "demo"),
+            pretrained_towers=False,
+            translate_stale=model_section.get("translate_stale_keys", True),
+            device=device,
+        )
+        wrapper = BiomedClipModel(loaded.model)
+        load_weights(wrapper, run_dir / "model.safetensors")
+        loaded.source = str(run_dir)
+    else:
+        loaded = load_open_clip_model(path_or_source, pretrained_towers=False, device=device)
+        wrapper = BiomedClipModel(loaded.model)
+    wrapper.to(device).eval()
+    return wrapper, loaded
