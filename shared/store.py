@@ -268,23 +268,32 @@ class StoreWriter:
         if hasattr(vectors, "detach"):
             vectors = vectors.detach().float().cpu().numpy()
         try:
-            matrix = np.asarray(vectors, dtype=np.float64)
-        except ValueError as error:
-            raise self._error(f"vectors are not a rectangular (N, D) array: {error}") from error
+            matrix = np.asarray(vectors)
+            # float32 input stays float32 (no copy); anything else is checked in float64.
+            matrix = matrix.astype(np.float32 if matrix.dtype == np.float32 else np.float64, copy=False)
+        except (ValueError, TypeError) as error:
+            raise self._error(f"vectors are not a rectangular numeric (N, D) array: {error}") from error
         if matrix.ndim != 2 or matrix.shape[1] == 0:
             raise self._error(f"vectors must have shape (N, D) with D >= 1; got {matrix.shape}")
         if matrix.shape[0] != len(sample_ids):
             raise self._error(f"{matrix.shape[0]} vectors for {len(sample_ids)} sample ids")
-        finite = np.isfinite(matrix).all(axis=1)
-        if not finite.all():
-            bad = [sample_ids[i] for i in np.flatnonzero(~finite)[:5]]
-            raise self._error(f"{int((~finite).sum())} vectors hold NaN or infinity (first: {bad})")
-        norms = np.linalg.norm(matrix, axis=1)
+        with np.errstate(over="ignore", invalid="ignore"):
+            norms = np.linalg.norm(matrix, axis=1)
+        # A NaN/inf entry makes its row's norm non-finite, so only those rows need an element-wise look
+        # (a finite float32 row may also overflow the norm: it is recomputed in float64).
+        suspicious = np.flatnonzero(~np.isfinite(norms))
+        if suspicious.size:
+            finite_rows = np.isfinite(matrix[suspicious]).all(axis=1)
+            if not finite_rows.all():
+                bad_rows = suspicious[~finite_rows]
+                bad = [sample_ids[i] for i in bad_rows[:5]]
+                raise self._error(f"{bad_rows.size} vectors hold NaN or infinity (first: {bad})")
+            norms = np.linalg.norm(matrix.astype(np.float64), axis=1)
         zero = norms < _MIN_NORM
         if zero.any():
             bad = [sample_ids[i] for i in np.flatnonzero(zero)[:5]]
             raise self._error(f"{int(zero.sum())} vectors are zero and have no direction (first: {bad})")
-        return (matrix / norms[:, None]).astype(np.float32)
+        return (matrix / norms[:, None].astype(matrix.dtype)).astype(np.float32, copy=False)
 
     def _check_model_dimension(self, domain: str, modality: str, model_name: str, model_version: str, dim: int):
         for table, other_dim in _embedding_tables(self._connection).items():

@@ -372,3 +372,12 @@ def test_a_writer_killed_mid_write_leaves_the_store_as_before(store, tmp_path, d
     _write(store, np.ones((1, DIM)), ["after"])
     assert _count(store.path) == count + 1
     assert not store.temporary_path.exists()
+
+
+def test_float32_vectors_too_large_to_square_are_still_normalized(store):
+    huge = np.full((2, DIM), 3e30, dtype=np.float32)
+    huge[1, 0] = -3e30
+    _write(store, huge, _ids(2))
+    back = store.get_vectors(_ids(2), domain="astro", modality="image")
+    expected = huge.astype(np.float64) / np.linalg.norm(huge.astype(np.float64), axis=1, keepdims=True)
+    np.testing.assert_allclose(back, expected, rtol=1e-6)
