@@ -40,7 +40,6 @@ import collections
 import dataclasses
 import hashlib
 import logging
-import os
 import shlex
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from itertools import islice
@@ -301,7 +300,10 @@ class _TarEndCheckingReader:
     def read(self, size: int = -1) -> bytes:
         data = self._stream.read(size)
         self.num_bytes += len(data)
-        self._tail = (self._tail + data)[-self._END_MARKER_BYTES :]
+        if len(data) >= self._END_MARKER_BYTES:
+            self._tail = data[-self._END_MARKER_BYTES :]
+        else:
+            self._tail = (self._tail + data)[-self._END_MARKER_BYTES :]
         return data
 
     def check_archive_end(self, url: str) -> None:
@@ -361,8 +363,8 @@ class ShardStream:
         balance: A :class:`ConceptBalance` (or its dict), or None.
         max_consecutive_failures: Failures in a row (corrupt samples or unreadable shards) after
             which the stream raises :class:`TooManyFailuresError`.
-        source_weights: One upsampling factor per source (resampled mode only), as open_clip's
-            ``--train-data-upsampling-factors``.
+        source_weights: One upsampling factor per source (resampled mode only), as a list or as
+            open_clip's ``--train-data-upsampling-factors`` string (``"3::1"``).
         num_workers: DataLoader worker processes (0: decode in the calling process). On 2 CPU cores
             0 is fastest; use several on GPU machines. Shards are split between workers.
         drop_last: Drop the last, smaller batch of an epoch (epoch mode).
@@ -387,7 +389,7 @@ class ShardStream:
         filters: Sequence[MetadataFilter | Mapping[str, Any]] | None = None,
         balance: ConceptBalance | Mapping[str, Any] | None = None,
         max_consecutive_failures: int = 100,
-        source_weights: Sequence[float] | None = None,
+        source_weights: str | Sequence[float] | None = None,
         num_workers: int = 0,
         drop_last: bool = False,
         metadata_field: str = "json",
@@ -404,6 +406,11 @@ class ShardStream:
         if "{url}" not in s3_command:
             raise ValueError(f"s3_command must contain '{{url}}', got {s3_command!r}")
         self.sources = self._expand_sources(urls)
+        if isinstance(source_weights, str):
+            try:
+                source_weights = [float(weight) for weight in source_weights.split("::")]
+            except ValueError:
+                raise ValueError(f"source_weights {source_weights!r}: expected numbers joined by '::'") from None
         if source_weights is not None:
             if len(source_weights) != len(self.sources):
                 raise ValueError(
@@ -491,7 +498,6 @@ class ShardStream:
                 batch_size=None,
                 num_workers=self.num_workers,
                 persistent_workers=False,
-                multiprocessing_context="fork" if os.name == "posix" else None,
             )
         for batch, counts in items:
             self._report.merge(counts)

@@ -96,7 +96,8 @@ def test_source_weights_set_sample_proportions_like_open_clip_upsampling(tmp_pat
     write_shards(tmp_path / "b", num_samples=8, per_shard=2, start=100, with_image=False)
     urls = f"{tmp_path}/a::{tmp_path}/b"
     draws = 2000  # shard draws; each shard holds 2 samples
-    for weights, expected_share_a in [((3.0, 1.0), 3 * 2 / (3 * 2 + 1 * 4)), ((1.0, 1.0), 2 / 6)]:
+    # Weights as open_clip's factor string or as a list; source a has 2 shards, b has 4.
+    for weights, expected_share_a in [("3::1", 3 * 2 / (3 * 2 + 1 * 4)), ([1.0, 1.0], 2 / 6)]:
         stream = ShardStream(
             urls,
             decode_key_only,
