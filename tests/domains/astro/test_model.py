@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from astro_model_fixtures import one_torch_thread  # noqa: F401
 
 from domains.astro.model import (
     CLIP_PAIRS,

@@ -1,0 +1,91 @@
+"""A tiny synthetic ingest folder (shards + splits, through the data half's own writers) for model tests.
+
+Three classes whose photometry, spectra and catalogue features each carry the class (plus noise), so a
+few optimizer steps are enough to beat chance in every modality.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from domains.astro.data import IngestedObject, encode_shard_sample
+from domains.astro.ingest import write_splits
+from domains.astro.model import AstroModelConfig, MetadataTowerConfig, PhotometryTowerConfig, SpectraTowerConfig
+from shared.shards import ShardWriter
+
+CLASSES = ["EW", "SR", "RRAB"]
+SEQ_LEN = 32
+
+
+def tiny_model_config() -> AstroModelConfig:
+    """~50k-parameter AstroM3 for 32-step windows (CPU tests)."""
+    return AstroModelConfig(
+        photometry=PhotometryTowerConfig(seq_len=SEQ_LEN, d_model=8, n_layers=1, n_heads=2, d_ff=16, dropout=0.0),
+        spectra=SpectraTowerConfig(channels=[4, 4, 2, 2], dropout=0.0),
+        metadata=MetadataTowerConfig(hidden_dim=16, dropout=0.0),
+        embed_dim=16,
+    )
+
+
+def synthetic_object(index: int, rng: np.random.Generator) -> IngestedObject:
+    """One object of class ``index % 3`` with a class-dependent signal in every modality."""
+    label = index % len(CLASSES)
+    n_points = int(rng.integers(20, 60))
+    t = np.sort(rng.uniform(0, 1, n_points))
+    period = (0.05, 0.2, 0.5)[label]
+    flux = np.sin(2 * np.pi * t / period) * (1 + label) + rng.normal(0, 0.2, n_points)
+    photometry = np.stack([t, flux, np.full(n_points, 0.1)], axis=1).astype(np.float32)
+    wavelength = np.linspace(0, 1, 2575)
+    spectrum = np.stack(
+        [
+            np.sin(2 * np.pi * (label + 1) * wavelength) + rng.normal(0, 0.3, 2575),
+            np.full(2575, 0.1),
+            np.full(2575, float(label)),
+        ]
+    ).astype(np.float32)
+    features = rng.normal(0, 1, 38)
+    features[:5] += 2.0 * label
+    return IngestedObject(
+        sample_id=str(10_000_000 + index),
+        label=CLASSES[label],
+        photometry=photometry,
+        log10_mad_flux=float(rng.normal()),
+        delta_t_years=float(rng.uniform(1, 5)),
+        spectrum=spectrum,
+        features=features,
+    )
+
+
+def write_synthetic_ingest(root: Path, n_objects: int = 120, seeds: tuple[int, ...] = (1, 2)) -> Path:
+    """Write ``root/shards`` and ``root/splits/{full,sub50}/{seed}`` like ``domains.astro.ingest``."""
+    rng = np.random.default_rng(0)
+    objects = [synthetic_object(i, rng) for i in range(n_objects)]
+    with ShardWriter(root / "shards", prefix="astro", max_samples=50) as writer:
+        for obj in objects:
+            writer.write(encode_shard_sample(obj))
+    ingested = pd.DataFrame({"sample_id": [o.sample_id for o in objects], "label": [o.label for o in objects]})
+    write_splits(
+        ingested["sample_id"],
+        ingested,
+        {o.sample_id: o.features for o in objects},
+        CLASSES,
+        list(seeds),
+        ["full", "sub50"],
+        root / "splits",
+    )
+    return root
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_torch_thread() -> Iterator[None]:
+    """Tiny models gain nothing from intra-op threads, and on a busy 2-core machine they lose ~50x."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
