@@ -1,0 +1,1 @@
+"""Recommender domain: LLMRec-style graph recommendation with LLM augmentation (and MNAR estimators)."""
