@@ -108,7 +108,8 @@ class DemoSpec:
     """What to build (the cache key).
 
     Attributes:
-        n_stars: Total stars; classes get shares ∝ √(paper count), at least 20 each.
+        n_stars: Total stars; classes get shares ∝ √(paper count), at least ``min_per_class`` each.
+        min_per_class: Fewest stars of any class.
         seed: Seed of every random draw.
         include_cepheids: Add classical Cepheids (OGLE-III ``Cep`` F/1O) as an eleventh class ``DCEP``.
         lamost_layout: ``"coadd"``, ``"image"`` or ``"mixed"`` (every 20th spectrum in the ``COADD`` table
@@ -116,6 +117,7 @@ class DemoSpec:
     """
 
     n_stars: int = 2000
+    min_per_class: int = 20
     seed: int = 0
     include_cepheids: bool = False
     lamost_layout: str = "mixed"
@@ -168,14 +170,14 @@ def astrom3_class_of(ogle: pd.DataFrame) -> pd.Series:
     return classes
 
 
-def class_counts(n_stars: int, include_cepheids: bool = False) -> dict[str, int]:
-    """Stars per class: shares ∝ √(paper count) (imbalance ≈ 5:1 instead of 24:1), at least 20 each."""
+def class_counts(n_stars: int, include_cepheids: bool = False, min_per_class: int = 20) -> dict[str, int]:
+    """Stars per class: shares ∝ √(paper count) (imbalance ≈ 5:1 instead of 24:1), at least ``min_per_class``."""
     counts = dict(PAPER_CLASS_COUNTS)
     if include_cepheids:
         counts["DCEP"] = 255
     weights = {name: np.sqrt(count) for name, count in counts.items()}
     total = sum(weights.values())
-    return {name: max(20, int(round(n_stars * w / total))) for name, w in weights.items()}
+    return {name: max(min_per_class, int(round(n_stars * w / total))) for name, w in weights.items()}
 
 
 def default_demo_cache() -> Path:
@@ -227,7 +229,7 @@ def _choose_stars(ogle: pd.DataFrame, spec: DemoSpec, rng: np.random.Generator) 
     """One row per demo star: class, period, amplitudes, V, V−I, position and Fourier shape."""
     classes = astrom3_class_of(ogle)
     usable = (ogle["P_1"] > 0) & (ogle["A_1"] > 0) & (ogle["I"] > 0)
-    counts = class_counts(spec.n_stars, spec.include_cepheids)
+    counts = class_counts(spec.n_stars, spec.include_cepheids, spec.min_per_class)
     parts = []
     for name, count in counts.items():
         if name in SIMULATED_CLASSES:
@@ -362,16 +364,25 @@ def _survey_columns(stars: pd.DataFrame, rng: np.random.Generator) -> pd.DataFra
     is_binary = np.isin(classes, ["EW", "EA", "EB"])
     ruwe = np.where(is_binary & (rng.random(n) < 0.25), rng.uniform(1.4, 3.0, n), rng.lognormal(np.log(1.0), 0.08, n))
     galactic = SkyCoord(stars["ra"].to_numpy(), stars["dec"].to_numpy(), unit="deg").galactic
+    e_g, e_bp, e_rp = errors(g, 21.0, 0.0003), errors(bp, 20.0, 0.002), errors(rp, 20.0, 0.002)
+    e_j, e_h, e_k = errors(j, 16.5, 0.02), errors(h, 16.0, 0.02), errors(k, 15.5, 0.02)
+    e_w1, e_w2 = errors(w1, 16.5, 0.02), errors(w2, 15.5, 0.02)
+    e_w3, e_w4 = errors(w3, 12.0, 0.03), errors(w4, 9.0, 0.05)  # W3/W4 errors are not catalogue columns
+    # Measured magnitudes scatter around the model ones by their errors (colours computed afterwards).
+    g, bp, rp = g + rng.normal(0, e_g), bp + rng.normal(0, e_bp), rp + rng.normal(0, e_rp)
+    j, h, k = j + rng.normal(0, e_j), h + rng.normal(0, e_h), k + rng.normal(0, e_k)
+    w1, w2 = w1 + rng.normal(0, e_w1), w2 + rng.normal(0, e_w2)
+    w3, w4 = w3 + rng.normal(0, e_w3), w4 + rng.normal(0, e_w4)
     columns = pd.DataFrame(
         {
             "mean_vmag": v,
             "phot_g_mean_mag": g,
-            "e_phot_g_mean_mag": errors(g, 21.0, 0.0003),
+            "e_phot_g_mean_mag": e_g,
             "phot_bp_mean_mag": bp,
-            "e_phot_bp_mean_mag": errors(bp, 20.0, 0.002),
+            "e_phot_bp_mean_mag": e_bp,
             "phot_rp_mean_mag": rp,
-            "e_phot_rp_mean_mag": errors(rp, 20.0, 0.002),
-            "bp_rp": bp_rp,
+            "e_phot_rp_mean_mag": e_rp,
+            "bp_rp": bp - rp,
             "parallax": parallax,
             "parallax_error": parallax_error,
             "parallax_over_error": parallax / parallax_error,
@@ -379,11 +390,11 @@ def _survey_columns(stars: pd.DataFrame, rng: np.random.Generator) -> pd.DataFra
             "pmra_error": pm_error,
             "pmdec": pmdec,
             "pmdec_error": pm_error,
-            "j_mag": j, "e_j_mag": errors(j, 16.5, 0.02),
-            "h_mag": h, "e_h_mag": errors(h, 16.0, 0.02),
-            "k_mag": k, "e_k_mag": errors(k, 15.5, 0.02),
-            "w1_mag": w1, "e_w1_mag": errors(w1, 16.5, 0.02),
-            "w2_mag": w2, "e_w2_mag": errors(w2, 15.5, 0.02),
+            "j_mag": j, "e_j_mag": e_j,
+            "h_mag": h, "e_h_mag": e_h,
+            "k_mag": k, "e_k_mag": e_k,
+            "w1_mag": w1, "e_w1_mag": e_w1,
+            "w2_mag": w2, "e_w2_mag": e_w2,
             "w3_mag": w3,
             "w4_mag": w4,
             "j_k": j - k,
@@ -508,7 +519,7 @@ def _cadence(ra_deg: float, rng: np.random.Generator) -> np.ndarray:
 
 
 def _lightcurve_text(
-    star: pd.Series, name: str, rng: np.random.Generator, depth_mag: float = 20.5
+    star: pd.Series, name: str, rng: np.random.Generator, depth_mag: float = 22.0
 ) -> tuple[str, np.ndarray, np.ndarray]:
     """The ``.dat`` text of one star, plus (times, magnitudes) for the LKSL statistic."""
     hjd = _cadence(float(star["ra"]), rng)
