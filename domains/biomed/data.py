@@ -936,7 +936,9 @@ def huggingface_shard_urls(
         if token_env:
             if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", token_env):
                 raise ValueError(f"token_env must be an environment variable name, got {token_env!r}")
-            header = f"printf 'Authorization: Bearer %s\\n' \"${token_env}\""
+            # echo is a shell builtin (the token reaches no argv); no backslashes or braces, which the
+            # stream's brace expansion would rewrite.
+            header = f'echo "Authorization: Bearer ${token_env}"'
             urls.append(f"pipe:{header} | curl --silent --show-error --fail --location -H @- {shlex.quote(url)}")
         else:
             urls.append(url)

@@ -5,8 +5,9 @@ Architectures live as ``open_clip_config.json``-shaped JSON files in ``domains/b
 downloaded from the Hub, an exported run and a preset are read by the same code:
 
 * :func:`validate_open_clip_config` checks every key against open_clip's own config dataclasses and
-  translates the stale ``proj`` / ``pooler_type`` text keys (which current open_clip ignores
-  silently, switching BiomedCLIP to mean pooling) or rejects them when they conflict.
+  translates the stale ``proj`` / ``pooler_type`` text keys of older config copies or rejects them
+  when they conflict. (Loaders that drop unknown keys silently fall back to mean pooling, the wrong
+  embeddings for BiomedCLIP; open_clip 3.3 itself stops with a bare ``TypeError``.)
 * :func:`load_open_clip_model` builds the model from a preset name, a JSON file, a local directory in
   the hub layout (``local-dir:`` or a plain path) or ``hf-hub:org/repo``; optionally loads any
   open_clip checkpoint on top (continual pretraining).
@@ -85,8 +86,8 @@ def validate_open_clip_config(
     Every key of ``model_cfg``, ``vision_cfg``, ``text_cfg`` and ``preprocess_cfg`` must be a field
     open_clip reads. The stale text keys ``proj`` and ``pooler_type`` are translated to
     ``hf_proj_type`` / ``hf_pooler_type`` with a warning when ``translate_stale`` (and when the new key
-    is absent or agrees); otherwise they are rejected, because open_clip would ignore them and fall
-    back to mean pooling without a word.
+    is absent or agrees); otherwise they are rejected: dropped, they would switch the pooling to
+    the ``mean_pooler`` default without a word.
 
     Args:
         config: The parsed JSON, with ``model_cfg`` (or a bare model config with ``embed_dim``).
@@ -117,8 +118,8 @@ def validate_open_clip_config(
         value = text_cfg.pop(stale)
         if not translate_stale:
             raise OpenClipConfigError(
-                f"{source}: text_cfg.{stale} is a stale key that open_clip ignores silently "
-                f"(it would use its default {current} instead); rename it to {current}"
+                f"{source}: text_cfg.{stale} is a stale key open_clip no longer reads "
+                f"(dropped, the default {current} would apply); rename it to {current}"
             )
         if current in text_cfg and text_cfg[current] != value:
             raise OpenClipConfigError(
