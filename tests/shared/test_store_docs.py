@@ -10,10 +10,15 @@ import pytest
 from shared.store import EmbeddingStore, open_readonly, read_parquet_export
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "store.md"
+README = Path(__file__).resolve().parents[2] / "README.md"
 
 
-def _sql_blocks() -> list[str]:
-    return re.findall(r"```sql\n(.*?)```", DOCS.read_text(), flags=re.DOTALL)
+def _sql_blocks(page: Path = DOCS) -> list[str]:
+    return re.findall(r"```sql\n(.*?)```", page.read_text(), flags=re.DOTALL)
+
+
+def test_the_readme_shows_the_same_tested_queries() -> None:
+    assert _sql_blocks(README) == _sql_blocks(DOCS)
 
 
 @pytest.fixture(scope="module")
