@@ -1,0 +1,1 @@
+"""The Streamlit explorer over the embedding store and the ``make demo`` driver."""

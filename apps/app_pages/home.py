@@ -1,0 +1,40 @@
+"""Explorer home: what is in the store."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from apps.store_access import query, store_path
+
+st.title("Domain CLIP explorer")
+path = store_path()
+if not path.is_file():
+    st.warning(f"No embedding store at `{path}` yet. Run `make demo` (or a domain's `embed` command) first.")
+    st.stop()
+
+inventory = query(
+    "SELECT domain, modality, model_name, model_version, dim, num_vectors, num_runs, last_written "
+    "FROM embedding_inventory ORDER BY domain, modality, model_name"
+)
+runs = query("SELECT run_id, domain, model_name, model_version, git_sha, created_at FROM runs ORDER BY created_at DESC")
+columns = st.columns(4)
+columns[0].metric("Domains", inventory["domain"].nunique() if len(inventory) else 0)
+columns[1].metric(
+    "Models", inventory[["model_name", "model_version"]].drop_duplicates().shape[0] if len(inventory) else 0
+)
+columns[2].metric("Vectors", int(inventory["num_vectors"].sum()) if len(inventory) else 0)
+columns[3].metric("Runs", len(runs))
+st.caption(f"Store: `{path}` — last update {inventory['last_written'].max() if len(inventory) else 'never'}")
+st.subheader("Embeddings by domain, modality and model")
+st.dataframe(inventory, hide_index=True, width="stretch")
+st.subheader("Runs")
+st.dataframe(runs, hide_index=True, width="stretch")
+st.subheader("Pages")
+for page, label in [
+    ("app_pages/biomed.py", "Biomed: images and captions"),
+    ("app_pages/astro.py", "Astro: variable stars"),
+    ("app_pages/news.py", "News: posts and fake-news scores"),
+    ("app_pages/recsys.py", "Recsys: users and items"),
+    ("app_pages/sql.py", "SQL: read-only queries"),
+]:
+    st.page_link(page, label=label)
