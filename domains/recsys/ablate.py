@@ -58,9 +58,11 @@ class AblateConfig:
         )
     )
     """Full model settings; earlier variants switch parts off."""
-    fit: FitConfig = field(default_factory=lambda: FitConfig(epochs=30, batch_size=2048, validate_every_epochs=3))
+    fit: FitConfig = field(
+        default_factory=lambda: FitConfig(epochs=20, batch_size=4096, validate_every_epochs=2, early_stopping_patience=3)
+    )
     """Schedule of every variant (seed is replaced by each seed)."""
-    lr: float = 2e-3
+    lr: float = 5e-3
     """Learning rate of every variant."""
     candidates_k: int = 10
     """Candidates per user for the knowledge-graph edges."""
