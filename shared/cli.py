@@ -49,7 +49,10 @@ def parse_config(
     Precedence: dataclass defaults < ``--config`` files (in order) < flags given after them.
     """
     parser = build_parser(config_cls, prog=prog, description=description)
-    namespace = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    # jsonargparse spells it --print_config; accept the dashed form users type as well.
+    arguments = ["--print_config" if arg == "--print-config" else arg for arg in arguments]
+    namespace = parser.parse_args(arguments)
     instantiated = parser.instantiate(namespace)
     values = {field.name: getattr(instantiated, field.name) for field in dataclasses.fields(config_cls)}
     return config_cls(**values)

@@ -51,7 +51,7 @@ def test_unknown_flag_is_an_error(capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_print_config_and_saved_config_round_trip(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
-        parse_config(ExampleConfig, ["--embed_dim", "32", "--print_config"])
+        parse_config(ExampleConfig, ["--embed_dim", "32", "--print-config"])
     printed = yaml.safe_load(capsys.readouterr().out)
     assert printed["embed_dim"] == 32
     config = parse_config(ExampleConfig, ["--embed_dim", "32"])

@@ -247,6 +247,12 @@ def test_checkpoints_keep_last_k_and_weights_load_with_weights_only(tmp_path: Pa
     assert (tmp_path / "model.safetensors").is_file()
 
 
+def test_tensorboard_is_written_when_asked(tmp_path: Path) -> None:
+    config = TrainerConfig(max_steps=2, log_every=1, tensorboard=True, progress_bar=False)
+    Trainer(build_model(), config, tmp_path).fit(batches_from_dataset(build_dataset(32), 8))
+    assert list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
+
+
 def test_validation_selects_the_best_weights_and_stops_early(tmp_path: Path) -> None:
     dataset = TensorDictDataset({"x": torch.randn(32, 2), "y": torch.randn(32)})
 
