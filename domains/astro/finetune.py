@@ -88,10 +88,12 @@ class FinetuneConfig:
     random initialisation."""
     fusion: str = "avg"
     """Mode 'all' only: avg (paper) or concat of the three normalised embeddings."""
-    batch_size: int = 64
+    batch_size: int = 32
     """Objects per training batch."""
     epochs: int = 20
     """Maximum passes over the training split (paper: 50, with early stopping)."""
+    min_steps: int = 0
+    """Train at least this many optimizer steps (small label budgets have few steps per epoch)."""
     warmup_epochs: float = 0.0
     """Linear learning-rate warm-up in epochs."""
     eval_batch_size: int = 256
@@ -147,7 +149,9 @@ def finetune_one_seed(config: FinetuneConfig, seed: int, run_dir: Path) -> dict[
         ingest_dir, config.subset, seed, model_config.photometry.seq_len, window_seed=config.trainer.seed
     )
     trainer_config = replace(config.trainer)
-    derive_trainer_steps(trainer_config, len(splits.train), config.batch_size, config.epochs, config.warmup_epochs)
+    derive_trainer_steps(
+        trainer_config, len(splits.train), config.batch_size, config.epochs, config.warmup_epochs, config.min_steps
+    )
     classifier = AstroClassifier(config.mode, len(splits.classes), model_config, fusion=config.fusion)
     if clip_model is not None:
         classifier.load_clip_encoders(clip_model)

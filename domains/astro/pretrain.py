@@ -129,15 +129,17 @@ def validation_metrics(
     return {name: value / weight_sum for name, value in totals.items()}
 
 
-def derive_trainer_steps(trainer: TrainerConfig, n_train: int, batch_size: int, epochs: float, warmup: float) -> int:
-    """Set the trainer's step counts from epoch settings; returns the steps per epoch."""
+def derive_trainer_steps(
+    trainer: TrainerConfig, n_train: int, batch_size: int, epochs: float, warmup: float, min_steps: int = 0
+) -> int:
+    """Set the trainer's step counts from epoch settings (at least ``min_steps``); returns the steps per epoch."""
     steps_per_epoch = n_train // (batch_size * trainer.accum_steps)
     if steps_per_epoch < 1:
         raise ValueError(
             f"the training split has {n_train} objects, fewer than one batch of {batch_size} x "
             f"{trainer.accum_steps}: lower --batch_size"
         )
-    trainer.max_steps = max(1, math.ceil(epochs * steps_per_epoch))
+    trainer.max_steps = max(1, min_steps, math.ceil(epochs * steps_per_epoch))
     trainer.warmup_steps = int(round(warmup * steps_per_epoch))
     trainer.validate_every = steps_per_epoch
     trainer.checkpoint_every = steps_per_epoch

@@ -56,9 +56,11 @@ class TableConfig:
     """CLIP batch size."""
     pretrain_trainer: TrainerConfig = field(default_factory=demo_pretrain_trainer)
     """Trainer settings of the CLIP pretraining (step counts are derived from the epochs)."""
-    finetune_epochs: int = 6
+    finetune_epochs: int = 5
     """Maximum fine-tuning epochs per run (early stopping on validation accuracy)."""
-    finetune_batch_size: int = 64
+    finetune_min_steps: int = 40
+    """Fine-tuning steps at least, whatever the label budget."""
+    finetune_batch_size: int = 32
     """Fine-tuning batch size."""
     finetune_trainer: TrainerConfig = field(default_factory=demo_finetune_trainer)
     """Trainer settings of the fine-tuning runs (step counts are derived from the epochs)."""
@@ -173,6 +175,7 @@ def run_table(config: TableConfig) -> dict[str, Any]:
                         clip_run=str(table_dir / "astro" / "pretrain-seed{seed}") if init == "clip" else None,
                         batch_size=config.finetune_batch_size,
                         epochs=config.finetune_epochs,
+                        min_steps=config.finetune_min_steps,
                         model=config.model,
                         trainer=replace(config.finetune_trainer),
                     )

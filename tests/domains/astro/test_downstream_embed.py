@@ -1,0 +1,80 @@
+"""The embed command: vectors, anomaly scores and label-error flags round-tripped through the store."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from astro_model_fixtures import one_torch_thread, tiny_model_config, write_synthetic_ingest  # noqa: F401
+
+from domains.astro.downstream import anomaly_scores, fused_embeddings
+from domains.astro.embed import EmbedConfig, run_embed
+from domains.astro.model import MODALITIES
+from domains.astro.pretrain import PretrainConfig, load_pretrained_clip, run_pretrain
+from domains.astro.training_data import load_astro_splits, map_batches
+from shared.store import EmbeddingStore
+from shared.trainer import TrainerConfig
+
+
+def test_embed_writes_every_modality_with_scores_and_flags(tmp_path: Path) -> None:
+    ingest_dir = write_synthetic_ingest(tmp_path / "ingest", n_objects=60, seeds=(1,))
+    pretrained = run_pretrain(
+        PretrainConfig(
+            run_name="clip",
+            runs_root=str(tmp_path / "runs"),
+            data=str(ingest_dir),
+            seed=1,
+            batch_size=16,
+            epochs=1,
+            model=tiny_model_config(),
+            trainer=TrainerConfig(progress_bar=False, select_metric="val_loss", select_mode="min"),
+        )
+    )
+    store_path = tmp_path / "store.duckdb"
+    result = run_embed(EmbedConfig(clip_run=str(pretrained.run_dir), store=str(store_path), top_k=3, min_modalities=2))
+
+    splits = load_astro_splits(ingest_dir, "full", 1, seq_len=32)
+    n_objects = len(splits.train) + len(splits.val) + len(splits.test)
+    assert result.n_objects == n_objects == len(result.samples)
+    store = EmbeddingStore(store_path)
+    inventory = store.sql("SELECT modality, sum(num_vectors) AS n FROM embedding_inventory GROUP BY modality")
+    assert dict(zip(inventory["modality"], inventory["n"])) == {m: n_objects for m in (*MODALITIES, "fused")}
+
+    # Stored vectors are the model's own embeddings of the test split.
+    model, _ = load_pretrained_clip(pretrained.run_dir)
+    import torch
+
+    ours = map_batches(lambda b: {m: model.encode(m, b[m]) for m in MODALITIES}, splits.test, 64, torch.device("cpu"))
+    test_ids = [obj.sample_id for obj in splits.test.objects]
+    for modality in MODALITIES:
+        stored = store.get_vectors(test_ids, domain="astro", modality=modality)
+        np.testing.assert_allclose(stored, ours[modality], atol=1e-5)
+    np.testing.assert_allclose(
+        store.get_vectors(test_ids, domain="astro", modality="fused"), fused_embeddings(ours), atol=1e-5
+    )
+
+    samples = store.sql("SELECT * FROM samples_astro ORDER BY sample_id").set_index("sample_id")
+    assert set(samples["split"]) == {"train", "val", "test"}
+    assert samples["label"].isin(["EW", "SR", "RRAB"]).all()
+    # Anomaly scores are IsolationForest on the fused embeddings of all objects, recomputed independently.
+    frame = result.samples.set_index("sample_id")
+    all_ids = frame.index.tolist()
+    fused_all = store.get_vectors(all_ids, domain="astro", modality="fused")
+    expected = anomaly_scores(fused_all, "isolation_forest")
+    np.testing.assert_allclose(samples.loc[all_ids, "anomaly_isolation_forest"], expected, rtol=1e-4, atol=1e-5)
+    # Per modality exactly top_k objects are flagged; candidates are those flagged at least twice.
+    flags = samples["misclassification_flags"]
+    assert flags.max() <= 3
+    assert (samples["label_error_candidate"] == (flags >= 2)).all()
+    distance = samples["centroid_distance_spectra"]
+    assert distance.notna().all() and (distance >= -1e-6).all() and (distance <= 2 + 1e-6).all()
+
+    neighbours = store.nearest(sample_id=test_ids[0], k=3, domain="astro", modality="photometry")
+    assert len(neighbours) == 3 and test_ids[0] not in neighbours["sample_id"].tolist()
+    # Re-running replaces rather than duplicates.
+    run_embed(EmbedConfig(clip_run=str(pretrained.run_dir), store=str(store_path)))
+    again = store.sql("SELECT sum(num_vectors) AS n FROM embedding_inventory")
+    assert int(again["n"].iloc[0]) == 4 * n_objects
+    with pytest.raises(FileNotFoundError, match="finished domains.astro.pretrain run"):
+        run_embed(EmbedConfig(clip_run=str(tmp_path), store=str(store_path)))
