@@ -190,7 +190,9 @@ def _markdown_table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _write_embeddings(config: MnarConfig, run_id: str, dataset_name: str, models: list[tuple[str, str, Any]], user_ids, item_ids) -> int:
+def _write_embeddings(
+    config: MnarConfig, run_id: str, dataset_name: str, models: list[tuple[str, str, Any]], user_ids, item_ids
+) -> int:
     """Write user and item factors of ``(model_name, model_version, PointwiseMF)`` triples to the store."""
     from shared.store import EmbeddingStore
 
@@ -288,13 +290,18 @@ def run_semi_synthetic(config: MnarConfig, run_dir: Path) -> dict[str, Any]:
             if fit.model is not None:
                 kept.append((f"mnar-semi-{label}", f"p={power:g},seed={fit.seed}", fit.model))
         summary_now = {r["estimator"]: r["relative_to_oracle"] for r in rows if r["power"] == power and r["seed"] == 0}
-        print(f"[mnar] p={power:g} done ({time.perf_counter() - started:.0f}s): seed-0 relative log loss {summary_now}", flush=True)
+        print(
+            f"[mnar] p={power:g} done ({time.perf_counter() - started:.0f}s): seed-0 relative log loss {summary_now}",
+            flush=True,
+        )
     labels = list(dict.fromkeys(r["estimator"] for r in rows))
     table: dict[str, dict[str, dict[str, float]]] = {}
     for label in labels:
         table[label] = {}
         for power in section.exposure_powers:
-            values = np.array([r["relative_to_oracle"] for r in rows if r["estimator"] == label and r["power"] == power])
+            values = np.array(
+                [r["relative_to_oracle"] for r in rows if r["estimator"] == label and r["power"] == power]
+            )
             losses = np.array([r["test_log_loss"] for r in rows if r["estimator"] == label and r["power"] == power])
             table[label][f"{power:g}"] = {
                 "relative_mean": float(values.mean()),
@@ -418,7 +425,11 @@ def run_real(config: MnarConfig, run_dir: Path) -> dict[str, Any]:
     kept: list[tuple[str, str, Any]] = []
     started = time.perf_counter()
     for name in names:
-        etas: list[float | None] = list(config.eta) if (name in ("relmf", "relmf_clipped", "ubpr") and config.propensity == "popularity") else [None]
+        etas: list[float | None] = (
+            list(config.eta)
+            if (name in ("relmf", "relmf_clipped", "ubpr") and config.propensity == "popularity")
+            else [None]
+        )
         for eta in etas:
             propensity_source = config.propensity if name in ("relmf", "relmf_clipped", "ubpr") else "none"
             feedback = training_feedback(dataset, train_clicks, propensity_source, eta if eta is not None else 0.5)
@@ -455,12 +466,20 @@ def run_real(config: MnarConfig, run_dir: Path) -> dict[str, Any]:
                     model = model.cpu().eval()
                     with torch.no_grad():
                         scores = model.score_matrix().numpy()
-                    row: dict[str, Any] = {"estimator": label, "seed": seed, "fit_seconds": time.perf_counter() - fit_started}
+                    row: dict[str, Any] = {
+                        "estimator": label,
+                        "seed": seed,
+                        "fit_seconds": time.perf_counter() - fit_started,
+                    }
                     if dataset.test is not None:
                         test = dataset.test
                         test_scores = scores[test["user"].to_numpy(), test["item"].to_numpy()]
                         metrics = mar_ranking_metrics(
-                            test["user"].to_numpy(), test["label"].to_numpy(), test_scores, config.ks, config.conventions
+                            test["user"].to_numpy(),
+                            test["label"].to_numpy(),
+                            test_scores,
+                            config.ks,
+                            config.conventions,
                         )
                         row.update({f"mar_{k}": v for k, v in metrics.items()})
                         rare = rare_item_mask(test["item"].to_numpy(), counts, rare_threshold)
@@ -488,9 +507,13 @@ def run_real(config: MnarConfig, run_dir: Path) -> dict[str, Any]:
                         kept.append((f"mnar-{dataset.name}-{label}", f"seed={seed}", model))
                     print(f"[mnar] {label} seed {seed}: {time.perf_counter() - fit_started:.1f}s", flush=True)
     labels = list(dict.fromkeys(r["estimator"] for r in rows))
-    metric_columns = [c for c in rows[0] if c.startswith(("mar_", "rare_", "ips_", "snips_")) and not c.endswith("users")]
+    metric_columns = [
+        c for c in rows[0] if c.startswith(("mar_", "rare_", "ips_", "snips_")) and not c.endswith("users")
+    ]
     table = {
-        label: {c: float(np.nanmean([r.get(c, np.nan) for r in rows if r["estimator"] == label])) for c in metric_columns}
+        label: {
+            c: float(np.nanmean([r.get(c, np.nan) for r in rows if r["estimator"] == label])) for c in metric_columns
+        }
         for label in labels
     }
     shown = [c for c in metric_columns if c.endswith(f"@{max(config.ks)}")] or metric_columns
@@ -498,7 +521,9 @@ def run_real(config: MnarConfig, run_dir: Path) -> dict[str, Any]:
         f"# {dataset.name}: ranking metrics ({config.conventions} conventions), mean over {config.seeds} seed(s)\n\n"
         f"mar_ = missing-at-random test set; rare_ = items with <= {rare_threshold} training clicks; "
         "ips_/snips_ = estimates from the held-out biased clicks.\n\n"
-        + _markdown_table(["estimator", *shown], [[label] + [f"{table[label][c]:.4f}" for c in shown] for label in labels])
+        + _markdown_table(
+            ["estimator", *shown], [[label] + [f"{table[label][c]:.4f}" for c in shown] for label in labels]
+        )
     )
     summary = {
         "dataset": dataset.name,
@@ -537,7 +562,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     summary = run_semi_synthetic(config, run_dir) if config.dataset == "semi_synthetic" else run_real(config, run_dir)
     print(f"[mnar] wrote {run_dir}/ (results.md, results.json, metrics.csv, eval/metrics.json, config.yaml)")
     if config.store_path:
-        print(f"[mnar] embeddings in {config.store_path}; browse them with the explorer (apps/) or SQL on all_embeddings")
+        print(
+            f"[mnar] embeddings in {config.store_path}; browse them with the explorer (apps/) or SQL on all_embeddings"
+        )
     print(f"[mnar] next: compare estimators in {run_dir}/results.md, or rerun with --config {run_dir}/config.yaml")
     return summary
 

@@ -116,7 +116,7 @@ def _check_range(values: np.ndarray, low: float, high: float, path: Path, label:
     bad = (values < low) | (values > high)
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
-        raise _fail(path, f"{label} {values[row]!r} outside [{low}, {high}]", row + line_offset)
+        raise _fail(path, f"{label} {values[row].item():g} outside [{low:g}, {high:g}]", row + line_offset)
 
 
 def _read_user_item_rating_file(path: Path) -> pd.DataFrame:
@@ -192,7 +192,9 @@ def read_coat(directory: str | Path, rating_threshold: int = DEFAULT_RATING_THRE
         bad = ~np.isin(matrix, np.arange(6))
         if bad.any():
             row, column = (int(v[0]) for v in np.nonzero(bad))
-            raise _fail(path, f"column {column + 1}: rating {matrix[row, column]!r} is not an integer 0-5", row + 1)
+            raise _fail(
+                path, f"column {column + 1}: rating {matrix[row, column].item():g} is not an integer 0-5", row + 1
+            )
         matrices[name] = matrix.astype(np.int64)
     if matrices["train"].shape != matrices["test"].shape:
         raise MnarDataError(
@@ -210,7 +212,9 @@ def read_coat(directory: str | Path, rating_threshold: int = DEFAULT_RATING_THRE
         if bad.any():
             row, column = (int(v[0]) for v in np.nonzero(bad))
             raise _fail(
-                propensity_path, f"column {column + 1}: propensity {propensities[row, column]!r} not in (0, 1]", row + 1
+                propensity_path,
+                f"column {column + 1}: propensity {propensities[row, column].item():g} not in (0, 1]",
+                row + 1,
             )
         sources.append(str(propensity_path))
     frames = {}
@@ -284,7 +288,7 @@ def _read_click_log_file(path: Path, require_propensity: bool = False) -> pd.Dat
         bad = ~np.isnan(theta) & ((theta <= 0) | (theta > 1))
         if bad.any():
             row = int(np.flatnonzero(bad)[0])
-            raise _fail(path, f"propensity {theta[row]!r} not in (0, 1]", row + first_line)
+            raise _fail(path, f"propensity {theta[row].item():g} not in (0, 1]", row + first_line)
         out["propensity"] = theta
     elif require_propensity:
         raise _fail(path, "no propensity column, but logged propensities were requested", 1)

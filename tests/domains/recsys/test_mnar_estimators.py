@@ -130,7 +130,9 @@ def test_replicated_models_train_exactly_like_separate_models():
         loss.backward()
         opt_stacked.step()
         for r, (model, opt) in enumerate(zip(singles, opt_singles)):
-            single_loss = pointwise_debiasing_loss(model.logits(users[r], items[r]), labels[r]) + 1e-3 * model.l2_penalty()
+            single_loss = (
+                pointwise_debiasing_loss(model.logits(users[r], items[r]), labels[r]) + 1e-3 * model.l2_penalty()
+            )
             opt.zero_grad()
             single_loss.backward()
             opt.step()
