@@ -106,6 +106,7 @@ SHORT_PERIOD_CLASSES: frozenset[str] = frozenset({"DSCT", "HADS", "SXPHE"})
 
 _VBAND_COLUMNS = ("HJD", "MAG", "MAG_ERR", "FLUX", "FLUX_ERR")
 _GBAND_COLUMNS = ("HJD", "camera", "mag", "mag_err", "flux", "flux_err", "FWHM", "IMAGE")
+_GBAND_NUMERIC = ("HJD", "mag", "mag_err", "flux", "flux_err", "FWHM")
 
 
 class AstroInputError(ValueError):
@@ -122,7 +123,41 @@ class AstroInputError(ValueError):
 # --------------------------------------------------------------------------------------------------
 
 
-def _lightcurve_series(
+@dataclass
+class LightCurveArrays:
+    """A light curve as plain arrays (the cheap form bulk ingest uses; see :func:`read_asassn_lightcurve`).
+
+    Attributes:
+        hjd_days: Heliocentric Julian dates (days).
+        flux_mjy: Flux in mJy.
+        flux_err_mjy: Flux uncertainty in mJy.
+        mag: Magnitude (NaN for upper limits), or None when the source has none.
+        mag_err: Magnitude uncertainty (NaN for upper limits), or None.
+        meta: ``source``, ``band``, ``n_upper_limits``, ``n_dropped_nonfinite`` (and ``cameras`` for g band).
+    """
+
+    hjd_days: np.ndarray
+    flux_mjy: np.ndarray
+    flux_err_mjy: np.ndarray
+    mag: np.ndarray | None
+    mag_err: np.ndarray | None
+    meta: dict[str, Any]
+
+    def to_timeseries(self) -> TimeSeries:
+        """The same light curve as an astropy TimeSeries with units (time as JD, HJD in ``meta``)."""
+        data: dict[str, Any] = {"flux": self.flux_mjy * u.mJy, "flux_err": self.flux_err_mjy * u.mJy}
+        if self.mag is not None and self.mag_err is not None:
+            data["mag"] = self.mag * u.mag
+            data["mag_err"] = self.mag_err * u.mag
+        # HJD is a heliocentric Julian date on the UTC scale; astropy has no "heliocentric" flag, so the
+        # reference point is recorded in meta instead of silently converting.
+        series = TimeSeries(time=Time(self.hjd_days, format="jd", scale="utc"), data=data)
+        series.meta.update(self.meta)
+        series.meta.setdefault("time_reference", "HJD")
+        return series
+
+
+def _finite_rows(
     hjd_days: np.ndarray,
     flux_mjy: np.ndarray,
     flux_err_mjy: np.ndarray,
@@ -130,24 +165,19 @@ def _lightcurve_series(
     mag_err: np.ndarray | None,
     meta: dict[str, Any],
     source: str | Path,
-) -> TimeSeries:
+) -> LightCurveArrays:
     keep = np.isfinite(hjd_days) & np.isfinite(flux_mjy) & np.isfinite(flux_err_mjy)
     meta["n_dropped_nonfinite"] = int((~keep).sum())
     if not keep.any():
         raise AstroInputError(source, "empty light curve (no row with finite time, flux and flux error)")
-    data: dict[str, Any] = {
-        "flux": flux_mjy[keep] * u.mJy,
-        "flux_err": flux_err_mjy[keep] * u.mJy,
-    }
-    if mag is not None and mag_err is not None:
-        data["mag"] = mag[keep] * u.mag
-        data["mag_err"] = mag_err[keep] * u.mag
-    # HJD is a heliocentric Julian date on the UTC scale; astropy has no "heliocentric" flag, so the
-    # reference point is recorded in meta instead of silently converting.
-    series = TimeSeries(time=Time(hjd_days[keep], format="jd", scale="utc"), data=data)
-    series.meta.update(meta)
-    series.meta.setdefault("time_reference", "HJD")
-    return series
+    return LightCurveArrays(
+        hjd_days=hjd_days[keep],
+        flux_mjy=flux_mjy[keep],
+        flux_err_mjy=flux_err_mjy[keep],
+        mag=None if mag is None else mag[keep],
+        mag_err=None if mag_err is None else mag_err[keep],
+        meta=meta,
+    )
 
 
 def read_asassn_lightcurve(path: str | Path, band: Literal["auto", "V", "g"] = "auto") -> TimeSeries:
@@ -159,7 +189,7 @@ def read_asassn_lightcurve(path: str | Path, band: Literal["auto", "V", "g"] = "
     not finite are dropped and counted in ``meta["n_dropped_nonfinite"]``.
 
     Args:
-        path: The ``.dat`` file (a path, or an open binary/text stream's name is used in errors).
+        path: The ``.dat`` file.
         band: ``"V"``, ``"g"``, or ``"auto"`` to decide from the number of columns.
 
     Returns:
@@ -169,6 +199,14 @@ def read_asassn_lightcurve(path: str | Path, band: Literal["auto", "V", "g"] = "
     Raises:
         AstroInputError: unreadable file, wrong column count, or no usable row.
     """
+    return read_asassn_lightcurve_arrays(path, band).to_timeseries()
+
+
+def read_asassn_lightcurve_arrays(path: str | Path, band: Literal["auto", "V", "g"] = "auto") -> LightCurveArrays:
+    """Read an ASAS-SN ``.dat`` light curve into plain arrays (no TimeSeries: ~5× cheaper for bulk ingest).
+
+    Same parsing, checks and errors as :func:`read_asassn_lightcurve`.
+    """
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8", errors="replace")
@@ -177,17 +215,14 @@ def read_asassn_lightcurve(path: str | Path, band: Literal["auto", "V", "g"] = "
     return parse_asassn_lightcurve(text, source=path, band=band)
 
 
-def parse_asassn_lightcurve(text: str, source: str | Path, band: Literal["auto", "V", "g"] = "auto") -> TimeSeries:
+def parse_asassn_lightcurve(
+    text: str, source: str | Path, band: Literal["auto", "V", "g"] = "auto"
+) -> LightCurveArrays:
     """Parse the text of an ASAS-SN ``.dat`` light curve; see :func:`read_asassn_lightcurve`."""
     lines = text.splitlines()
     if len(lines) < 3:
         raise AstroInputError(source, "empty light curve (expected 2 header lines and at least one data row)")
-    body = "\n".join(lines[2:])
-    try:
-        frame = pd.read_csv(io.StringIO(body), sep=r"\s+", header=None, dtype=str, comment="#")
-    except (pd.errors.ParserError, pd.errors.EmptyDataError) as error:
-        raise AstroInputError(source, f"unparseable light-curve rows ({error})") from error
-    n_columns = frame.shape[1]
+    n_columns = len(lines[2].split())
     if band == "auto":
         band = {5: "V", 8: "g"}.get(n_columns, "")  # type: ignore[assignment]
         if not band:
@@ -195,24 +230,61 @@ def parse_asassn_lightcurve(text: str, source: str | Path, band: Literal["auto",
     expected = _VBAND_COLUMNS if band == "V" else _GBAND_COLUMNS
     if n_columns != len(expected):
         raise AstroInputError(source, f"{band}-band file must have {len(expected)} columns, found {n_columns}")
-    frame.columns = list(expected)
-    if band == "V":
-        hjd, mag, mag_err, flux, flux_err = (frame[c] for c in _VBAND_COLUMNS)
-    else:
-        hjd, mag, mag_err, flux, flux_err = (frame[c] for c in ("HJD", "mag", "mag_err", "flux", "flux_err"))
-    mag_text = mag.astype(str)
-    n_upper_limits = int(mag_text.str.startswith(">").sum())
-
-    def numbers(column: pd.Series) -> np.ndarray:
-        return pd.to_numeric(column, errors="coerce").to_numpy(dtype=np.float64)
-
-    hjd_days = numbers(hjd)
+    body = "\n".join(lines[2:])
+    n_upper_limits = body.count(">")
+    meta: dict[str, Any] = {"source": str(source), "band": band, "n_upper_limits": n_upper_limits}
+    numeric_names = ("HJD", "MAG", "MAG_ERR", "FLUX", "FLUX_ERR") if band == "V" else _GBAND_NUMERIC
+    # Upper limits (">17.5") are rewritten as negative magnitudes, which no real measurement has, so that
+    # every used column parses as a float in the C reader; they become NaN below.
+    parse_body = body.replace(">", "-") if n_upper_limits else body
+    try:
+        if band == "V":
+            table = np.loadtxt(io.StringIO(parse_body), dtype=np.float64, ndmin=2)
+            if table.shape[1] != 5:
+                raise ValueError(f"found {table.shape[1]} columns")
+            columns = dict(zip(numeric_names, table.T))
+        else:
+            frame = pd.read_csv(
+                io.StringIO(parse_body),
+                sep=r"\s+",
+                header=None,
+                names=list(expected),
+                dtype={name: np.float64 for name in numeric_names} | {"camera": object, "IMAGE": object},
+            )
+            columns = {name: frame[name].to_numpy() for name in numeric_names}
+            meta["cameras"] = sorted(set(frame["camera"].astype(str)))
+    except ValueError:
+        columns = _coerce_columns(body, expected, numeric_names, source)
+        if band == "g":
+            meta["cameras"] = sorted(set(columns.pop("camera")))
+    hjd_days, mag, mag_err, flux, flux_err = (columns[name] for name in numeric_names[:5])
     if np.isnan(hjd_days).all():
         raise AstroInputError(source, "unparseable light curve: no numeric HJD value")
-    meta = {"source": str(source), "band": band, "n_upper_limits": n_upper_limits}
-    if band == "g":
-        meta["cameras"] = sorted(set(frame["camera"].astype(str)))
-    return _lightcurve_series(hjd_days, numbers(flux), numbers(flux_err), numbers(mag), numbers(mag_err), meta, source)
+    upper_limit = mag < 0
+    mag = np.where(upper_limit, np.nan, mag)
+    mag_err = np.where(upper_limit, np.nan, mag_err)
+    return _finite_rows(hjd_days, flux, flux_err, mag, mag_err, meta, source)
+
+
+def _coerce_columns(
+    body: str, expected: tuple[str, ...], numeric_names: tuple[str, ...], source: str | Path
+) -> dict[str, np.ndarray]:
+    """Slow path for files with stray text in numeric cells: everything read as text, then coerced."""
+    try:
+        frame = pd.read_csv(io.StringIO(body), sep=r"\s+", header=None, dtype=object, comment="#")
+    except (pd.errors.ParserError, pd.errors.EmptyDataError) as error:
+        raise AstroInputError(source, f"unparseable light-curve rows ({error})") from error
+    if frame.shape[1] != len(expected):
+        raise AstroInputError(source, f"rows have {frame.shape[1]} columns, expected {len(expected)}")
+    frame.columns = list(expected)
+    columns = {}
+    for name in numeric_names:
+        text = frame[name].astype(str)
+        values = pd.to_numeric(text.str.lstrip(">"), errors="coerce").to_numpy(dtype=np.float64)
+        columns[name] = np.where(text.str.startswith(">").to_numpy(), -values, values)
+    if "camera" in frame:
+        columns["camera"] = frame["camera"].astype(str).to_numpy()
+    return columns
 
 
 @dataclass(frozen=True)
@@ -305,7 +377,8 @@ def read_lightcurve_table(
             flux_unit = u.mJy
     if np.isnan(flux).all():
         raise AstroInputError(path, "NaN-only flux column")
-    series = _lightcurve_series(hjd_days, flux, flux_err, mag, mag_err, {"source": str(path), "band": "unknown"}, path)
+    meta = {"source": str(path), "band": "unknown"}
+    series = _finite_rows(hjd_days, flux, flux_err, mag, mag_err, meta, path).to_timeseries()
     if flux_unit != u.mJy:
         series["flux"] = series["flux"].value * flux_unit
         series["flux_err"] = series["flux_err"].value * flux_unit

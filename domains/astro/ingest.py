@@ -38,7 +38,7 @@ from domains.astro.data import (
     encode_shard_sample,
     estimate_period,
     read_asassn_catalogue,
-    read_asassn_lightcurve,
+    read_asassn_lightcurve_arrays,
     read_lamost_spectrum,
     read_spectrum_index,
 )
@@ -75,6 +75,9 @@ class IngestConfig:
     """Split seeds (the paper's five)."""
     subsets: list[str] = field(default_factory=lambda: list(SUBSET_FACTORS))
     """Limited-label subsets to write: any of full, sub50, sub25, sub10."""
+    subset_rule: Literal["paper", "exact"] = "paper"
+    """Class cap of the limited-label subsets: AstroM3's formula (reproduces its sizes, quirk included) or
+    exact water-filling (differs only when a split's smallest class exceeds its share, e.g. small sets)."""
     crossmatch: Literal["gaia_id", "sky"] = "gaia_id"
     """Join spectra to the catalogue on the Gaia EDR3 source id, or by sky position."""
     max_separation_arcsec: float = 3.0
@@ -149,10 +152,8 @@ def _ingest_one(
 ) -> tuple[IngestedObject, dict[str, Any]]:
     """Read, check and preprocess one object; raises AstroInputError (with the file) on bad input."""
     lightcurve_path = lightcurve_dir / f"{str(row['asassn_name']).replace(' ', '')}.dat"
-    series = read_asassn_lightcurve(lightcurve_path)
-    time_days = np.asarray(series.time.jd, dtype=np.float64)
-    flux = series["flux"].value
-    flux_err = series["flux_err"].value
+    curve = read_asassn_lightcurve_arrays(lightcurve_path)
+    time_days, flux, flux_err = curve.hjd_days, curve.flux_mjy, curve.flux_err_mjy
     prepared = prepare_lightcurve(time_days, flux, flux_err, source=str(lightcurve_path))
     if len(prepared.values) < config.min_lightcurve_points:
         raise AstroInputError(
@@ -213,6 +214,7 @@ def write_splits(
     seeds: list[int],
     subsets: list[str],
     split_dir: Path,
+    subset_rule: Literal["paper", "exact"] = "paper",
 ) -> dict[str, dict[str, dict[str, int]]]:
     """Write ``{subset}/{seed}/{train,val,test}.csv`` and ``info.json``; return the split sizes.
 
@@ -232,7 +234,7 @@ def write_splits(
             chosen: dict[str, pd.Series] = {}
             for split_name, ids in parts.items():
                 in_split = labels[labels.index.isin(set(ids))]
-                kept = limit_classes(in_split, SUBSET_FACTORS[subset], seed)
+                kept = limit_classes(in_split, SUBSET_FACTORS[subset], seed, subset_rule)
                 chosen[split_name] = in_split.loc[kept]
             if chosen["train"].empty:
                 raise ValueError(f"subset {subset} seed {seed}: empty train split")
@@ -333,7 +335,16 @@ def run_ingest(config: IngestConfig) -> IngestResult:
     counts["ingested"] = len(ingested_rows)
     ingested = pd.DataFrame(ingested_rows, columns=["sample_id", "label"])
     sizes = (
-        write_splits(catalogue_ids, ingested, features, config.classes, config.seeds, config.subsets, split_dir)
+        write_splits(
+            catalogue_ids,
+            ingested,
+            features,
+            config.classes,
+            config.seeds,
+            config.subsets,
+            split_dir,
+            config.subset_rule,
+        )
         if len(ingested)
         else {}
     )

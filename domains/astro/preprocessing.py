@@ -21,7 +21,7 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
-from scipy.stats import median_abs_deviation
+from astropy.stats import median_absolute_deviation
 
 from domains.astro.data import ALL_COLUMNS, META_COLUMNS, PHOTO_COLUMNS, AstroInputError
 
@@ -62,7 +62,8 @@ def prepare_lightcurve(
 
     1. Remove duplicate ``(time, flux, flux_err)`` rows and sort by time.
     2. ``flux ← (flux − mean)/MAD``, ``flux_err ← flux_err/MAD`` with
-       ``MAD = scipy.stats.median_abs_deviation(flux)`` (unscaled).
+       ``MAD = median(|flux − median(flux)|)`` (unscaled, as ``scipy.stats.median_abs_deviation``; computed
+       with astropy's equivalent, which skips scipy's per-call NaN-policy overhead).
     3. ``delta_t = (t_max − t_min)/365`` years; time min-max scaled to [0, 1].
 
     Args:
@@ -84,7 +85,7 @@ def prepare_lightcurve(
     if len(unique_rows) < 2:
         raise AstroInputError(source, f"light curve has {len(unique_rows)} distinct point(s); need at least 2")
     t, f, e = unique_rows.T
-    mad = float(median_abs_deviation(f))
+    mad = float(median_absolute_deviation(f))
     if not np.isfinite(mad) or mad <= 0:
         raise AstroInputError(source, "constant flux (MAD = 0): cannot normalize")
     span_days = float(t[-1] - t[0])
@@ -209,7 +210,7 @@ def prepare_spectrum(
     second = 1.0 / np.sqrt(ivar[good]) if error_mode == "sigma" else ivar[good]
     second_grid = np.interp(grid, w, second)
     nonzero = flux_grid[flux_grid != 0]
-    mad = float(median_abs_deviation(nonzero)) if len(nonzero) else 0.0
+    mad = float(median_absolute_deviation(nonzero)) if len(nonzero) else 0.0
     if not np.isfinite(mad) or mad <= 0:
         raise AstroInputError(source, "constant spectrum flux (MAD = 0): cannot normalize")
     channels = np.stack([(flux_grid - flux_grid.mean()) / mad, second_grid / mad, np.full_like(grid, np.log10(mad))])
@@ -301,21 +302,30 @@ def split_by_gaia_id(gaia_ids: Iterable[object], seed: int) -> dict[str, np.ndar
     return {"train": np.asarray(train), "val": np.asarray(val), "test": np.asarray(test)}
 
 
-def subset_class_cap(class_counts: Mapping[str, int] | Sequence[int], goal: int) -> int:
+def subset_class_cap(
+    class_counts: Mapping[str, int] | Sequence[int], goal: int, rule: Literal["paper", "exact"] = "paper"
+) -> int:
     """Per-class cap that brings a split to about ``goal`` objects by trimming the largest classes.
 
-    Water-filling over the ascending class counts, exactly as AstroM3's ``calc_threshold``: raise the cap
-    class by class while the total stays below ``goal``, then share the remainder among the classes
-    still above the cap (integer division). Reproduces the paper's counts, including its sub10 quirk:
-    when even the smallest class exceeds ``goal / n_classes`` the remainder is negative and divided by
-    ``n_classes − 1`` (17,063 train objects → cap 166, not 170). The cap is at least 1.
+    Water-filling over the ascending class counts: raise the cap class by class while the total stays
+    below ``goal``, then share the remainder among the classes still above the cap (integer division).
+
+    ``rule="paper"`` is AstroM3's ``calc_threshold`` exactly, including its quirk: when even the smallest
+    class exceeds ``goal / n_classes`` the remainder is negative and divided by ``n_classes − 1``
+    (17,063 train objects → cap 166, not 170). It reproduces the paper's subset sizes; on small splits
+    the quirk can shrink the cap far below ``goal / n_classes``. ``rule="exact"`` divides by the number
+    of classes still above the cap (→ 170). The cap is at least 1 either way.
     """
     counts = sorted(int(c) for c in (class_counts.values() if isinstance(class_counts, Mapping) else class_counts))
     if not counts:
         raise ValueError("no classes to cap")
+    if rule not in ("paper", "exact"):
+        raise ValueError(f"rule must be 'paper' or 'exact', got {rule!r}")
     n_classes = len(counts)
     if goal >= sum(counts):
         return counts[-1]
+    if rule == "exact" and goal < n_classes * counts[0]:
+        return max(1, goal // n_classes)
     filled = n_classes * counts[0]
     level = 1
     while level < n_classes:
@@ -326,11 +336,10 @@ def subset_class_cap(class_counts: Mapping[str, int] | Sequence[int], goal: int)
         level += 1
     if level == n_classes:
         return counts[-1]
-    # On tiny splits the quirk can drive the cap to 0 or below; keep at least one object per class.
     return max(1, (goal - filled) // (n_classes - level) + counts[level - 1])
 
 
-def limit_classes(labels: pd.Series, factor: int, seed: int) -> pd.Index:
+def limit_classes(labels: pd.Series, factor: int, seed: int, rule: Literal["paper", "exact"] = "paper") -> pd.Index:
     """Index of the rows kept in a limited-label subset of one split.
 
     Goal ``len(labels) // factor``; classes above :func:`subset_class_cap` are sampled down to the cap
@@ -340,11 +349,12 @@ def limit_classes(labels: pd.Series, factor: int, seed: int) -> pd.Index:
         labels: Class name per row of one split (index = row ids).
         factor: 2 for sub50, 4 for sub25, 10 for sub10 (1 keeps everything).
         seed: Sampling seed.
+        rule: Cap rule of :func:`subset_class_cap`.
     """
     if factor <= 1:
         return labels.index
     counts = labels.value_counts()
-    cap = subset_class_cap(counts.to_dict(), len(labels) // factor)
+    cap = subset_class_cap(counts.to_dict(), len(labels) // factor, rule)
     rng = np.random.default_rng(seed)
     kept: list[object] = []
     for name in counts.index:

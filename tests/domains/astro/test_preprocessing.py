@@ -173,6 +173,16 @@ def test_subset_totals_match_the_reference_table():
     assert [total(TEST_COUNTS, f) for f in (2, 4, 10)] == [1111, 555, 220]
 
 
+def test_exact_rule_differs_only_where_the_paper_formula_misbehaves():
+    assert subset_class_cap(TRAIN_COUNTS, 17063 // 10, rule="exact") == 170
+    assert subset_class_cap(TRAIN_COUNTS, 17063 // 2, rule="exact") == 1209
+    small = {"A": 60, "B": 40, "C": 9, "D": 8}
+    assert subset_class_cap(small, 117 // 10, rule="paper") == 1  # (11 - 32) // 3 + 8 = 1
+    assert subset_class_cap(small, 117 // 10, rule="exact") == 2
+    with pytest.raises(ValueError, match="rule"):
+        subset_class_cap(small, 10, rule="other")
+
+
 def test_limit_classes_caps_large_classes_and_keeps_small_ones():
     labels = pd.Series(["A"] * 60 + ["B"] * 30 + ["C"] * 5, index=[f"id{i}" for i in range(95)])
     kept = limit_classes(labels, factor=2, seed=0)
