@@ -23,6 +23,9 @@ placement) and adds what the trainer and the domains need on top:
   ``max_consecutive_failures`` failures in a row the stream raises :class:`TooManyFailuresError`
   naming the shard.
 
+In epoch mode the nodes' shares differ by up to a shard, so nodes may see different numbers of
+batches: under DDP stop by ``max_steps`` or use resampled mode (as open_clip does for multi-node).
+
 A batch whose samples all fail to decode is dropped (counted as ``empty_batches``); resume positions
 count yielded batches, so a resume after such a batch is one batch late. With the default bound
 (100 consecutive failures) this can only happen when ``batch_size`` is below 100.
@@ -487,6 +490,14 @@ class ShardStream:
             raise ValueError(f"start_batch must be >= 0, got {start_batch}")
         node = self._node_placement()
         workers = max(self.num_workers, 1)
+        if self.mode == "epoch" and len(self.shard_urls) < node.world_size * workers:
+            logger.warning(
+                "%d shards for %d nodes x %d workers: some get no shard in epoch mode; write more, smaller "
+                "shards or use mode='resampled'",
+                len(self.shard_urls),
+                node.world_size,
+                workers,
+            )
         limits = self._worker_limits(node, workers)
         skips, first_worker = self._worker_skips(epoch, start_batch, node, limits)
         pass_spec = _PassSpec(self, epoch, node, skips, limits, first_worker)
