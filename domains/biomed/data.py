@@ -347,15 +347,19 @@ def _windowed(apply_windowing: Any, values: np.ndarray, ds: Any, index: int) -> 
 
 
 def _monochrome_to_unit(frame: np.ndarray, ds: Any, config: DicomChainConfig, steps: list[str]) -> np.ndarray:
+    """Monochrome frame → uint8 image (0–255 ≙ [0, 1]) through the pixel-value chain."""
     if np.issubdtype(frame.dtype, np.integer):
         low, high = int(frame.min()), int(frame.max())
         values = np.arange(low, high + 1, dtype=np.int64)
-        lut = _pixel_value_chain(ds, values, config, steps)
-        return lut[frame.astype(np.int64) - low]
-    return _pixel_value_chain(ds, frame.astype(np.float64), config, steps)
+        lut = np.round(_pixel_value_chain(ds, values, config, steps) * 255.0).astype(np.uint8)
+        # frame - low stays in the frame's own dtype for unsigned data (no widening copy of a large image)
+        index = frame - frame.dtype.type(low) if low >= 0 else frame.astype(np.int32) - low
+        return np.take(lut, index)
+    return np.round(_pixel_value_chain(ds, frame.astype(np.float64), config, steps) * 255.0).astype(np.uint8)
 
 
 def _color_to_unit(frame: np.ndarray, ds: Any, steps: list[str]) -> np.ndarray:
+    """Colour frame → uint8 RGB image."""
     photometric = str(ds.PhotometricInterpretation)
     if photometric == "PALETTE COLOR":
         from pydicom.pixels import apply_color_lut
@@ -367,22 +371,28 @@ def _color_to_unit(frame: np.ndarray, ds: Any, steps: list[str]) -> np.ndarray:
         bits = int(ds.get("BitsStored", 8))
         if photometric != "RGB":
             steps.append(f"{photometric} → RGB (pydicom)")
-    scaled = frame.astype(np.float64) / float(2**bits - 1)
     steps.append("scale to [0, 1]")
-    return np.clip(scaled, 0.0, 1.0)
+    if bits == 8 and frame.dtype == np.uint8:
+        return frame
+    return np.round(np.clip(frame.astype(np.float64) / float(2**bits - 1), 0.0, 1.0) * 255.0).astype(np.uint8)
 
 
-def letterbox_rgb(unit_image: np.ndarray, size: int) -> np.ndarray:
-    """[0, 1] grey (H×W) or RGB (H×W×3) image → size×size×3 uint8, aspect ratio kept, black padding."""
-    image8 = np.round(unit_image * 255.0).astype(np.uint8)
-    if image8.ndim == 2:
-        image8 = np.repeat(image8[:, :, None], 3, axis=2)
-    pil = Image.fromarray(image8)
+def letterbox_rgb(image: np.ndarray, size: int) -> np.ndarray:
+    """Grey (H×W) or RGB (H×W×3) image, uint8 or float in [0, 1] → size×size×3 uint8.
+
+    The aspect ratio is kept (black padding); downscaling averages areas (box filter), upscaling is bicubic.
+    """
+    if image.dtype != np.uint8:
+        image = np.round(np.clip(image, 0.0, 1.0) * 255.0).astype(np.uint8)
+    pil = Image.fromarray(image)
     scale = size / max(pil.width, pil.height)
     new_size = (max(1, round(pil.width * scale)), max(1, round(pil.height * scale)))
-    pil = pil.resize(new_size, Image.Resampling.BICUBIC if scale > 1 else Image.Resampling.BOX)
+    if scale > 1:
+        pil = pil.resize(new_size, Image.Resampling.BICUBIC)
+    else:
+        pil = pil.resize(new_size, Image.Resampling.BOX, reducing_gap=3.0)
     canvas = Image.new("RGB", (size, size))
-    canvas.paste(pil, ((size - new_size[0]) // 2, (size - new_size[1]) // 2))
+    canvas.paste(pil.convert("RGB"), ((size - new_size[0]) // 2, (size - new_size[1]) // 2))
     return np.asarray(canvas)
 
 
