@@ -13,7 +13,7 @@ export MPLBACKEND := Agg
 export TMPDIR := $(CURDIR)/.tmp
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test lint format bench clean-runs
+.PHONY: setup demo test lint format bench clean-runs browser
 
 $(STAMP): pyproject.toml requirements-offline-data.txt
 	@mkdir -p .tmp
@@ -29,8 +29,15 @@ setup: $(STAMP)
 demo: setup
 	$(PY) -m apps.demo
 
-test: setup
+test: setup browser
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# Debian's Chromium for the explorer's real-browser test; installed when we are root with apt, else the
+# test says how to enable it (CI runs as root, so there it is always installed).
+browser:
+	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) ; } || \
+	  echo "note: chromium not installed; the browser test will be skipped (apt-get install chromium)"
 
 lint: setup
 	$(VENV)/bin/ruff check .

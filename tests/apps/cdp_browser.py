@@ -1,0 +1,110 @@
+"""A minimal Chrome DevTools Protocol driver for the browser test (headless Debian Chromium)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import subprocess
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from websockets.sync.client import connect
+
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--window-size=1400,1000",
+]
+
+
+class HeadlessChromium:
+    """Starts Chromium with a DevTools port, opens one page and drives it over the websocket."""
+
+    def __init__(self, executable: str, port: int) -> None:
+        self.profile = tempfile.TemporaryDirectory(prefix="chromium-profile-")
+        self.process = subprocess.Popen(
+            [executable, *CHROMIUM_FLAGS, f"--remote-debugging-port={port}", f"--user-data-dir={self.profile.name}"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        self.port = port
+        self.message_id = 0
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                targets = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=2).read())
+                pages = [t for t in targets if t.get("type") == "page"]
+                if pages:
+                    break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                self.close()
+                raise RuntimeError("Chromium did not open its DevTools port within 60 s")
+            time.sleep(0.3)
+        self.socket = connect(pages[0]["webSocketDebuggerUrl"], max_size=64 * 2**20, legacy=True)
+        self.call("Page.enable")
+
+    def call(self, method: str, **params: Any) -> dict[str, Any]:
+        """Send one DevTools command and wait for its result (events in between are ignored)."""
+        self.message_id += 1
+        self.socket.send(json.dumps({"id": self.message_id, "method": method, "params": params}))
+        while True:
+            message = json.loads(self.socket.recv(timeout=60))
+            if message.get("id") == self.message_id:
+                if "error" in message:
+                    raise RuntimeError(f"{method}: {message['error']}")
+                return message.get("result", {})
+
+    def evaluate(self, expression: str) -> Any:
+        """Value of a JavaScript expression in the page."""
+        result = self.call("Runtime.evaluate", expression=expression, returnByValue=True)
+        return result.get("result", {}).get("value")
+
+    def open_and_wait(self, url: str, timeout: float = 90.0) -> str:
+        """Navigate, wait until Streamlit has finished the script run and the text is stable; return the text."""
+        self.call("Page.navigate", url=url)
+        deadline = time.monotonic() + timeout
+        previous, stable_since = None, None
+        state_js = "document.querySelector('[data-testid=\"stApp\"]')?.getAttribute('data-test-script-state')"
+        while time.monotonic() < deadline:
+            time.sleep(0.5)
+            state = self.evaluate(state_js)
+            text = self.evaluate("document.body ? document.body.innerText : ''") or ""
+            if state == "notRunning" and text == previous and text.strip():
+                if stable_since and time.monotonic() - stable_since > 1.5:
+                    return text
+                stable_since = stable_since or time.monotonic()
+            else:
+                stable_since = None
+            previous = text
+        raise TimeoutError(f"{url} did not finish rendering within {timeout:.0f} s")
+
+    def has_exception(self) -> bool:
+        """True when Streamlit shows an exception box on the page."""
+        return bool(self.evaluate("document.querySelectorAll('[data-testid=\"stException\"]').length"))
+
+    def screenshot(self, path: Path) -> None:
+        """Save a PNG of the page."""
+        data = self.call("Page.captureScreenshot", format="png")["data"]
+        path.write_bytes(base64.b64decode(data))
+
+    def close(self) -> None:
+        """Stop the browser and remove its profile."""
+        if getattr(self, "socket", None) is not None:
+            self.socket.close()
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+        self.profile.cleanup()
