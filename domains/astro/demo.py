@@ -51,7 +51,7 @@ PAPER_CLASS_COUNTS: dict[str, int] = {
     "ROT": 1839, "RRC": 796, "HADS": 281, "M": 268, "DSCT": 255,
 }  # fmt: skip
 
-_DEMO_FORMAT_VERSION = 1
+_DEMO_FORMAT_VERSION = 1  # bump whenever the generated files change, so caches rebuild
 _V_ZERO_POINT_MJY = 3.636e6  # Vega V = 0 in mJy (Bessell 1998)
 _SPEED_OF_LIGHT_KM_S = 299_792.458
 _FIELD_DISTANCE_KPC = {"LMC": 49.6, "SMC": 62.4}
