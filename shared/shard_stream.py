@@ -42,6 +42,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import hashlib
+import json
 import logging
 import shlex
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -295,13 +296,19 @@ class _TarEndCheckingReader:
     _BLOCK_BYTES = 512
     _END_MARKER_BYTES = 2 * _BLOCK_BYTES
 
+    # gzip, bzip2, xz: their decompressors detect a cut stream themselves (tarfile raises ReadError).
+    _COMPRESSED_MAGIC = (b"\x1f\x8b", b"BZh", b"\xfd7zXZ")
+
     def __init__(self, stream: Any) -> None:
         self._stream = stream
+        self._head = b""
         self._tail = b""
         self.num_bytes = 0
 
     def read(self, size: int = -1) -> bytes:
         data = self._stream.read(size)
+        if len(self._head) < 8:
+            self._head = (self._head + data)[:8]
         self.num_bytes += len(data)
         if len(data) >= self._END_MARKER_BYTES:
             self._tail = data[-self._END_MARKER_BYTES :]
@@ -317,6 +324,8 @@ class _TarEndCheckingReader:
         """
         while self.read(1 << 16):
             pass
+        if self._head.startswith(self._COMPRESSED_MAGIC):
+            return
         whole_blocks = self.num_bytes % self._BLOCK_BYTES == 0
         if not whole_blocks or self._tail != bytes(self._END_MARKER_BYTES):
             raise TruncatedShardError(
@@ -723,8 +732,6 @@ class _PassSpec(IterableDataset):
         if not stream.filters and stream.balance is None:
             yield from samples
             return
-        import json
-
         for sample in samples:
             raw = sample.get(stream.metadata_field)
             try:

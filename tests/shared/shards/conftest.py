@@ -1,4 +1,5 @@
-"""Tiny shard folders and a loopback HTTP server for the shard tests (generated inside each test)."""
+"""Fixtures of the shard tests: tiny shard folders written inside each test, decoders, and a loopback
+HTTP server (python's http.server on 127.0.0.1, started and stopped by the test)."""
 
 from __future__ import annotations
 
@@ -7,12 +8,13 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from shared.shards import ShardWriter
@@ -114,3 +116,36 @@ def loopback_http_server(directory: Path) -> Iterator[str]:
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+# Tests run with --import-mode=importlib, so the helpers reach them as fixtures.
+
+
+@pytest.fixture(scope="session")
+def write_shards_fn() -> Callable[..., list[dict[str, Any]]]:
+    """:func:`write_shards`."""
+    return write_shards
+
+
+@pytest.fixture(scope="session")
+def make_sample_fn() -> Callable[..., dict[str, Any]]:
+    """:func:`make_sample`."""
+    return make_sample
+
+
+@pytest.fixture(scope="session")
+def http_server() -> Callable[[Path], Any]:
+    """:func:`loopback_http_server` (a context manager yielding the base URL)."""
+    return loopback_http_server
+
+
+@pytest.fixture(scope="session")
+def decode_key() -> Callable[[dict[str, Any]], dict[str, Any]]:
+    """:func:`decode_key_only`."""
+    return decode_key_only
+
+
+@pytest.fixture(scope="session")
+def decode_caption() -> Callable[[dict[str, Any]], dict[str, Any]]:
+    """:func:`decode_caption_sample`."""
+    return decode_caption_sample

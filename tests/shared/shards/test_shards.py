@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 import webdataset as wds
 from PIL import Image
-from shard_fixtures import loopback_http_server, make_sample, write_shards
 
 from shared.shards import MANIFEST_NAME, ManifestError, ShardWriter, read_manifest
 
@@ -54,8 +53,8 @@ def test_every_field_type_round_trips(tmp_path):
     assert sample["dcm"] == b"\x00raw bytes\xff"
 
 
-def test_count_limit_splits_shards_and_manifest_counts_them(tmp_path):
-    samples = write_shards(tmp_path, num_samples=23, per_shard=5)
+def test_count_limit_splits_shards_and_manifest_counts_them(write_shards_fn, tmp_path):
+    samples = write_shards_fn(tmp_path, num_samples=23, per_shard=5)
     manifest = read_manifest(tmp_path)
 
     assert [shard["samples"] for shard in manifest["shards"]] == [5, 5, 5, 5, 3]
@@ -72,8 +71,8 @@ def test_count_limit_splits_shards_and_manifest_counts_them(tmp_path):
     assert not list(tmp_path.glob("*.partial"))
 
 
-def test_manifest_statistics_match_an_independent_count(tmp_path):
-    samples = write_shards(tmp_path, num_samples=40, per_shard=16)
+def test_manifest_statistics_match_an_independent_count(write_shards_fn, tmp_path):
+    samples = write_shards_fn(tmp_path, num_samples=40, per_shard=16)
     manifest = read_manifest(tmp_path)
 
     licences = collections.Counter(sample["json"]["article_license"] for sample in samples)
@@ -102,9 +101,9 @@ def test_byte_limit_closes_shards(tmp_path):
     assert manifest["fields"]["bin"] == {"samples": 10, "bytes": 10_000}
 
 
-def test_skipped_inputs_are_recorded_with_reasons(tmp_path):
+def test_skipped_inputs_are_recorded_with_reasons(make_sample_fn, tmp_path):
     with ShardWriter(tmp_path) as writer:
-        writer.write(make_sample(0))
+        writer.write(make_sample_fn(0))
         writer.skip("pmc2/fig3.png", "caption empty")
         writer.skip("pmc2/fig4.png", "caption empty")
         writer.skip("pmc9/fig1.png", "image smaller than 20 px")
@@ -114,10 +113,10 @@ def test_skipped_inputs_are_recorded_with_reasons(tmp_path):
     assert manifest["skipped"][2] == {"source": "pmc9/fig1.png", "reason": "image smaller than 20 px"}
 
 
-def test_error_inside_the_writer_keeps_written_samples_and_marks_manifest_incomplete(tmp_path):
+def test_error_inside_the_writer_keeps_written_samples_and_marks_manifest_incomplete(make_sample_fn, tmp_path):
     with pytest.raises(RuntimeError, match="source went away"), ShardWriter(tmp_path, max_samples=4) as writer:
         for index in range(6):
-            writer.write(make_sample(index))
+            writer.write(make_sample_fn(index))
         raise RuntimeError("source went away")
     manifest = read_manifest(tmp_path)
     assert manifest["complete"] is False
@@ -136,34 +135,34 @@ def test_error_inside_the_writer_keeps_written_samples_and_marks_manifest_incomp
         ({"__key__": "bad-type", "bin": object()}, "cannot be encoded"),
     ],
 )
-def test_bad_samples_are_rejected_with_their_key_and_nothing_is_written(tmp_path, sample, message):
+def test_bad_samples_are_rejected_with_their_key_and_nothing_is_written(make_sample_fn, tmp_path, sample, message):
     with ShardWriter(tmp_path, track_json_fields=["article_license"]) as writer:
-        writer.write(make_sample(0))
+        writer.write(make_sample_fn(0))
         with pytest.raises(ValueError, match=message):
             writer.write(sample)
     assert read_manifest(tmp_path)["num_samples"] == 1
     assert list(read_back(tmp_path)) == ["sample00000"]
 
 
-def test_repeated_key_is_rejected(tmp_path):
+def test_repeated_key_is_rejected(make_sample_fn, tmp_path):
     with ShardWriter(tmp_path) as writer:
-        writer.write(make_sample(0))
+        writer.write(make_sample_fn(0))
         with pytest.raises(ValueError, match="repeats"):
-            writer.write(make_sample(0))
+            writer.write(make_sample_fn(0))
 
 
-def test_existing_shards_are_not_overwritten_unless_asked(tmp_path):
-    write_shards(tmp_path, num_samples=3, per_shard=10)
+def test_existing_shards_are_not_overwritten_unless_asked(make_sample_fn, write_shards_fn, tmp_path):
+    write_shards_fn(tmp_path, num_samples=3, per_shard=10)
     with pytest.raises(FileExistsError, match="shard-000000.tar"):
         ShardWriter(tmp_path)
     with ShardWriter(tmp_path, overwrite=True) as writer:
-        writer.write(make_sample(99))
+        writer.write(make_sample_fn(99))
     assert list(read_back(tmp_path)) == ["sample00099"]
 
 
-def test_read_manifest_over_http_equals_local(tmp_path):
-    write_shards(tmp_path, num_samples=5, per_shard=2)
-    with loopback_http_server(tmp_path) as base_url:
+def test_read_manifest_over_http_equals_local(http_server, write_shards_fn, tmp_path):
+    write_shards_fn(tmp_path, num_samples=5, per_shard=2)
+    with http_server(tmp_path) as base_url:
         assert read_manifest(base_url) == read_manifest(tmp_path)
         assert read_manifest(f"{base_url}/{MANIFEST_NAME}") == read_manifest(tmp_path)
         with pytest.raises(ManifestError, match="HTTP 404"):

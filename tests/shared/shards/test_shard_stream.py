@@ -3,19 +3,13 @@
 from __future__ import annotations
 
 import collections
+import gzip
 import math
 import shlex
 import tarfile
 from pathlib import Path
 
 import pytest
-from shard_fixtures import (
-    decode_caption_sample,
-    decode_key_only,
-    loopback_http_server,
-    make_sample,
-    write_shards,
-)
 
 from shared.shard_stream import ConceptBalance, MetadataFilter, ShardStream, TooManyFailuresError
 from shared.shards import ShardWriter
@@ -30,10 +24,10 @@ def flat(batches: list[list[str]]) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def shard_dir(tmp_path_factory) -> Path:
+def shard_dir(write_shards_fn, tmp_path_factory) -> Path:
     """38 samples in shards of 7 (the last holds 3): batches of 5 straddle shard boundaries."""
     folder = tmp_path_factory.mktemp("shards")
-    write_shards(folder, num_samples=38, per_shard=7)
+    write_shards_fn(folder, num_samples=38, per_shard=7)
     return folder
 
 
@@ -44,10 +38,10 @@ PATTERN = "shard-{000000..000005}.tar"
 # -- epoch mode, decoding, sources -------------------------------------------------------------------
 
 
-def test_epoch_mode_yields_every_sample_once_in_a_seeded_order(shard_dir):
-    stream = ShardStream(str(shard_dir / PATTERN), decode_key_only, batch_size=5, shuffle_buffer=10, seed=3)
+def test_epoch_mode_yields_every_sample_once_in_a_seeded_order(decode_key, shard_dir):
+    stream = ShardStream(str(shard_dir / PATTERN), decode_key, batch_size=5, shuffle_buffer=10, seed=3)
     first = keys_of(stream.batches(0))
-    again = keys_of(ShardStream(str(shard_dir / PATTERN), decode_key_only, 5, shuffle_buffer=10, seed=3).batches(0))
+    again = keys_of(ShardStream(str(shard_dir / PATTERN), decode_key, 5, shuffle_buffer=10, seed=3).batches(0))
     next_epoch = keys_of(stream.batches(1))
 
     assert sorted(flat(first)) == sorted(ALL_KEYS)
@@ -57,50 +51,63 @@ def test_epoch_mode_yields_every_sample_once_in_a_seeded_order(shard_dir):
     assert stream.report()["samples_decoded"] == 2 * 38
 
 
-def test_drop_last_drops_the_short_batch(shard_dir):
-    stream = ShardStream(str(shard_dir), decode_key_only, batch_size=5, drop_last=True)
+def test_drop_last_drops_the_short_batch(decode_key, shard_dir):
+    stream = ShardStream(str(shard_dir), decode_key, batch_size=5, drop_last=True)
     assert [len(batch) for batch in keys_of(stream.batches(0))] == [5] * 7
 
 
-def test_decoded_fields_are_collated_into_lists_and_tensors(shard_dir):
-    stream = ShardStream(str(shard_dir / PATTERN), decode_caption_sample, batch_size=4, shuffle_buffer=1)
+def test_decoded_fields_are_collated_into_lists_and_tensors(decode_caption, make_sample_fn, shard_dir):
+    stream = ShardStream(str(shard_dir / PATTERN), decode_caption, batch_size=4, shuffle_buffer=1)
     batch = next(iter(stream))
-    written = {f"sample{index:05d}": make_sample(index, with_image=False)["txt"] for index in range(38)}
+    written = {f"sample{index:05d}": make_sample_fn(index, with_image=False)["txt"] for index in range(38)}
     assert [written[key] for key in batch["key"]] == batch["caption"]
     assert batch["width"].tolist() == [8, 8, 8, 8]
 
 
-def test_double_colon_joins_brace_expanded_sources(tmp_path):
-    write_shards(tmp_path / "a", num_samples=6, per_shard=3)
-    write_shards(tmp_path / "b", num_samples=9, per_shard=3, start=100)
+def test_double_colon_joins_brace_expanded_sources(decode_key, write_shards_fn, tmp_path):
+    write_shards_fn(tmp_path / "a", num_samples=6, per_shard=3)
+    write_shards_fn(tmp_path / "b", num_samples=9, per_shard=3, start=100)
     urls = f"{tmp_path}/a/shard-{{000000..000001}}.tar::{tmp_path}/b/shard-{{000000..000002}}.tar"
-    stream = ShardStream(urls, decode_key_only, batch_size=4)
+    stream = ShardStream(urls, decode_key, batch_size=4)
     assert len(stream.sources) == 2 and len(stream.shard_urls) == 5
     expected = {f"sample{i:05d}" for i in [*range(6), *range(100, 109)]}
     assert sorted(flat(keys_of(stream.batches(0)))) == sorted(expected)
 
 
-def test_pipe_and_s3_urls_stream_through_shell_commands(shard_dir, tmp_path):
+def test_pipe_and_s3_urls_stream_through_shell_commands(decode_key, shard_dir, tmp_path):
     pipe_urls = "::".join(f"pipe:cat {shlex.quote(str(path))}" for path in sorted(shard_dir.glob("*.tar")))
-    via_pipe = ShardStream(pipe_urls, decode_key_only, batch_size=8)
+    via_pipe = ShardStream(pipe_urls, decode_key, batch_size=8)
     assert sorted(flat(keys_of(via_pipe.batches(0)))) == sorted(ALL_KEYS)
 
     # A stand-in for `aws s3 cp`: maps s3://bucket/<name> to the local shard folder.
     fake_s3 = f"sh -c 'cat {shlex.quote(str(shard_dir))}/$(basename \"$0\")' {{url}}"
-    via_s3 = ShardStream(f"s3://bucket/{PATTERN}", decode_key_only, batch_size=8, s3_command=fake_s3)
+    via_s3 = ShardStream(f"s3://bucket/{PATTERN}", decode_key, batch_size=8, s3_command=fake_s3)
     assert sorted(flat(keys_of(via_s3.batches(0)))) == sorted(ALL_KEYS)
 
 
-def test_source_weights_set_sample_proportions_like_open_clip_upsampling(tmp_path):
-    write_shards(tmp_path / "a", num_samples=4, per_shard=2, with_image=False)
-    write_shards(tmp_path / "b", num_samples=8, per_shard=2, start=100, with_image=False)
+def test_compressed_shards_stream_and_a_cut_one_is_reported(decode_key, shard_dir, tmp_path):
+    for path in sorted(shard_dir.glob("*.tar")):
+        (tmp_path / (path.name + ".gz")).write_bytes(gzip.compress(path.read_bytes()))
+    stream = ShardStream(str(tmp_path / "shard-{000000..000005}.tar.gz"), decode_key, batch_size=8)
+    assert sorted(flat(keys_of(stream.batches(0)))) == sorted(ALL_KEYS)
+    assert stream.report()["shards_failed"] == 0
+
+    cut = tmp_path / "shard-000002.tar.gz"
+    cut.write_bytes(cut.read_bytes()[:-40])
+    keys = flat(keys_of(stream.batches(0)))
+    assert len(keys) < 38 and stream.report()["failures_by_shard"] == {str(cut): 1}
+
+
+def test_source_weights_set_sample_proportions_like_open_clip_upsampling(decode_key, write_shards_fn, tmp_path):
+    write_shards_fn(tmp_path / "a", num_samples=4, per_shard=2, with_image=False)
+    write_shards_fn(tmp_path / "b", num_samples=8, per_shard=2, start=100, with_image=False)
     urls = f"{tmp_path}/a::{tmp_path}/b"
     draws = 2000  # shard draws; each shard holds 2 samples
     # Weights as open_clip's factor string or as a list; source a has 2 shards, b has 4.
     for weights, expected_share_a in [("3::1", 3 * 2 / (3 * 2 + 1 * 4)), ([1.0, 1.0], 2 / 6)]:
         stream = ShardStream(
             urls,
-            decode_key_only,
+            decode_key,
             batch_size=100,
             mode="resampled",
             samples_per_epoch=2 * draws,
@@ -113,25 +120,25 @@ def test_source_weights_set_sample_proportions_like_open_clip_upsampling(tmp_pat
         assert abs(share_a - expected_share_a) < 4 * standard_error, (weights, share_a)
 
 
-def test_bad_source_options_are_refused(shard_dir):
+def test_bad_source_options_are_refused(decode_key, shard_dir):
     with pytest.raises(FileNotFoundError, match="shard-000006.tar"):
-        ShardStream(str(shard_dir / "shard-{000000..000009}.tar"), decode_key_only, 4)
+        ShardStream(str(shard_dir / "shard-{000000..000009}.tar"), decode_key, 4)
     with pytest.raises(ValueError, match="need mode='resampled'"):
-        ShardStream(f"{shard_dir}::{shard_dir}", decode_key_only, 4, source_weights=[2, 1])
+        ShardStream(f"{shard_dir}::{shard_dir}", decode_key, 4, source_weights=[2, 1])
     with pytest.raises(ValueError, match="1 source_weights for 2 sources"):
         ShardStream(
-            f"{shard_dir}::{shard_dir}", decode_key_only, 4, mode="resampled", samples_per_epoch=8, source_weights=[1]
+            f"{shard_dir}::{shard_dir}", decode_key, 4, mode="resampled", samples_per_epoch=8, source_weights=[1]
         )
     with pytest.raises(ValueError, match="samples_per_epoch"):
-        ShardStream(str(shard_dir), decode_key_only, 4, mode="resampled")
+        ShardStream(str(shard_dir), decode_key, 4, mode="resampled")
 
 
 # -- resampled mode, node and worker splits -----------------------------------------------------------
 
 
-def test_resampled_mode_yields_virtual_epochs_of_samples_per_epoch(shard_dir, monkeypatch):
+def test_resampled_mode_yields_virtual_epochs_of_samples_per_epoch(decode_key, shard_dir, monkeypatch):
     stream = ShardStream(
-        str(shard_dir), decode_key_only, batch_size=8, mode="resampled", samples_per_epoch=100, shuffle_buffer=20
+        str(shard_dir), decode_key, batch_size=8, mode="resampled", samples_per_epoch=100, shuffle_buffer=20
     )
     batches = keys_of(stream.batches(0))
     assert [len(batch) for batch in batches] == [8] * 12 and stream.batches_per_epoch() == 12
@@ -143,20 +150,20 @@ def test_resampled_mode_yields_virtual_epochs_of_samples_per_epoch(shard_dir, mo
     assert [len(batch) for batch in keys_of(stream.batches(0))] == [8] * 6
 
 
-def test_node_split_is_disjoint_and_covering(shard_dir, monkeypatch):
+def test_node_split_is_disjoint_and_covering(decode_key, shard_dir, monkeypatch):
     per_rank = []
     for rank in range(2):
         monkeypatch.setenv("RANK", str(rank))
         monkeypatch.setenv("WORLD_SIZE", "2")
-        stream = ShardStream(str(shard_dir), decode_key_only, batch_size=4, seed=1)
+        stream = ShardStream(str(shard_dir), decode_key, batch_size=4, seed=1)
         per_rank.append(flat(keys_of(stream.batches(2))))
     assert not set(per_rank[0]) & set(per_rank[1])
     assert sorted(per_rank[0] + per_rank[1]) == sorted(ALL_KEYS)
     assert min(len(keys) for keys in per_rank) > 0
 
 
-def test_worker_split_is_disjoint_covering_and_resumable(shard_dir):
-    stream = ShardStream(str(shard_dir), decode_key_only, batch_size=4, num_workers=2, seed=5)
+def test_worker_split_is_disjoint_covering_and_resumable(decode_key, shard_dir):
+    stream = ShardStream(str(shard_dir), decode_key, batch_size=4, num_workers=2, seed=5)
     full = keys_of(stream.batches(0))
     assert sorted(flat(full)) == sorted(ALL_KEYS)  # no sample twice, none missing
     # Resuming near the end, after one worker has run out, is exact too.
@@ -177,9 +184,9 @@ def test_worker_split_is_disjoint_covering_and_resumable(shard_dir):
     ],
     ids=["plain", "filtered", "balanced", "resampled"],
 )
-def test_resume_mid_shard_equals_one_uninterrupted_epoch(shard_dir, options):
+def test_resume_mid_shard_equals_one_uninterrupted_epoch(decode_key, shard_dir, options):
     def make_stream():
-        return ShardStream(str(shard_dir), decode_key_only, batch_size=5, shuffle_buffer=6, seed=11, **options)
+        return ShardStream(str(shard_dir), decode_key, batch_size=5, shuffle_buffer=6, seed=11, **options)
 
     uninterrupted = keys_of(make_stream().batches(4))
     interrupted = []
@@ -214,17 +221,17 @@ def test_resume_mid_shard_equals_one_uninterrupted_epoch(shard_dir, options):
         ({"field": "missing.field", "equals": 1}, lambda meta: False),
     ],
 )
-def test_metadata_filters_keep_exactly_the_matching_samples(shard_dir, rule, keep):
-    stream = ShardStream(str(shard_dir), decode_key_only, batch_size=6, filters=[rule])
-    expected = {sample["__key__"] for sample in map(make_sample, range(38)) if keep(sample["json"])}
+def test_metadata_filters_keep_exactly_the_matching_samples(decode_key, make_sample_fn, shard_dir, rule, keep):
+    stream = ShardStream(str(shard_dir), decode_key, batch_size=6, filters=[rule])
+    expected = {sample["__key__"] for sample in map(make_sample_fn, range(38)) if keep(sample["json"])}
     kept = flat(keys_of(stream.batches(0)))
     assert sorted(kept) == sorted(expected)
     assert stream.report()["filtered_out"] == 38 - len(expected)
 
 
-def test_filters_combine_with_and_and_reject_bad_specs(shard_dir):
+def test_filters_combine_with_and_and_reject_bad_specs(decode_key, shard_dir):
     rules = [MetadataFilter("image_panel_type", equals="single"), {"field": "score", "max_value": 1.0}]
-    stream = ShardStream(str(shard_dir), decode_key_only, batch_size=6, filters=rules)
+    stream = ShardStream(str(shard_dir), decode_key, batch_size=6, filters=rules)
     expected = {f"sample{i:05d}" for i in range(38) if i % 2 == 1 and i / 10 <= 1.0}
     assert set(flat(keys_of(stream.batches(0)))) == expected
     with pytest.raises(ValueError, match="exactly one"):
@@ -250,12 +257,10 @@ def skewed_concepts(tmp_path_factory) -> tuple[Path, dict[str, list[str]]]:
     return folder, keys
 
 
-def test_concept_balancing_keeps_each_concept_with_metaclip_probability(skewed_concepts):
+def test_concept_balancing_keeps_each_concept_with_metaclip_probability(decode_key, skewed_concepts):
     folder, keys = skewed_concepts
     threshold = 300
-    stream = ShardStream(
-        str(folder), decode_key_only, batch_size=256, balance=ConceptBalance("concept", threshold), seed=2
-    )
+    stream = ShardStream(str(folder), decode_key, batch_size=256, balance=ConceptBalance("concept", threshold), seed=2)
     assert stream.concept_counts == {"a": 1800, "b": 900, "c": 150}
     kept = set(flat(keys_of(stream.batches(0))))
 
@@ -268,14 +273,14 @@ def test_concept_balancing_keeps_each_concept_with_metaclip_probability(skewed_c
         assert abs(observed - size * probability) <= max(4 * sigma, 0.5), (group, observed, size * probability)
     assert stream.report()["balanced_out"] == 2550 - len(kept)
 
-    again = ShardStream(str(folder), decode_key_only, 256, balance={"field": "concept", "threshold": 300}, seed=2)
+    again = ShardStream(str(folder), decode_key, 256, balance={"field": "concept", "threshold": 300}, seed=2)
     assert set(flat(keys_of(again.batches(0)))) == kept
     assert set(flat(keys_of(again.batches(1)))) != kept
 
 
-def test_balancing_needs_counts_it_can_find(shard_dir):
+def test_balancing_needs_counts_it_can_find(decode_key, shard_dir):
     with pytest.raises(ValueError, match="no concept counts for 'image_panel_type'"):
-        ShardStream(str(shard_dir), decode_key_only, 4, balance=ConceptBalance("image_panel_type", 5))
+        ShardStream(str(shard_dir), decode_key, 4, balance=ConceptBalance("image_panel_type", 5))
 
 
 # -- bad data --------------------------------------------------------------------------------------------
@@ -288,11 +293,13 @@ def member_offset(tar_path: Path, member_name: str) -> int:
 
 
 @pytest.mark.parametrize("cut", ["at_member_boundary", "inside_member"])
-def test_truncated_shard_over_http_and_corrupt_sample_are_skipped_counted_and_reported(tmp_path, cut):
+def test_truncated_shard_over_http_and_corrupt_sample_are_skipped_counted_and_reported(
+    decode_caption, http_server, make_sample_fn, tmp_path, cut
+):
     folder = tmp_path / "served"
     with ShardWriter(folder, max_samples=10) as writer:
         for index in range(30):
-            sample = make_sample(index)
+            sample = make_sample_fn(index)
             if index == 23:
                 sample["jpg"] = b"\xff\xd8 this is not a JPEG"
             writer.write(sample)
@@ -303,10 +310,8 @@ def test_truncated_shard_over_http_and_corrupt_sample_are_skipped_counted_and_re
     cut_at = member_offset(truncated, "sample00015.txt") + (0 if cut == "at_member_boundary" else 700)
     truncated.write_bytes(content[:cut_at])
 
-    with loopback_http_server(folder) as base_url:
-        stream = ShardStream(
-            f"{base_url}/shard-{{000000..000002}}.tar", decode_caption_sample, batch_size=4, shuffle_buffer=5
-        )
+    with http_server(folder) as base_url:
+        stream = ShardStream(f"{base_url}/shard-{{000000..000002}}.tar", decode_caption, batch_size=4, shuffle_buffer=5)
         keys = flat(keys_of(stream.batches(0)))
     report = stream.report()
 
@@ -320,23 +325,23 @@ def test_truncated_shard_over_http_and_corrupt_sample_are_skipped_counted_and_re
     assert any("sample00023" in example for example in report["examples"])
 
 
-def test_consecutive_failures_stop_the_stream_naming_the_shard(tmp_path):
+def test_consecutive_failures_stop_the_stream_naming_the_shard(decode_caption, make_sample_fn, tmp_path):
     with ShardWriter(tmp_path, max_samples=10) as writer:
         for index in range(10):
-            writer.write({**make_sample(index), "jpg": b"corrupt"})
-    stream = ShardStream(str(tmp_path), decode_caption_sample, batch_size=4, max_consecutive_failures=3)
+            writer.write({**make_sample_fn(index), "jpg": b"corrupt"})
+    stream = ShardStream(str(tmp_path), decode_caption, batch_size=4, max_consecutive_failures=3)
     with pytest.raises(TooManyFailuresError, match=r"3 consecutive failures.*shard-000000\.tar"):
         list(stream.batches(0))
 
 
-def test_failures_below_the_bound_do_not_stop_the_stream(tmp_path):
+def test_failures_below_the_bound_do_not_stop_the_stream(decode_caption, make_sample_fn, tmp_path):
     with ShardWriter(tmp_path, max_samples=10) as writer:
         for index in range(10):
-            sample = make_sample(index)
+            sample = make_sample_fn(index)
             writer.write({**sample, "jpg": b"corrupt"} if index % 2 else sample)
     (tmp_path / "shard-000099.tar").write_bytes(b"this is not a tar file at all" * 40)
     urls = f"{tmp_path}/shard-000000.tar::{tmp_path}/shard-000099.tar"
-    stream = ShardStream(urls, decode_caption_sample, batch_size=4, shuffle_buffer=1, max_consecutive_failures=2)
+    stream = ShardStream(urls, decode_caption, batch_size=4, shuffle_buffer=1, max_consecutive_failures=2)
     keys = flat(keys_of(stream.batches(0)))
     assert sorted(keys) == [f"sample{i:05d}" for i in range(0, 10, 2)]
     report = stream.report()
@@ -344,12 +349,12 @@ def test_failures_below_the_bound_do_not_stop_the_stream(tmp_path):
     assert report["failures_by_shard"][f"{tmp_path}/shard-000099.tar"] == 1
 
 
-def test_report_sums_counts_from_worker_processes(tmp_path):
+def test_report_sums_counts_from_worker_processes(decode_caption, make_sample_fn, tmp_path):
     with ShardWriter(tmp_path, max_samples=5) as writer:
         for index in range(20):
-            sample = make_sample(index)
+            sample = make_sample_fn(index)
             writer.write({**sample, "jpg": b"corrupt"} if index % 7 == 0 else sample)
-    stream = ShardStream(str(tmp_path), decode_caption_sample, batch_size=3, num_workers=2)
+    stream = ShardStream(str(tmp_path), decode_caption, batch_size=3, num_workers=2)
     keys = flat(keys_of(stream.batches(0)))
     report = stream.report()
     assert len(keys) == 17 and report["samples_decoded"] == 17
