@@ -17,8 +17,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-
-from tests.apps.cdp_browser import HeadlessChromium
+from cdp_browser import HeadlessChromium
 
 REPO = Path(__file__).resolve().parents[2]
 SCREENSHOTS = REPO / "docs" / "screenshots"

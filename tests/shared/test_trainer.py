@@ -11,14 +11,13 @@ from pathlib import Path
 import pytest
 import torch
 from torch import nn
+from train_job import build_dataset, build_model  # tests/shared/jobs is on pytest's pythonpath
 
 from shared.checkpoints import CheckpointError, CheckpointManager, load_training_state
 from shared.data_iteration import TensorDictDataset, batches_from_dataset
 from shared.trainer import Trainer, TrainerConfig, TrainingDiverged
 
 JOBS = Path(__file__).parent / "jobs"
-sys.path.insert(0, str(JOBS))
-from train_job import build_dataset, build_model  # noqa: E402
 
 
 def run_job(run_dir: Path, *options: str, check: bool = True) -> subprocess.CompletedProcess:
