@@ -560,6 +560,13 @@ class ShardStream:
         if (folder / MANIFEST_NAME).is_file():
             manifest = read_manifest(folder)
             shards = [str(folder / shard["name"]) for shard in manifest["shards"]]
+            if not manifest.get("complete", True):
+                logger.warning(
+                    "%s: the shard writer stopped early (%s); streaming the %d shards it finished",
+                    folder / MANIFEST_NAME,
+                    manifest.get("error"),
+                    len(shards),
+                )
         else:
             shards = sorted(str(path) for path in folder.glob("*.tar"))
         if not shards:

@@ -74,6 +74,18 @@ def test_double_colon_joins_brace_expanded_sources(decode_key, write_shards_fn, 
     assert sorted(flat(keys_of(stream.batches(0)))) == sorted(expected)
 
 
+def test_folder_from_an_interrupted_writer_streams_its_finished_shards_with_a_warning(
+    decode_key, make_sample_fn, tmp_path, caplog
+):
+    with pytest.raises(KeyboardInterrupt), ShardWriter(tmp_path, max_samples=3) as writer:
+        for index in range(7):
+            writer.write(make_sample_fn(index, with_image=False))
+        raise KeyboardInterrupt
+    stream = ShardStream(str(tmp_path), decode_key, batch_size=4)
+    assert sorted(flat(keys_of(stream.batches(0)))) == [f"sample{i:05d}" for i in range(7)]
+    assert "stopped early (KeyboardInterrupt" in caplog.text
+
+
 def test_pipe_and_s3_urls_stream_through_shell_commands(decode_key, shard_dir, tmp_path):
     pipe_urls = "::".join(f"pipe:cat {shlex.quote(str(path))}" for path in sorted(shard_dir.glob("*.tar")))
     via_pipe = ShardStream(pipe_urls, decode_key, batch_size=8)
