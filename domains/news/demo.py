@@ -13,8 +13,9 @@ Construction (deterministic):
 3. Each caption also gets a convincing wrong image → a **fake** post: the image of the emoji whose caption is
    most similar (all-MiniLM-L6-v2 cosine, NewsCLIPpings' ``sbert_text_text`` strategy), chosen within the
    same split, greedily from the most similar pairs down, so that every image is used as a wrong image at
-   most once. With each caption and (almost) each image appearing once real and once fake, neither text
-   nor image alone reveals the label: only their pairing does.
+   most once (a rare leftover caption reuses its most similar image). With each caption and (almost) each
+   image appearing once real and once fake, neither text nor image alone reveals the label: only their
+   pairing does.
 
 Output folder: ``posts.jsonl`` (the plain JSONL layout of :func:`domains.news.data.read_jsonl_posts`, with
 ``pair_id``, ``similarity_score``, ``image_source_id`` and ``strategy`` per post), ``images/<unified>.png``,
@@ -42,7 +43,7 @@ DEFAULT_BUILTIN_DIR = REPO_ROOT / ".tmp" / "news" / "builtin"
 INSTALL_HINT = (
     f"npm pack {EMOJI_PACKAGE} --pack-destination {DEFAULT_SOURCE_DIR} (or set NEWS_EMOJI_TARBALL to the .tgz path)"
 )
-_BUILD_VERSION = 1
+_BUILD_VERSION = 2
 
 
 class MissingSourcePackageError(FileNotFoundError):
@@ -89,14 +90,16 @@ def minilm_text_embeddings(texts: list[str]) -> np.ndarray:
 
 
 def assign_hard_negatives(similarity: np.ndarray) -> np.ndarray:
-    """For each caption i, a different image j, most similar first, each image used at most once.
+    """For each caption i, a different image j, most similar first, each image used at most once if possible.
+
+    Greedy matching over (caption, image) pairs sorted by decreasing similarity. A caption left over at the
+    end (its only free image is its own) takes its most similar other image, which is then used twice.
 
     Args:
-        similarity: (N, N) caption–caption similarity (higher = more alike).
+        similarity: (N, N) caption–caption similarity (higher = more alike), N ≥ 2.
 
     Returns:
-        (N,) index of the wrong image for each caption (greedy matching over pairs sorted by similarity; with
-        N ≥ 2 every caption gets one).
+        (N,) index of the wrong image for each caption, never the caption's own.
     """
     n = similarity.shape[0]
     if n < 2:
@@ -106,16 +109,13 @@ def assign_hard_negatives(similarity: np.ndarray) -> np.ndarray:
     order = np.argsort(-scores, axis=None, kind="stable")
     chosen = np.full(n, -1)
     image_used = np.zeros(n, dtype=bool)
-    remaining = n
-    for flat in order:
+    for flat in order[: n * (n - 1)]:
         caption, image = divmod(int(flat), n)
-        if chosen[caption] >= 0 or image_used[image] or caption == image:
-            continue
-        chosen[caption] = image
-        image_used[image] = True
-        remaining -= 1
-        if remaining == 0:
-            break
+        if chosen[caption] < 0 and not image_used[image]:
+            chosen[caption] = image
+            image_used[image] = True
+    leftover = chosen < 0
+    chosen[leftover] = scores[leftover].argmax(axis=1)
     return chosen
 
 
