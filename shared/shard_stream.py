@@ -1,9 +1,12 @@
 """Stream batches from webdataset shards: local, http(s), s3 or any ``pipe:`` command.
 
 :class:`ShardStream` turns shard URLs into batches for the trainer. It builds on webdataset 1.0.2
-(``SimpleShardList`` brace expansion, ``tarfile_samples`` tar reading through ``gopen``, ``shuffle``
-and ``batched`` stages in a ``DataPipeline``, ``pytorch_worker_info`` for node and worker
-placement) and adds what the trainer and the domains need on top:
+(``SimpleShardList`` for brace expansion and the seeded shard order, ``gopen`` for every URL scheme,
+``tar_file_expander`` + ``group_by_keys`` for tar parsing, ``shuffle`` and ``batched`` stages in a
+``DataPipeline``, ``pytorch_worker_info`` for the node's rank) and adds what the trainer and the
+domains need on top. Shards are split between nodes and workers by position in the shared seeded
+order (what ``split_by_node``/``split_by_worker`` do), but with the worker index passed in
+explicitly: exact resume with several workers needs to say which worker plays which share.
 
 * **Sources and weights.** ``"a/shard-{0000..0099}.tar::https://host/b/{000..009}.tar"`` joins
   sources with ``::``; ``source_weights`` are open_clip's upsampling factors (resampled mode): every
