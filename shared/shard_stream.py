@@ -588,7 +588,7 @@ class ShardStream:
                 )
             folder = first.rsplit("/", 1)[0] if "/" in first else "."
             try:
-                manifest = read_manifest(folder)
+                manifest = read_manifest(folder, s3_command=self.s3_command)
             except ManifestError as error:
                 raise ManifestError(f"concept balancing needs concept counts: {error}") from None
             field_counts = manifest.get("concept_counts", {}).get(balance.field)

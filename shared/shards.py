@@ -391,7 +391,7 @@ def _manifest_location(dir_or_url: str) -> str:
     return dir_or_url.rstrip("/") + "/" + MANIFEST_NAME
 
 
-def _read_remote_bytes(url: str, timeout_s: float) -> bytes:
+def _read_remote_bytes(url: str, timeout_s: float, s3_command: str) -> bytes:
     if url.startswith(("http://", "https://")):
         import requests
 
@@ -399,7 +399,7 @@ def _read_remote_bytes(url: str, timeout_s: float) -> bytes:
         if response.status_code != 200:
             raise ManifestError(f"{url}: HTTP {response.status_code} while reading the shard manifest")
         return response.content
-    command = url[len("pipe:") :] if url.startswith("pipe:") else S3_READ_COMMAND.format(url=shlex.quote(url))
+    command = url[len("pipe:") :] if url.startswith("pipe:") else s3_command.format(url=shlex.quote(url))
     result = subprocess.run(command, shell=True, capture_output=True, timeout=timeout_s, check=False)  # noqa: S602
     if result.returncode != 0:
         message = result.stderr.decode("utf-8", errors="replace").strip()[-300:]
@@ -407,7 +407,9 @@ def _read_remote_bytes(url: str, timeout_s: float) -> bytes:
     return result.stdout
 
 
-def read_manifest(dir_or_url: str | os.PathLike[str], timeout_s: float = 30.0) -> dict[str, Any]:
+def read_manifest(
+    dir_or_url: str | os.PathLike[str], timeout_s: float = 30.0, s3_command: str = S3_READ_COMMAND
+) -> dict[str, Any]:
     """Reads a shard folder's ``manifest.json`` from a local folder or a URL.
 
     Args:
@@ -415,6 +417,7 @@ def read_manifest(dir_or_url: str | os.PathLike[str], timeout_s: float = 30.0) -
             ``s3://`` folder URL (``/manifest.json`` is appended) or manifest URL, or a ``pipe:``
             command printing the manifest.
         timeout_s: Network timeout in seconds for remote manifests.
+        s3_command: Shell command printing an ``s3://`` object (``{url}`` is replaced by the quoted URL).
 
     Returns:
         The manifest as a dict (see :class:`ShardWriter` for its keys).
@@ -425,7 +428,7 @@ def read_manifest(dir_or_url: str | os.PathLike[str], timeout_s: float = 30.0) -
     """
     location = _manifest_location(os.fspath(dir_or_url))
     if _is_remote(location):
-        raw = _read_remote_bytes(location, timeout_s)
+        raw = _read_remote_bytes(location, timeout_s, s3_command)
     else:
         path = Path(location)
         if not path.is_file():

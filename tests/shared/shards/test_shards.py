@@ -169,6 +169,16 @@ def test_read_manifest_over_http_equals_local(http_server, write_shards_fn, tmp_
             read_manifest(f"{base_url}/missing")
 
 
+def test_read_manifest_through_pipe_and_s3_commands(write_shards_fn, tmp_path):
+    write_shards_fn(tmp_path, num_samples=3, per_shard=2)
+    local = read_manifest(tmp_path)
+    assert read_manifest(f"pipe:cat {tmp_path}/{MANIFEST_NAME}") == local
+    fake_s3 = f"sh -c 'cat {tmp_path}/$(basename \"$0\")' {{url}}"
+    assert read_manifest("s3://bucket/shards", s3_command=fake_s3) == local
+    with pytest.raises(ManifestError, match="exit 1"):
+        read_manifest("pipe:cat /nonexistent/manifest.json")
+
+
 def test_read_manifest_errors_name_the_location(tmp_path):
     with pytest.raises(ManifestError, match=str(tmp_path)):
         read_manifest(tmp_path)
