@@ -30,7 +30,7 @@ from shared.store import EmbeddingStore  # noqa: E402
 
 def numpy_top_k(unit_vectors: np.ndarray, query: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """Indices and cosine scores of the k best rows (unit_vectors rows are unit-norm)."""
-    scores = unit_vectors @ (query / np.linalg.norm(query))
+    scores = unit_vectors @ (query / np.linalg.norm(query)).astype(unit_vectors.dtype)
     top = np.argpartition(-scores, k)[:k]
     top = top[np.argsort(-scores[top], kind="stable")]
     return top, scores[top]
@@ -69,7 +69,8 @@ def main(argv: list[str] | None = None) -> None:
         print(f"loaded {args.n:,} x {args.dim} vectors in {load_seconds:.1f} s", file=sys.stderr)
 
         queries = vectors[rng.integers(0, args.n, size=args.queries + 1)]
-        queries = queries + 0.5 * rng.standard_normal(queries.shape, dtype=np.float32) / np.sqrt(args.dim)
+        noise = rng.standard_normal(queries.shape, dtype=np.float32) * np.float32(0.5 / np.sqrt(args.dim))
+        queries = (queries + noise).astype(np.float32)  # a float64 query would make numpy upcast all N rows
         ours_times, peer_times = [], []
         for index, query in enumerate(queries):
             t0 = time.perf_counter()

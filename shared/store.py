@@ -488,6 +488,14 @@ class EmbeddingStore:
         with FileLock(str(self.path) + ".lock"):
             for leftover in (temporary, Path(str(temporary) + ".wal")):
                 leftover.unlink(missing_ok=True)  # from a writer that died; the lock says none is running
+            live_wal = Path(str(self.path) + ".wal")
+            if live_wal.exists():
+                # Only a program that opened the live file for writing leaves this; copying the store
+                # without it would drop those changes, and swapping under it would pair it with a new file.
+                raise self._error(
+                    f"{live_wal} exists: another program has the store open for writing (or crashed while it "
+                    "had); close it, or open and close the store once with DuckDB to checkpoint, then retry"
+                )
             if self.path.exists():
                 shutil.copyfile(self.path, temporary)
             connection = duckdb.connect(str(temporary), config={"memory_limit": self.memory_limit})

@@ -381,3 +381,14 @@ def test_float32_vectors_too_large_to_square_are_still_normalized(store):
     back = store.get_vectors(_ids(2), domain="astro", modality="image")
     expected = huge.astype(np.float64) / np.linalg.norm(huge.astype(np.float64), axis=1, keepdims=True)
     np.testing.assert_allclose(back, expected, rtol=1e-6)
+
+
+def test_a_foreign_write_ahead_log_blocks_writers_with_a_clear_error(store):
+    _write(store, np.ones((1, DIM)), ["a"])
+    wal = Path(f"{store.path}.wal")
+    wal.write_bytes(b"left by another program")
+    with pytest.raises(StoreError, match="open for writing"):
+        _write(store, np.ones((1, DIM)), ["b"])
+    wal.unlink()
+    _write(store, np.ones((1, DIM)), ["b"])
+    assert _count(store.path) == 2
