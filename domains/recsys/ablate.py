@@ -59,7 +59,9 @@ class AblateConfig:
     )
     """Full model settings; earlier variants switch parts off."""
     fit: FitConfig = field(
-        default_factory=lambda: FitConfig(epochs=20, batch_size=4096, validate_every_epochs=2, early_stopping_patience=3)
+        default_factory=lambda: FitConfig(
+            epochs=20, batch_size=4096, validate_every_epochs=2, early_stopping_patience=3
+        )
     )
     """Schedule of every variant (seed is replaced by each seed)."""
     lr: float = 5e-3

@@ -151,14 +151,12 @@ _EDGE_PATTERN = re.compile(r"\[?([^\s:\[\],]+)\]?\s*::\s*\[?([^\s:\[\],]+)\]?")
 
 
 def parse_edge_answer(answer: str, candidate_ids: list[str]) -> tuple[str, str] | None:
-    """``pos::neg`` with both ids among the candidates and different; ``None`` when malformed."""
-    match = _EDGE_PATTERN.search(answer)
-    if match is None:
-        return None
-    positive, negative = match.group(1), match.group(2)
-    if positive == negative or positive not in candidate_ids or negative not in candidate_ids:
-        return None
-    return positive, negative
+    """The first ``pos::neg`` in the answer with both ids among the candidates and different; else ``None``."""
+    for match in _EDGE_PATTERN.finditer(answer):
+        positive, negative = match.group(1), match.group(2)
+        if positive != negative and positive in candidate_ids and negative in candidate_ids:
+            return positive, negative
+    return None
 
 
 def parse_attribute_answer(answer: str) -> dict[str, list[str]] | None:

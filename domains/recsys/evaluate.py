@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> None:
             f"precision {metrics[f'precision@{k}']:.4f}"
         )
     print(f"Wrote {out}")
-    print(f"Next: python -m domains.recsys.recommend --run {config.run} --users 1 2 3")
+    print(f"Next: python -m domains.recsys.recommend --run {config.run} --users '[1, 2, 3]'")
 
 
 if __name__ == "__main__":

@@ -334,12 +334,12 @@ def run_semi_synthetic(config: MnarConfig, run_dir: Path) -> dict[str, Any]:
     write_text_atomically(run_dir / "results.md", markdown)
     _write_json(run_dir / "results.json", {"summary": summary, "rows": rows})
     _write_csv(run_dir / "metrics.csv", rows)
-    _write_json(run_dir / "eval" / "metrics.json", summary)
     if config.store_path:
         written = _write_embeddings(
             config, f"recsys-{run_dir.name}", "ml100k-semi", kept, ratings.user_ids, ratings.item_ids
         )
         summary["embeddings_written"] = written
+    _write_json(run_dir / "eval" / "metrics.json", summary)
     print(markdown)
     return summary
 
@@ -537,11 +537,11 @@ def run_real(config: MnarConfig, run_dir: Path) -> dict[str, Any]:
     write_text_atomically(run_dir / "results.md", markdown)
     _write_json(run_dir / "results.json", {"summary": summary, "rows": rows})
     _write_csv(run_dir / "metrics.csv", rows)
-    _write_json(run_dir / "eval" / "metrics.json", summary)
     if config.store_path:
         summary["embeddings_written"] = _write_embeddings(
             config, f"recsys-{run_dir.name}", dataset.name, kept, dataset.user_ids, dataset.item_ids
         )
+    _write_json(run_dir / "eval" / "metrics.json", summary)
     print(markdown)
     return summary
 

@@ -1,4 +1,4 @@
-"""Top-N recommendations with titles: ``python -m domains.recsys.recommend --run runs/recsys/demo --users 1 2``.
+"""Top-N recommendations with titles: ``python -m domains.recsys.recommend --run runs/recsys/demo --users '[1, 2]'``.
 
 Items the user already interacted with (any split) are never recommended. Users are raw ids as in the data.
 Prints a table and writes ``<run>/recommendations.tsv`` (RecBole-style atomic file).
@@ -25,8 +25,8 @@ class RecommendConfig:
 
     run: str = "runs/recsys/demo"
     """Run folder written by domains.recsys.train."""
-    users: list[str] = field(default_factory=lambda: ["1"])
-    """Raw user ids (as in the dataset's .inter file)."""
+    users: list[str | int] = field(default_factory=lambda: ["1"])
+    """Raw user ids (as in the dataset's .inter file), e.g. --users '[1, 2, 3]'."""
     top_n: int = 10
     """Recommendations per user."""
     out: str | None = None

@@ -82,6 +82,9 @@ class FitConfig:
     """Users scored at once in full-ranking evaluation."""
     seed: int = 2022
     """Seed of weight initialisation and batch order."""
+    cpu_threads: int | None = 1
+    """torch CPU threads when training on CPU (1 avoids thread contention that makes the sparse backward
+    several times slower on small or shared machines); null keeps torch's default."""
 
 
 def default_trainer_config() -> TrainerConfig:
@@ -235,6 +238,10 @@ def train_recommender(
     Returns:
         The trained model (best validation weights) and the trainer's result.
     """
+    from shared.device import pick_device
+
+    if fit.cpu_threads and pick_device(trainer_config.device).type == "cpu":
+        torch.set_num_threads(fit.cpu_threads)
     torch.manual_seed(fit.seed)
     model = build_model(data, model_config, augmentation)
     edges = augmentation.edges if augmentation is not None and len(augmentation.edges) else None

@@ -140,7 +140,7 @@ def run_training(config: TrainConfig) -> Path:
         line += f" (base LightGCN: recall@20 {base['recall@20']:.4f} ndcg@20 {base['ndcg@20']:.4f})"
     print(line)
     print(f"Wrote {run_dir} (model.safetensors, metrics.csv, eval/metrics.json) in {report['seconds']} s")
-    print(f"Next: python -m domains.recsys.recommend --run {run_dir} --users 1 2 3")
+    print(f"Next: python -m domains.recsys.recommend --run {run_dir} --users '[1, 2, 3]'")
     return run_dir
 
 

@@ -68,6 +68,9 @@ def test_semi_synthetic_command_writes_the_table_and_embeddings(tmp_path, capsys
     assert "| estimator | p=1 | p=4 |" in (run / "results.md").read_text()
     # seed-0 models of both powers and four estimators: 943 users + 1682 items each
     assert summary["embeddings_written"] == 2 * 4 * (943 + 1682)
+    assert (
+        json.loads((run / "eval" / "metrics.json").read_text())["embeddings_written"] == summary["embeddings_written"]
+    )
     with open_readonly(store) as connection:
         counts = dict(connection.execute("SELECT modality, count(*) FROM all_embeddings GROUP BY modality").fetchall())
     assert counts == {"user": 8 * 943, "item": 8 * 1682}

@@ -37,7 +37,11 @@ def test_id_branch_equals_torch_geometric_lightgcn() -> None:
 
 
 def _batch() -> dict[str, torch.Tensor]:
-    return {"users": torch.tensor([0, 1, 2, 3, 4, 5]), "pos": torch.tensor([0, 1, 2, 3, 4, 5]), "neg": torch.tensor([8, 7, 6, 5, 4, 3])}
+    return {
+        "users": torch.tensor([0, 1, 2, 3, 4, 5]),
+        "pos": torch.tensor([0, 1, 2, 3, 4, 5]),
+        "neg": torch.tensor([8, 7, 6, 5, 4, 3]),
+    }
 
 
 def test_bpr_loss_and_pruning_keep_the_hardest_pairs() -> None:
