@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from domains.recsys.augment import (
     PromptCache,
@@ -188,15 +189,15 @@ def _tiny_causal_lm(folder: Path) -> Path:
     from tokenizers import Tokenizer, models, pre_tokenizers, trainers
     from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
 
-    tokenizer = Tokenizer(models.WordLevel(unk_token="[UNK]"))
+    special = {"unk_token": "[UNK]", "pad_token": "[PAD]", "eos_token": "[EOS]"}
+    tokenizer = Tokenizer(models.WordLevel(unk_token=special["unk_token"]))
     tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
     corpus = ["user : system : assistant : Movie 1 2 3 4 5 pos :: neg [ ] genres Action Comedy Drama"]
     tokenizer.train_from_iterator(corpus, trainers.WordLevelTrainer(special_tokens=["[UNK]", "[PAD]", "[EOS]"]))
-    fast = PreTrainedTokenizerFast(tokenizer_object=tokenizer, unk_token="[UNK]", pad_token="[PAD]", eos_token="[EOS]")
+    fast = PreTrainedTokenizerFast(tokenizer_object=tokenizer, **special)
     fast.save_pretrained(folder)
     config = GPT2Config(vocab_size=fast.vocab_size, n_positions=512, n_embd=16, n_layer=1, n_head=2)
-    torch_seed = __import__("torch").manual_seed(0)
-    assert torch_seed is not None
+    torch.manual_seed(0)
     GPT2LMHeadModel(config).save_pretrained(folder)
     return folder
 
