@@ -5,7 +5,8 @@ a few ``>17.5`` upper limits, ``--points`` rows each) into a temporary folder, t
 and interleaved:
 
 - ours: ``read_asassn_lightcurve_arrays`` (the validated reader ingest uses; upper limits, column
-  checks, non-finite rows dropped) + ``prepare_lightcurve`` (dedupe, sort, MAD normalization) + ``photometry_channels`` + ``window_photometry`` → the model's (200, 9) input;
+  checks, non-finite rows dropped) + ``prepare_lightcurve`` (dedupe, sort, MAD normalization) +
+  ``photometry_channels`` + ``window_photometry`` → the model's (200, 9) input;
 - peer: ``astropy.io.ascii.read`` with its fast C reader (columns only: no validation, no preprocessing),
   the limit a reader can approach; ``numpy.loadtxt`` of the three used columns is reported alongside.
 

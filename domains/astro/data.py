@@ -166,6 +166,9 @@ def _finite_rows(
     meta: dict[str, Any],
     source: str | Path,
 ) -> LightCurveArrays:
+    for name, values in (("time", hjd_days), ("flux", flux_mjy), ("flux error", flux_err_mjy)):
+        if len(values) and np.isnan(values).all():
+            raise AstroInputError(source, f"NaN-only {name} column")
     keep = np.isfinite(hjd_days) & np.isfinite(flux_mjy) & np.isfinite(flux_err_mjy)
     meta["n_dropped_nonfinite"] = int((~keep).sum())
     if not keep.any():
@@ -463,7 +466,7 @@ def read_lamost_spectrum(path: str | Path) -> LamostSpectrum:
                 wavelength = np.asarray(row[names["WAVELENGTH"]], dtype=np.float64)
     except AstroInputError:
         raise
-    except (OSError, ValueError, TypeError, KeyError, IndexError) as error:
+    except (OSError, ValueError, TypeError, KeyError, IndexError, fits.verify.VerifyError) as error:
         raise AstroInputError(path, f"unreadable FITS ({type(error).__name__}: {error})") from error
     if not (flux.shape == ivar.shape == wavelength.shape):
         raise AstroInputError(

@@ -69,7 +69,10 @@ _DEFAULT_FOURIER = {
 }  # fmt: skip
 # Vacuum wavelengths (Å) of the spectral features drawn.
 _BALMER_AA = (6564.61, 4862.68, 4341.68, 4102.89, 3971.20)
-_METAL_LINES_AA = (3934.78, 3969.59, 4305.0, 5168.76, 5174.13, 5185.05, 5270.4, 5891.58, 5897.56, 8500.36, 8544.44, 8664.52)  # fmt: skip
+# Ca II K and H, G band (CH), Mg b triplet, Fe 5270, Na D doublet, Ca II infrared triplet.
+_METAL_LINES_AA = (
+    3934.78, 3969.59, 4305.0, 5168.76, 5174.13, 5185.05, 5270.4, 5891.58, 5897.56, 8500.36, 8544.44, 8664.52,
+)  # fmt: skip
 _TIO_HEADS_AA = (4955.0, 5167.0, 5448.0, 6159.0, 6651.0, 7055.0, 7589.0, 8432.0)
 
 
@@ -213,7 +216,12 @@ def build_demo_dataset(
         (staging / "DONE").write_text(json.dumps(asdict(spec)), encoding="utf-8")
         if files.root.exists():
             shutil.rmtree(files.root)
-        os.replace(staging, files.root)
+        try:
+            os.replace(staging, files.root)
+        except OSError:
+            if not (files.root / "DONE").is_file():
+                raise
+            shutil.rmtree(staging, ignore_errors=True)  # another process finished the same set first
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

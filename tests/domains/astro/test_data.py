@@ -76,7 +76,8 @@ def test_gband_variant_is_detected_from_its_columns(tmp_path):
         ("#a\n#b\n", "empty light curve"),
         ("#a\n#b\n1 2 3\n", r"expected 5 \(V band\) or 8 \(g band\) columns"),
         ("#a\n#b\nx y z w v\nq r s t u\n", "no numeric HJD"),
-        ("#a\n#b\n2457000.1 13 0.1 nan 0.1\n", "empty light curve"),
+        ("#a\n#b\n2457000.1 13 0.1 nan 0.1\n2457000.2 13 0.1 nan 0.1\n", "NaN-only flux column"),
+        ("#a\n#b\n2457000.1 13 0.1 nan 0.1\n2457000.3 13 0.1 3.0 nan\n", "empty light curve"),
     ],
 )
 def test_bad_lightcurves_raise_naming_the_file(tmp_path, text, message):

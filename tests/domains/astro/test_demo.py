@@ -20,6 +20,7 @@ from domains.astro.data import (
 from domains.astro.demo import (
     SIMULATED_CLASSES,
     DemoSpec,
+    astrom3_class_of,
     build_demo_dataset,
     class_counts,
     lafler_kinman_statistic,
@@ -118,6 +119,19 @@ def test_demo_is_deterministic_and_cached(demo):
     assert (rebuilt.lightcurve_dir / first_curve.name).read_bytes() == curve_bytes
     other_seed = build_demo_dataset(DemoSpec(n_stars=40, min_per_class=4, seed=4), cache_dir=demo.root.parent)
     assert other_seed.root != demo.root and other_seed.catalogue.read_bytes() != catalogue_bytes
+
+
+def test_ogle_classes_map_to_astrom3_classes():
+    ogle = pd.DataFrame(
+        {
+            "Type": ["RRLyr", "RRLyr", "DSCT", "DSCT", "LPV", "LPV", "LPV", "Cep", "T2Cep"],
+            "Subtype": ["RRab", "RRc", "S", "S", "Mira", "SRV", "OSARG", "F", "BLHer"],
+            "A_1": [0.6, 0.3, 0.25, 0.10, 2.0, 0.2, 0.01, 0.5, 0.5],
+        }
+    )
+    assert astrom3_class_of(ogle).tolist() == ["RRAB", "RRC", "HADS", "DSCT", "M", "SR", None, "DCEP", None]
+    with_cepheids = class_counts(2000, include_cepheids=True)
+    assert with_cepheids["DCEP"] >= 20 and set(with_cepheids) == set(ASTROM3_CLASSES) | {"DCEP"}
 
 
 def test_lafler_kinman_is_small_for_the_true_period():

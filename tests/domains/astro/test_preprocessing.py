@@ -148,9 +148,42 @@ def test_splits_are_disjoint_80_10_10_and_seeded():
 
 
 # Class counts of the paper's seed-42 splits (dev/notebooks/026-subdataset.ipynb) and the caps it got.
-TRAIN_COUNTS = {"EW": 4890, "SR": 3647, "EA": 2343, "RRAB": 1886, "EB": 1571, "ROT": 1454, "RRC": 624, "HADS": 226, "M": 216, "DSCT": 206}  # fmt: skip
-VAL_COUNTS = {"EW": 597, "SR": 479, "EA": 272, "RRAB": 231, "EB": 207, "ROT": 189, "RRC": 93, "M": 30, "HADS": 29, "DSCT": 25}  # fmt: skip
-TEST_COUNTS = {"EW": 681, "SR": 464, "EA": 301, "RRAB": 234, "EB": 198, "ROT": 196, "RRC": 79, "HADS": 26, "DSCT": 24, "M": 22}  # fmt: skip
+TRAIN_COUNTS = {
+    "EW": 4890,
+    "SR": 3647,
+    "EA": 2343,
+    "RRAB": 1886,
+    "EB": 1571,
+    "ROT": 1454,
+    "RRC": 624,
+    "HADS": 226,
+    "M": 216,
+    "DSCT": 206,
+}
+VAL_COUNTS = {
+    "EW": 597,
+    "SR": 479,
+    "EA": 272,
+    "RRAB": 231,
+    "EB": 207,
+    "ROT": 189,
+    "RRC": 93,
+    "M": 30,
+    "HADS": 29,
+    "DSCT": 25,
+}
+TEST_COUNTS = {
+    "EW": 681,
+    "SR": 464,
+    "EA": 301,
+    "RRAB": 234,
+    "EB": 198,
+    "ROT": 196,
+    "RRC": 79,
+    "HADS": 26,
+    "DSCT": 24,
+    "M": 22,
+}
 
 
 @pytest.mark.parametrize(
