@@ -2,23 +2,27 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
-from astro_model_fixtures import one_torch_thread, tiny_model_config, write_synthetic_ingest  # noqa: F401
 
 from domains.astro.downstream import anomaly_scores, fused_embeddings
 from domains.astro.embed import EmbedConfig, run_embed
-from domains.astro.model import MODALITIES
+from domains.astro.model import MODALITIES, AstroModelConfig
 from domains.astro.pretrain import PretrainConfig, load_pretrained_clip, run_pretrain
 from domains.astro.training_data import load_astro_splits, map_batches
 from shared.store import EmbeddingStore
 from shared.trainer import TrainerConfig
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
-def test_embed_writes_every_modality_with_scores_and_flags(tmp_path: Path) -> None:
-    ingest_dir = write_synthetic_ingest(tmp_path / "ingest", n_objects=60, seeds=(1,))
+
+def test_embed_writes_every_modality_with_scores_and_flags(
+    tmp_path: Path, write_astro_ingest: Callable[..., Path], tiny_astro_config: Callable[[], AstroModelConfig]
+) -> None:
+    ingest_dir = write_astro_ingest(tmp_path / "ingest", n_objects=60, seeds=(1,))
     pretrained = run_pretrain(
         PretrainConfig(
             run_name="clip",
@@ -27,7 +31,7 @@ def test_embed_writes_every_modality_with_scores_and_flags(tmp_path: Path) -> No
             seed=1,
             batch_size=16,
             epochs=1,
-            model=tiny_model_config(),
+            model=tiny_astro_config(),
             trainer=TrainerConfig(progress_bar=False, select_metric="val_loss", select_mode="min"),
         )
     )

@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
-from astro_model_fixtures import one_torch_thread, tiny_model_config, write_synthetic_ingest  # noqa: F401
 
 from domains.astro.evaluate import EvaluateConfig, evaluate_run, load_finetuned_classifier
 from domains.astro.finetune import FinetuneConfig, run_finetune
+from domains.astro.model import AstroModelConfig
 from domains.astro.pretrain import PretrainConfig, load_pretrained_clip, run_pretrain
 from shared.trainer import TrainerConfig
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def quick_trainer(**overrides: object) -> TrainerConfig:
@@ -32,12 +36,14 @@ def quick_trainer(**overrides: object) -> TrainerConfig:
 
 
 @pytest.fixture(scope="module")
-def ingest_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_synthetic_ingest(tmp_path_factory.mktemp("ingest"))
+def ingest_dir(tmp_path_factory: pytest.TempPathFactory, write_astro_ingest: Callable[..., Path]) -> Path:
+    return write_astro_ingest(tmp_path_factory.mktemp("ingest"))
 
 
 @pytest.fixture(scope="module")
-def clip_runs(ingest_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def clip_runs(
+    ingest_dir: Path, tmp_path_factory: pytest.TempPathFactory, tiny_astro_config: Callable[[], AstroModelConfig]
+) -> Path:
     """One short CLIP pretraining per split seed (1 and 2)."""
     root = tmp_path_factory.mktemp("runs")
     for seed in (1, 2):
@@ -49,14 +55,17 @@ def clip_runs(ingest_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Pat
                 seed=seed,
                 batch_size=16,
                 epochs=2,
-                model=tiny_model_config(),
+                model=tiny_astro_config(),
                 trainer=quick_trainer(select_metric="val_loss", select_mode="min"),
             )
         )
     return root / "astro"
 
 
-def finetune_config(ingest_dir: Path, runs_root: Path, **overrides: object) -> FinetuneConfig:
+def make_finetune_config(
+    ingest_dir: Path, runs_root: Path, model: AstroModelConfig, **overrides: object
+) -> FinetuneConfig:
+    """A 4-epoch fine-tuning of the tiny model (the same one the CLIP runs use)."""
     values = dict(
         run_name="ft",
         runs_root=str(runs_root),
@@ -65,15 +74,22 @@ def finetune_config(ingest_dir: Path, runs_root: Path, **overrides: object) -> F
         seeds=[1],
         batch_size=16,
         epochs=4,
-        model=tiny_model_config(),
+        model=model,
         trainer=quick_trainer(),
     )
     values.update(overrides)
     return FinetuneConfig(**values)
 
 
-def test_metadata_classifier_learns_and_reports_consistent_metrics(ingest_dir: Path, tmp_path: Path) -> None:
-    result = run_finetune(finetune_config(ingest_dir, tmp_path, seeds=[1, 2]))
+@pytest.fixture
+def finetune_config(tiny_astro_config: Callable[[], AstroModelConfig]) -> Callable[..., FinetuneConfig]:
+    return partial(make_finetune_config, model=tiny_astro_config())
+
+
+def test_metadata_classifier_learns_and_reports_consistent_metrics(
+    ingest_dir: Path, tmp_path: Path, finetune_config: Callable[..., FinetuneConfig]
+) -> None:
+    result = run_finetune(finetune_config(ingest_dir, tmp_path, seeds=[1, 2], epochs=8))
     assert sorted(result.per_seed) == [1, 2]
     for seed, metrics in result.per_seed.items():
         seed_dir = tmp_path / "astro" / "ft" / f"seed-{seed}"
@@ -92,7 +108,9 @@ def test_metadata_classifier_learns_and_reports_consistent_metrics(ingest_dir: P
     assert summary["accuracy"]["std"] == pytest.approx(np.std(accuracies))
 
 
-def test_evaluate_command_reproduces_the_finetune_test_metrics(ingest_dir: Path, tmp_path: Path) -> None:
+def test_evaluate_command_reproduces_the_finetune_test_metrics(
+    ingest_dir: Path, tmp_path: Path, finetune_config: Callable[..., FinetuneConfig]
+) -> None:
     result = run_finetune(finetune_config(ingest_dir, tmp_path, mode="spectra", epochs=2))
     summary = evaluate_run(EvaluateConfig(run=str(result.run_dir)))
     assert summary["accuracy"]["values"] == [pytest.approx(result.per_seed[1]["accuracy"])]
@@ -103,7 +121,12 @@ def test_evaluate_command_reproduces_the_finetune_test_metrics(ingest_dir: Path,
 
 @pytest.mark.parametrize("mode", ["photo", "all"])
 def test_clip_initialisation_starts_from_the_pretrained_encoders(
-    mode: str, ingest_dir: Path, clip_runs: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    mode: str,
+    ingest_dir: Path,
+    clip_runs: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    finetune_config: Callable[..., FinetuneConfig],
 ) -> None:
     captured = {}
 
@@ -134,7 +157,9 @@ def test_clip_initialisation_starts_from_the_pretrained_encoders(
     assert classifier.head.out_features == 3
 
 
-def test_clip_run_from_another_split_seed_is_refused(ingest_dir: Path, clip_runs: Path, tmp_path: Path) -> None:
+def test_clip_run_from_another_split_seed_is_refused(
+    ingest_dir: Path, clip_runs: Path, tmp_path: Path, finetune_config: Callable[..., FinetuneConfig]
+) -> None:
     config = finetune_config(ingest_dir, tmp_path, seeds=[2], clip_run=str(clip_runs / "clip-seed1"))
     with pytest.raises(ValueError, match="split seed 1 but this is seed 2"):
         run_finetune(config)

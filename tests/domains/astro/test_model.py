@@ -7,7 +7,6 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from astro_model_fixtures import one_torch_thread  # noqa: F401
 
 from domains.astro.model import (
     CLIP_PAIRS,
@@ -23,6 +22,8 @@ from domains.astro.model import (
     clip_matching_accuracy,
 )
 from shared.towers import create_tower, list_towers
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def tiny_config(**photometry: object) -> AstroModelConfig:

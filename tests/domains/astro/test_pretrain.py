@@ -4,25 +4,36 @@ from __future__ import annotations
 
 import csv
 import json
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import pytest
 import torch
-from astro_model_fixtures import one_torch_thread, tiny_model_config, write_synthetic_ingest  # noqa: F401
 
 from domains.astro import pretrain
-from domains.astro.model import build_astrom3_model
+from domains.astro.model import AstroModelConfig, build_astrom3_model
 from domains.astro.pretrain import PretrainConfig, load_pretrained_clip, run_pretrain, validation_metrics
 from domains.astro.training_data import collate_astro_batch, load_astro_splits
+from shared.cli import config_to_dict, parse_config
 from shared.trainer import TrainerConfig
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
-def ingest_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_synthetic_ingest(tmp_path_factory.mktemp("ingest"))
+def ingest_dir(tmp_path_factory: pytest.TempPathFactory, write_astro_ingest: Callable[..., Path]) -> Path:
+    return write_astro_ingest(tmp_path_factory.mktemp("ingest"))
 
 
-def tiny_pretrain_config(ingest_dir: Path, runs_root: Path, epochs: int = 6) -> PretrainConfig:
+@pytest.fixture
+def tiny_pretrain_config(tiny_astro_config: Callable[[], AstroModelConfig]) -> Callable[..., PretrainConfig]:
+    return partial(make_tiny_pretrain_config, model=tiny_astro_config())
+
+
+def make_tiny_pretrain_config(
+    ingest_dir: Path, runs_root: Path, model: AstroModelConfig, epochs: int = 6
+) -> PretrainConfig:
     return PretrainConfig(
         run_name="clip",
         runs_root=str(runs_root),
@@ -32,7 +43,7 @@ def tiny_pretrain_config(ingest_dir: Path, runs_root: Path, epochs: int = 6) -> 
         epochs=epochs,
         warmup_epochs=0.5,
         eval_batch_size=64,
-        model=tiny_model_config(),
+        model=model,
         trainer=TrainerConfig(
             lr=3e-3,
             weight_decay=0.0,
@@ -46,7 +57,9 @@ def tiny_pretrain_config(ingest_dir: Path, runs_root: Path, epochs: int = 6) -> 
     )
 
 
-def test_pretrain_writes_the_run_folder_and_learns(ingest_dir: Path, tmp_path: Path) -> None:
+def test_pretrain_writes_the_run_folder_and_learns(
+    ingest_dir: Path, tmp_path: Path, tiny_pretrain_config: Callable[..., PretrainConfig]
+) -> None:
     config = tiny_pretrain_config(ingest_dir, tmp_path)
     splits = load_astro_splits(ingest_dir, "full", 1, seq_len=32)
     torch.manual_seed(0)
@@ -80,7 +93,9 @@ def test_pretrain_writes_the_run_folder_and_learns(ingest_dir: Path, tmp_path: P
     assert result.metrics["val_loss"] < before["val_loss"] - 0.3
 
 
-def test_pretrained_run_reloads_exactly(ingest_dir: Path, tmp_path: Path) -> None:
+def test_pretrained_run_reloads_exactly(
+    ingest_dir: Path, tmp_path: Path, tiny_pretrain_config: Callable[..., PretrainConfig]
+) -> None:
     result = run_pretrain(tiny_pretrain_config(ingest_dir, tmp_path, epochs=1))
     model, values = load_pretrained_clip(result.run_dir)
     assert values["seed"] == 1 and values["data"] == str(ingest_dir)
@@ -108,3 +123,27 @@ def test_help_documents_every_option(capsys: pytest.CaptureFixture[str]) -> None
                    "--model.photometry.attention", "--model.photometry.pooling", "--trainer.lr"):  # fmt: skip
         assert option in text
     assert "ProbSparse" in text
+
+
+CONFIGS = Path(__file__).resolve().parents[3] / "domains" / "astro" / "configs"
+
+
+@pytest.mark.parametrize("preset", ["paper", "gpu", "demo"])
+def test_presets_parse_into_the_pretraining_config(preset: str) -> None:
+    config = parse_config(PretrainConfig, ["--config", str(CONFIGS / f"{preset}.yaml")])
+    assert config.model.photometry.seq_len == 200 and config.model.spectra.length == 2575
+    if preset == "demo":
+        # The preset documents exactly what running the command with no arguments does.
+        assert config_to_dict(config) == config_to_dict(PretrainConfig())
+        return
+    assert config.batch_size == 512 and config.warmup_epochs == 10 and config.trainer.grad_clip_norm == 45.0
+    assert config.trainer.lr == pytest.approx(0.0039210) and config.trainer.betas == (0.92619, 0.999)
+    assert (config.model.photometry.dropout, config.model.spectra.dropout, config.model.metadata.dropout) == (
+        0.245,
+        0.339,
+        0.160,
+    )
+    assert config.trainer.schedule == "plateau" and config.trainer.plateau_decay == pytest.approx(0.1125)
+    assert config.trainer.early_stopping_patience == 6
+    model = build_astrom3_model(config.model)
+    assert 15.5e6 < sum(p.numel() for p in model.parameters()) < 16.2e6

@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
-from astro_model_fixtures import one_torch_thread, tiny_model_config, write_synthetic_ingest  # noqa: F401
 
+from domains.astro.model import AstroModelConfig
 from domains.astro.table import TableConfig, check_claims, format_cell, run_table
 from shared.trainer import TrainerConfig
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
-def test_table_cells_summarise_the_per_seed_runs(tmp_path: Path) -> None:
-    ingest_dir = write_synthetic_ingest(tmp_path / "ingest")
+
+def test_table_cells_summarise_the_per_seed_runs(
+    tmp_path: Path, write_astro_ingest: Callable[..., Path], tiny_astro_config: Callable[[], AstroModelConfig]
+) -> None:
+    ingest_dir = write_astro_ingest(tmp_path / "ingest")
     trainer = TrainerConfig(lr=3e-3, weight_decay=0.0, schedule="constant", progress_bar=False, log_every=50)
     config = TableConfig(
         run_name="table",
@@ -23,7 +28,7 @@ def test_table_cells_summarise_the_per_seed_runs(tmp_path: Path) -> None:
         seeds=[1, 2],
         subsets=["full", "sub50"],
         modes=["meta", "all"],
-        model=tiny_model_config(),
+        model=tiny_astro_config(),
         pretrain_epochs=1,
         pretrain_batch_size=16,
         pretrain_trainer=TrainerConfig(**{**vars(trainer), "select_metric": "val_loss", "select_mode": "min"}),

@@ -1,4 +1,5 @@
-"""A tiny synthetic ingest folder (shards + splits, through the data half's own writers) for model tests.
+"""Fixtures of the astro model tests: a tiny synthetic ingest folder (shards + splits, written through the
+data half's own writers), a tiny model config, and one torch thread.
 
 Three classes whose photometry, spectra and catalogue features each carry the class (plus noise), so a
 few optimizer steps are enough to beat chance in every modality.
@@ -6,7 +7,7 @@ few optimizer steps are enough to beat chance in every modality.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -50,7 +51,7 @@ def synthetic_object(index: int, rng: np.random.Generator) -> IngestedObject:
         ]
     ).astype(np.float32)
     features = rng.normal(0, 1, 38)
-    features[:5] += 2.0 * label
+    features[:8] += 3.0 * label
     return IngestedObject(
         sample_id=str(10_000_000 + index),
         label=CLASSES[label],
@@ -82,10 +83,22 @@ def write_synthetic_ingest(root: Path, n_objects: int = 120, seeds: tuple[int, .
     return root
 
 
-@pytest.fixture(autouse=True, scope="module")
+@pytest.fixture(scope="module")
 def one_torch_thread() -> Iterator[None]:
     """Tiny models gain nothing from intra-op threads, and on a busy 2-core machine they lose ~50x."""
     previous = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(previous)
+
+
+@pytest.fixture(scope="session")
+def tiny_astro_config() -> Callable[[], AstroModelConfig]:
+    """Factory of the tiny model config (a fresh object per call)."""
+    return tiny_model_config
+
+
+@pytest.fixture(scope="session")
+def write_astro_ingest() -> Callable[..., Path]:
+    """:func:`write_synthetic_ingest`, for tests that need an ingest folder."""
+    return write_synthetic_ingest
