@@ -299,6 +299,9 @@ def run_ingest(config: IngestConfig) -> IngestResult:
     if config.crossmatch == "gaia_id":
         matched = crossmatch_on_gaia_id(catalogue, spectrum_index[["edr3_source_id", "spec_filename"]])
     else:
+        for path, table in ((catalogue_path, catalogue), (spectrum_index_path, spectrum_index)):
+            if not {"ra", "dec"} <= set(table.columns):
+                raise AstroInputError(path, "sky cross-match needs 'ra' and 'dec' columns (degrees)")
         matched = crossmatch_on_sky(
             catalogue, spectrum_index.drop(columns=["edr3_source_id"]), config.max_separation_arcsec
         )
