@@ -23,6 +23,15 @@ from domains.recsys.mnar_estimators import (
 )
 
 
+@pytest.fixture(autouse=True)
+def _single_thread():
+    """These models are tiny: one thread avoids oversubscription on small, busy CI machines."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def _sigmoid(x):
     return 1 / (1 + math.exp(-x))
 
