@@ -66,17 +66,18 @@ class DatasetConfig:
 class FitConfig:
     """Training schedule of a recommender (on top of the shared trainer's settings)."""
 
-    epochs: int = 40
+    epochs: int = 20
     """Passes over the training pairs; sets trainer.max_steps = epochs × batches per epoch."""
-    batch_size: int = 1024
-    """Observed (user, positive) pairs per batch, each with one uniform negative."""
+    batch_size: int = 4096
+    """Observed (user, positive) pairs per batch, each with one uniform negative (LLMRec: 1024; a larger
+    batch with a larger learning rate trains ML-100K in far fewer full-graph propagations on CPU)."""
     augmented_share: float = 0.1
     """Augmented triplets appended to each batch, as a fraction of batch_size (LLMRec ω3 = 0.1)."""
     validate_every_epochs: int = 2
     """Validate (Recall/NDCG on the validation split) every N epochs; selection and early stopping use it."""
     select_metric: str = "recall@20"
     """Validation metric for model selection and early stopping."""
-    early_stopping_patience: int = 5
+    early_stopping_patience: int = 3
     """Validations without improvement before stopping (0: never)."""
     eval_batch_users: int = 1024
     """Users scored at once in full-ranking evaluation."""
@@ -88,9 +89,9 @@ class FitConfig:
 
 
 def default_trainer_config() -> TrainerConfig:
-    """Trainer settings suited to BPR on ID embeddings: Adam-style lr 1e-3, no decoupled weight decay."""
+    """Trainer settings suited to BPR on ID embeddings: lr 5e-3 (for batch 4096), no decoupled weight decay."""
     return TrainerConfig(
-        lr=1e-3,
+        lr=5e-3,
         weight_decay=0.0,
         betas=(0.9, 0.999),
         eps=1e-8,

@@ -122,3 +122,13 @@ def test_ablation_runs_every_variant_and_writes_a_table(
     assert results["+mae"] != results["+prune"], "MAE changes training when text features exist"
     table = (tmp_path / "recsys" / "ablation" / "ablation.md").read_text()
     assert table.count("\n") == 2 + len(ablate.VARIANTS) and "± " in table
+
+
+@pytest.mark.parametrize(
+    "preset", sorted((Path(train.__file__).parent / "configs").glob("*.yaml")), ids=lambda p: p.name
+)
+def test_config_presets_parse(preset: Path) -> None:
+    from shared.cli import parse_config
+
+    config = parse_config(train.TrainConfig, ["--config", str(preset)])
+    assert config.run_name == preset.stem and config.dataset.source == "movielens-100k"
