@@ -6,7 +6,7 @@ matrix + ``argpartition``) for the same query vectors, asserting both return the
 warmed up once (the store's first query opens its read-only connection and pages the table in), then
 the median over ``--queries`` queries is reported. Ends with one JSON line; ratio = ours / peer time.
 
-    python benchmarks/bench_store.py            # 1M x 512 (about 2 minutes on 2 cores)
+    python benchmarks/bench_store.py            # 1M x 512 (6 minutes on a busy 2-core machine, ~6 GB RSS)
     python benchmarks/bench_store.py --n 100000
 """
 
