@@ -198,3 +198,17 @@ def test_ablate_writes_a_table_per_variant_and_seed(trained: dict) -> None:
     assert result["runs"]["text_only"]["1"]["mean_attention"].keys() == {"text"}
     with pytest.raises(ValueError, match="unknown variant"):
         ablate.main(["--variants", '["everything"]', "--runs_root", str(trained["runs"])])
+
+
+@pytest.mark.parametrize("preset", ["demo", "paper", "gpu"])
+def test_config_presets_parse(preset: str) -> None:
+    from shared.cli import parse_config
+
+    path = Path(train.__file__).parent / "configs" / f"{preset}.yaml"
+    config = parse_config(train.TrainConfig, ["--config", str(path)])
+    assert config.trainer.lr == pytest.approx(1e-3) and config.trainer.weight_decay == 0.0
+    assert config.trainer.select_metric in ("roc_auc", "accuracy")
+    if preset == "demo":  # the preset documents the defaults of `train` with no arguments
+        assert config == parse_config(train.TrainConfig, [])
+    if preset == "paper":
+        assert config.encoders.image_tower_args["depth"] == 101 and config.encoders.text_max_length == 300
