@@ -43,7 +43,7 @@ from domains.astro.training_data import (
     resolve_ingest_dir,
 )
 from shared.cli import config_to_dict, parse_config, run_dir_for, save_config, write_text_atomically
-from shared.trainer import Trainer, TrainerConfig
+from shared.trainer import Trainer, TrainerConfig, seed_everything
 
 
 def demo_finetune_trainer() -> TrainerConfig:
@@ -152,6 +152,7 @@ def finetune_one_seed(config: FinetuneConfig, seed: int, run_dir: Path) -> dict[
     derive_trainer_steps(
         trainer_config, len(splits.train), config.batch_size, config.epochs, config.warmup_epochs, config.min_steps
     )
+    seed_everything(trainer_config.seed + seed)  # the head's initial weights depend on the seeds only
     classifier = AstroClassifier(config.mode, len(splits.classes), model_config, fusion=config.fusion)
     if clip_model is not None:
         classifier.load_clip_encoders(clip_model)

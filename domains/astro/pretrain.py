@@ -39,7 +39,7 @@ from shared.checkpoints import load_weights
 from shared.cli import parse_config, run_dir_for, save_config, write_text_atomically
 from shared.contrastive_model import ContrastiveModel
 from shared.device import move_to_device
-from shared.trainer import Trainer, TrainerConfig
+from shared.trainer import Trainer, TrainerConfig, seed_everything
 
 
 def demo_pretrain_trainer() -> TrainerConfig:
@@ -158,6 +158,7 @@ def run_pretrain(config: PretrainConfig) -> PretrainResult:
     derive_trainer_steps(config.trainer, len(splits.train), config.batch_size, config.epochs, config.warmup_epochs)
     run_dir = run_dir_for("astro", config.run_name, root=config.runs_root)
     save_config(config, run_dir)
+    seed_everything(config.trainer.seed)  # the initial weights depend on the seed, not on earlier work
     model = build_astrom3_model(config.model)
     trainer = Trainer(model, config.trainer, run_dir)
     make_batches = epoch_aware_batches(splits.train, config.batch_size, seed=config.trainer.seed)
