@@ -1,5 +1,172 @@
-"""Explorer page: the astro domain's embeddings (search, neighbours, map, detail)."""
+"""Explorer page: variable stars — pick or search a star, light curve (raw and folded), spectrum,
+neighbours per modality, anomaly ranking, and the class-coloured map with linked selection."""
 
-from apps.domain_page import render_domain_page
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import plotly.express as px
+import streamlit as st
+
+from apps.domain_page import inventory, render_domain_page, sample_table
+from apps.run_artifacts import runs_root
+from apps.store_access import query, store_path
+from shared.store import EmbeddingStore
+
+ANOMALY_COLUMNS = ("anomaly_isolation_forest", "anomaly_lof", "misclassification_flags")
+MODALITY_ORDER = ("photometry", "spectra", "metadata", "fused")
+
+
+def ingest_sources(run_config: dict) -> dict[str, str] | None:
+    """Raw-file locations (catalogue, light curves, spectra) of the ingest a pretraining run read.
+
+    The run's recorded ``data`` folder, else the built-in demo ingest beside the store; the paths come from
+    that folder's ``ingest_report.json`` (written by ``domains.astro.ingest``). None when it is not there.
+    """
+    from domains.astro.training_data import DEMO_INGEST_RUN
+
+    data = run_config.get("data")
+    if data:
+        folder = Path(data) if Path(data).is_absolute() else runs_root().parent / data
+    else:
+        stars = int(run_config.get("demo_stars", 2000))
+        folder = runs_root() / "astro" / (DEMO_INGEST_RUN if stars == 2000 else f"{DEMO_INGEST_RUN}-{stars}")
+    report = folder / "ingest_report.json"
+    if not report.is_file():
+        return None
+    sources = json.loads(report.read_text(encoding="utf-8")).get("sources")
+    return sources if isinstance(sources, dict) and "catalogue" in sources else None
+
+
+@st.cache_data(show_spinner=False, max_entries=4)
+def catalogue_rows(catalogue: str) -> pd.DataFrame:
+    """Name, id, class and period of every catalogue star (astro's own catalogue reader)."""
+    from domains.astro.data import read_asassn_catalogue
+
+    frame = read_asassn_catalogue(catalogue)
+    frame = frame.dropna(subset=["edr3_source_id"])
+    frame["sample_id"] = frame["edr3_source_id"].astype("int64").astype(str)
+    return frame[["sample_id", "asassn_name", "variable_type", "period", "amplitude"]]
+
+
+@st.cache_data(show_spinner=False, max_entries=4)
+def spectrum_files(spectrum_index: str) -> dict[str, str]:
+    """Gaia EDR3 id → spectrum file name (astro's own index reader)."""
+    from domains.astro.data import read_spectrum_index
+
+    frame = read_spectrum_index(spectrum_index).dropna(subset=["edr3_source_id"])
+    return dict(zip(frame["edr3_source_id"].astype("int64").astype(str), frame["spec_filename"].astype(str)))
+
+
+def light_curve_figures(path: Path, period_days: float | None):
+    """Raw and phase-folded light-curve figures (astropy's ``TimeSeries.fold``)."""
+    import astropy.units as u
+
+    from domains.astro.data import read_asassn_lightcurve
+
+    series = read_asassn_lightcurve(path)
+    raw = pd.DataFrame({"HJD": series.time.jd, "flux_mJy": np.asarray(series["flux"].value)})
+    raw_figure = px.scatter(raw, x="HJD", y="flux_mJy", title="Light curve", height=300)
+    folded_figure = None
+    if period_days and np.isfinite(period_days) and period_days > 0:
+        folded = series.fold(period=period_days * u.day, normalize_phase=True)
+        frame = pd.DataFrame({"phase": np.asarray(folded.time.value), "flux_mJy": np.asarray(folded["flux"].value)})
+        folded_figure = px.scatter(
+            frame, x="phase", y="flux_mJy", title=f"Folded at P = {period_days:.5f} d", height=300
+        )
+    return raw_figure, folded_figure
+
+
+def spectrum_figure(path: Path):
+    """Flux against wavelength (Å) of a LAMOST spectrum (astro's reader, either FITS layout)."""
+    from domains.astro.data import read_lamost_spectrum
+
+    spectrum = read_lamost_spectrum(path)
+    frame = pd.DataFrame({"wavelength_A": spectrum.wavelength.to_value("Angstrom"), "flux": spectrum.flux})
+    return px.line(frame, x="wavelength_A", y="flux", title="Spectrum", height=300)
+
 
 render_domain_page("astro")
+models = inventory("astro") if store_path().is_file() else pd.DataFrame()
+if not models.empty:
+    st.divider()
+    st.header("Stars")
+    samples = sample_table("astro")
+    versions = models[["model_name", "model_version"]].drop_duplicates()
+    labels = (versions["model_name"] + " " + versions["model_version"]).tolist()
+    picked = versions.iloc[labels.index(st.selectbox("Model", labels, key="astro_star_model"))]
+    run_rows = query(
+        "SELECT config_json FROM runs WHERE domain = 'astro' AND model_name = ? AND model_version = ? "
+        "ORDER BY created_at DESC LIMIT 1",
+        [picked["model_name"], picked["model_version"]],
+    )
+    run_config = json.loads(run_rows.iloc[0]["config_json"]) if not run_rows.empty else {}
+    sources = ingest_sources(run_config)
+    catalogue = catalogue_rows(sources["catalogue"]) if sources else pd.DataFrame(columns=["sample_id"])
+
+    classes = sorted(samples["label"].dropna().astype(str).unique()) if "label" in samples.columns else []
+    chosen_classes = st.multiselect("Classes", classes, key="astro_classes")
+    search = st.text_input("Search by Gaia id or ASAS-SN name", key="astro_star_search")
+    stars = samples.merge(catalogue, on="sample_id", how="left") if not catalogue.empty else samples
+    if chosen_classes:
+        stars = stars[stars["label"].astype(str).isin(chosen_classes)]
+    if search:
+        needle = search.strip().lower()
+        names = stars["asassn_name"].astype(str) if "asassn_name" in stars.columns else stars["sample_id"]
+        stars = stars[
+            stars["sample_id"].str.contains(needle, regex=False) | names.str.lower().str.contains(needle, regex=False)
+        ]
+    if stars.empty:
+        st.info("No star matches.")
+    else:
+        star_id = st.selectbox("Star", stars["sample_id"].tolist()[:5000], key="astro_star")
+        star = stars[stars["sample_id"] == star_id].iloc[0]
+        name = str(star.get("asassn_name", "")) if "asassn_name" in stars.columns else ""
+        period = float(star["period"]) if "period" in stars.columns and pd.notna(star.get("period")) else None
+        st.caption(f"{name or star_id} · class {star.get('label', '?')} · period {period if period else 'n/a'} d")
+        if sources is None:
+            st.info("The raw light curves and spectra of this run are not beside the store (no ingest report).")
+        else:
+            curve_column, spectrum_column = st.columns(2)
+            with curve_column:
+                curve = Path(sources["lightcurve_dir"]) / f"{name.replace(' ', '')}.dat"
+                if name and curve.is_file():
+                    raw_figure, folded_figure = light_curve_figures(curve, period)
+                    st.plotly_chart(raw_figure, key="astro_raw_curve")
+                    if folded_figure is not None:
+                        st.plotly_chart(folded_figure, key="astro_folded_curve")
+                else:
+                    st.info("No light curve file for this star.")
+            with spectrum_column:
+                spectrum_name = spectrum_files(sources["spectrum_index"]).get(star_id)
+                spectrum_path = Path(sources["spectrum_dir"]) / spectrum_name if spectrum_name else None
+                if spectrum_path is not None and spectrum_path.is_file():
+                    st.plotly_chart(spectrum_figure(spectrum_path), key="astro_spectrum")
+                else:
+                    st.info("No spectrum file for this star.")
+
+        st.subheader("Nearest neighbours per modality")
+        store = EmbeddingStore(store_path())
+        present = set(models[(models["model_name"] == picked["model_name"])]["modality"])
+        modalities = [m for m in MODALITY_ORDER if m in present]
+        for column, modality in zip(st.columns(max(len(modalities), 1)), modalities):
+            with column:
+                st.caption(modality)
+                hits = store.nearest(sample_id=star_id, k=5, domain="astro", modality=modality,
+                                     model_name=picked["model_name"], model_version=picked["model_version"],
+                                     include_sample_columns=True)  # fmt: skip
+                shown = ["sample_id", "score"] + [c for c in ("sample_label",) if c in hits.columns]
+                st.dataframe(hits[shown], hide_index=True, key=f"astro_neighbours_{modality}")
+
+    st.subheader("Anomaly ranking")
+    scores = [c for c in ANOMALY_COLUMNS if c in samples.columns]
+    if not scores:
+        st.info("This store has no anomaly scores (run `python -m domains.astro.embed`).")
+    else:
+        score = st.selectbox("Score (higher = more unusual)", scores, key="astro_anomaly_score")
+        shown = ["sample_id", "label", "split", score, "label_error_candidate"]
+        ranking = samples.sort_values(score, ascending=False)[[c for c in shown if c in samples.columns]].head(50)
+        st.dataframe(ranking, hide_index=True, width="stretch", key="astro_anomalies")

@@ -23,10 +23,10 @@ REPO = Path(__file__).resolve().parents[2]
 SCREENSHOTS = REPO / "docs" / "screenshots"
 PAGES = {
     "home": ("", ["Domain CLIP explorer", "Embeddings by domain"]),
-    "biomed": ("biomed", ["Biomed embeddings", "Nearest neighbours"]),
-    "astro": ("astro", ["Astro embeddings", "Map (PCA)"]),
-    "news": ("news", ["News embeddings", "Nearest neighbours"]),
-    "recsys": ("recsys", ["Recsys embeddings", "Nearest neighbours"]),
+    "biomed": ("biomed", ["Biomed embeddings", "Nearest neighbours", "Search and classify", "Text → images"]),
+    "astro": ("astro", ["Astro embeddings", "Map (PCA)", "Light curve", "Spectrum", "Anomaly ranking"]),
+    "news": ("news", ["News embeddings", "Nearest neighbours", "Is this post fake?", "Browse posts"]),
+    "recsys": ("recsys", ["Recsys embeddings", "Users and recommendations", "With augmentation", "Similar items"]),
     "sql": ("sql", ["SQL over the embedding store", "Example queries"]),
 }
 

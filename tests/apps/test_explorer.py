@@ -1,56 +1,285 @@
-"""AppTest runs of every explorer page against a small store built here."""
+"""AppTest runs of every explorer page against the store the domains' own demo commands filled."""
 
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
 from apps.store_access import RejectedQuery, check_read_only_sql
-from shared.store import EmbeddingStore
+from shared.store import EmbeddingStore, open_readonly
 
 APP = str(Path(__file__).resolve().parents[2] / "apps" / "explorer.py")
+TIMEOUT_S = 120
 
 
 def file_digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def app_at(page: str, store_file: Path, monkeypatch: pytest.MonkeyPatch) -> AppTest:
-    monkeypatch.setenv("EXPLORER_STORE", str(store_file))
-    app = AppTest.from_file(APP, default_timeout=60)
+def app_at(page: str) -> AppTest:
+    app = AppTest.from_file(APP, default_timeout=TIMEOUT_S)
     app.run()
     if page != "home":
         app.switch_page(f"app_pages/{page}.py")
         app.run()
+    assert not app.exception, [e.value for e in app.exception]
     return app
 
 
-def test_home_lists_the_store_contents(store_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    app = app_at("home", store_file, monkeypatch)
-    assert not app.exception
-    assert [m.value for m in app.metric] == ["4", "4", "160", "4"]
+def table_with(app: AppTest, *columns: str) -> pd.DataFrame:
+    """The first table on the page that has all of ``columns``."""
+    for element in app.dataframe:
+        if set(columns) <= set(element.value.columns):
+            return element.value
+    raise AssertionError(f"no table with columns {columns}")
+
+
+def rendered_text(app: AppTest) -> str:
+    parts = [e.value for kind in ("markdown", "caption", "json", "error", "info", "text") for e in getattr(app, kind)]
+    parts += [d.value.to_csv() for d in app.dataframe]
+    return "\n".join(str(p) for p in parts)
+
+
+def store_sql(store: Path, sql: str, parameters: list | None = None) -> pd.DataFrame:
+    connection = open_readonly(store)
+    try:
+        return connection.execute(sql, parameters or []).df()
+    finally:
+        connection.close()
+
+
+def test_home_lists_the_store_contents(explorer_env: Path) -> None:
+    app = app_at("home")
+    inventory = store_sql(explorer_env, "SELECT * FROM embedding_inventory")
+    runs = store_sql(explorer_env, "SELECT count(*) AS n FROM runs")["n"].iloc[0]
+    expected = [
+        str(inventory["domain"].nunique()),
+        str(len(inventory[["model_name", "model_version"]].drop_duplicates())),
+        str(int(inventory["num_vectors"].sum())),
+        str(runs),
+    ]
+    assert [m.value for m in app.metric] == expected
+    assert set(inventory["domain"]) == {"biomed", "astro", "news", "recsys"}
 
 
 @pytest.mark.parametrize("domain", ["biomed", "astro", "news", "recsys"])
-def test_domain_page_shows_neighbours_of_the_chosen_sample(
-    domain: str, store_file: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    app = app_at(domain, store_file, monkeypatch)
+def test_domain_page_shows_neighbours_of_the_chosen_sample(domain: str, explorer_env: Path) -> None:
+    app = app_at(domain)
+    model_box = app.selectbox(key=f"{domain}_model")
+    modality, rest = model_box.value.split(" · ")
+    sample_id = app.selectbox(key=f"{domain}_sample").options[3]
+    app.selectbox(key=f"{domain}_sample").set_value(sample_id).run()
     assert not app.exception
-    app.selectbox(key=f"{domain}_sample").set_value(f"{domain}-007").run()
-    assert not app.exception
-    neighbours = app.dataframe[-1].value if len(app.dataframe) == 1 else app.dataframe[0].value
-    assert len(neighbours) == 10 and f"{domain}-007" not in set(neighbours["sample_id"])
-    expected = EmbeddingStore(store_file).nearest(sample_id=f"{domain}-007", k=10, domain=domain, modality=None or {
-        "astro": "photometry", "biomed": "image", "news": "post", "recsys": "item"}[domain])  # fmt: skip
-    assert neighbours["sample_id"].tolist() == expected["sample_id"].tolist()
+    neighbours = table_with(app, "rank", "sample_id", "score")
+    chosen = store_sql(
+        explorer_env,
+        "SELECT model_name, model_version FROM embedding_inventory WHERE domain = ? AND modality = ? "
+        "AND model_name || ' ' || model_version = ?",
+        [domain, modality, rest],
+    ).iloc[0]
+    # Independent computation: cosine over all of the model's vectors with numpy.
+    store = EmbeddingStore(explorer_env)
+    ids = store.sql(
+        "SELECT sample_id FROM all_embeddings WHERE domain = ? AND modality = ? AND model_name = ? AND model_version = ?",
+        [domain, modality, chosen["model_name"], chosen["model_version"]],
+    )["sample_id"].tolist()
+    vectors = store.get_vectors(ids, domain=domain, modality=modality, model_name=chosen["model_name"],
+                                model_version=chosen["model_version"])  # fmt: skip
+    store.close()
+    vectors = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+    scores = vectors @ vectors[ids.index(sample_id)]
+    order = [ids[i] for i in np.argsort(-scores, kind="stable") if ids[i] != sample_id][: len(neighbours)]
+    assert len(neighbours) == min(10, len(ids) - 1) and sample_id not in set(neighbours["sample_id"])
+    np.testing.assert_allclose(neighbours["score"], np.sort(scores)[::-1][1 : len(neighbours) + 1], atol=1e-5)
+    assert set(neighbours["sample_id"]) - set(order) <= set()  # same ids (ties may swap places)
 
 
-def test_sql_page_runs_the_documented_examples(store_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    app = app_at("sql", store_file, monkeypatch)
+def biomed_encoder(store: Path):
+    from domains.biomed.model import load_model_for_inference
+
+    return load_model_for_inference(f"local-dir:{store.parent / 'biomed' / 'demo' / 'export'}", "cpu")
+
+
+def biomed_image_vectors(store: Path) -> tuple[list[str], np.ndarray]:
+    reader = EmbeddingStore(store)
+    ids = reader.sql(
+        "SELECT sample_id FROM all_embeddings WHERE domain = 'biomed' AND modality = 'image' ORDER BY sample_id"
+    )["sample_id"].tolist()
+    vectors = reader.get_vectors(ids, domain="biomed", modality="image")
+    reader.close()
+    return ids, vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
+
+def test_biomed_text_search_ranks_images_by_the_runs_own_text_encoder(explorer_env: Path) -> None:
+    import torch
+
+    app = app_at("biomed")
+    app.text_input(key="biomed_text_query").set_value("a histology slide").run()
+    assert not app.exception
+    hits = table_with(app, "rank", "sample_id", "score", "caption")
+    model, loaded = biomed_encoder(explorer_env)
+    with torch.no_grad():
+        query = model.encode("text", loaded.tokenizer(["a histology slide"])).numpy()[0]
+    ids, vectors = biomed_image_vectors(explorer_env)
+    scores = vectors @ query
+    expected = [ids[i] for i in np.argsort(-scores, kind="stable")[: len(hits)]]
+    assert hits["sample_id"].tolist() == expected
+    np.testing.assert_allclose(hits["score"], np.sort(scores)[::-1][: len(hits)], atol=1e-4)
+    assert hits["caption"].notna().all()
+
+
+def test_biomed_image_upload_finds_neighbours_and_classifies(explorer_env: Path, shape_png: bytes) -> None:
+    app = app_at("biomed")
+    app.file_uploader(key="biomed_upload").set_value(("picture.png", shape_png, "image/png")).run()
+    assert not app.exception and not app.error
+    images = table_with(app, "rank", "sample_id", "score", "caption")
+    assert len(images) == app.slider(key="biomed_query_k").value
+    zero_shot = table_with(app, "label", "probability")
+    assert sorted(zero_shot["label"]) == sorted(["chest radiograph", "histology slide", "retina photograph"])
+    assert zero_shot["probability"].sum() == pytest.approx(1.0, abs=1e-3)
+    assert zero_shot["probability"].is_monotonic_decreasing
+    app.text_input(key="biomed_zero_shot_labels").set_value("only one").run()
+    assert any("at least two labels" in i.value for i in app.info)
+
+
+def test_biomed_dicom_upload_goes_through_the_chain_without_phi(explorer_env: Path, dicom_bytes: bytes) -> None:
+    app = app_at("biomed")
+    app.file_uploader(key="biomed_upload").set_value(("scan.dcm", dicom_bytes, "application/dicom")).run()
+    assert not app.exception and not app.error
+    text = rendered_text(app)
+    assert "DICOM caption: computed tomography" in text.lower().replace("dicom caption", "DICOM caption")
+    header = json.loads(app.json[-1].value)
+    assert header["Modality"] == "CT" and "PatientName" not in header and "PatientID" not in header
+    assert "Doe" not in text and "MRN0042424242" not in text
+    assert len(table_with(app, "rank", "sample_id", "score", "caption")) > 0
+
+
+@pytest.mark.parametrize(
+    ("name", "payload", "reason"),
+    [
+        ("evil.png", b"<html><script>alert(1)</script></html>" * 10, "unrecognised content"),
+        ("scan.dcm", b"\x00" * 128 + b"DICX" + b"\x00" * 64, "unrecognised content"),
+        ("cut.png", b"\x89PNG\r\n\x1a\n" + b"\x00" * 40, "cannot be decoded"),
+        ("empty.jpg", b"", "empty"),
+    ],
+)
+def test_biomed_refuses_spoofed_or_broken_uploads(explorer_env: Path, name: str, payload: bytes, reason: str) -> None:
+    app = app_at("biomed")
+    app.file_uploader(key="biomed_upload").set_value((name, payload, "image/png")).run()
+    assert not app.exception
+    assert len(app.error) == 1 and "Upload refused" in app.error[0].value and reason in app.error[0].value
+
+
+def test_biomed_refuses_a_dicom_that_is_not_decodable(explorer_env: Path, dicom_bytes: bytes) -> None:
+    app = app_at("biomed")
+    truncated = dicom_bytes[: len(dicom_bytes) // 2]
+    app.file_uploader(key="biomed_upload").set_value(("scan.dcm", truncated, "application/dicom")).run()
+    assert not app.exception
+    assert len(app.error) == 1 and "uploaded DICOM file" in app.error[0].value
+    assert "explorer-upload-" not in app.error[0].value  # the temporary path is not shown
+
+
+def test_news_detection_matches_the_detector_and_explains(explorer_env: Path, shape_png: bytes) -> None:
+    from PIL import Image
+
+    from domains.news.detect import explain
+    from domains.news.detector import load_detector
+
+    app = app_at("news")
+    app.text_area(key="news_text").set_value("a red circle").run()
+    app.file_uploader(key="news_image").set_value(("post.png", shape_png, "image/png")).run()
+    assert not app.exception and not app.error
+    shown = {m.label: m.value for m in app.metric}
+    detector = load_detector(explorer_env.parent / "news" / "demo", "best")
+    import io
+
+    image = Image.open(io.BytesIO(shape_png)).convert("RGB")
+    expected = explain(detector.model.branches, detector.predict(["a red circle"], [image], ["a red circle"]), 0)
+    assert float(shown["Fake probability"]) == pytest.approx(expected["prob_fake"], abs=1e-3)
+    assert shown["Verdict"] == expected["label"]
+    assert float(shown["CLIP image–text similarity"]) == pytest.approx(expected["clip_similarity"], abs=1e-3)
+
+
+def test_news_refuses_a_spoofed_image(explorer_env: Path, dicom_bytes: bytes) -> None:
+    app = app_at("news")
+    app.text_area(key="news_text").set_value("a red circle").run()
+    app.file_uploader(key="news_image").set_value(("post.png", dicom_bytes, "image/png")).run()
+    assert not app.exception and "Upload refused" in app.error[0].value and "dicom" in app.error[0].value
+
+
+@pytest.mark.parametrize("attack", ["x' OR 1=1 --", "'; DROP TABLE samples_news; --", "%' UNION SELECT * FROM runs --"])
+def test_news_browse_filters_bind_user_input(explorer_env: Path, attack: str) -> None:
+    before = file_digest(explorer_env)
+    app = app_at("news")
+    posts = table_with(app, "sample_id", "text", "prob_fake")
+    everything = store_sql(explorer_env, "SELECT count(*) AS n FROM samples_news")["n"].iloc[0]
+    assert len(posts) == everything
+    app.multiselect(key="news_filter_label").set_value(["fake"]).run()
+    fake = table_with(app, "sample_id", "text", "label")
+    assert len(fake) > 0 and set(fake["label"]) == {"fake"}
+    app.text_input(key="news_contains").set_value(attack).run()
+    assert not app.exception
+    assert len(table_with(app, "sample_id", "text", "label")) == 0
+    assert file_digest(explorer_env) == before
+
+
+def test_recsys_page_shows_history_and_both_recommendation_lists(explorer_env: Path) -> None:
+    from domains.recsys.recommend import recommend
+    from domains.recsys.recommender import load_run
+
+    app = app_at("recsys")
+    user = app.selectbox(key="recsys_user").options[2]
+    app.selectbox(key="recsys_user").set_value(user).run()
+    assert not app.exception
+    run = explorer_env.parent / "recsys" / "demo"
+    for path, title in ((run, "With augmentation"), (run / "base", "Without augmentation")):
+        expected = recommend(load_run(path), [user], 10)
+        shown = [d.value for d in app.dataframe if set(d.value.columns) == {"rank", "item_id", "title", "score"}]
+        assert any(frame["item_id"].tolist() == expected["item_id"].tolist() for frame in shown), title
+    history = table_with(app, "item_id", "title", "split")
+    loaded = load_run(run)
+    index = loaded.data.user_index()[user]
+    pairs = np.concatenate([loaded.data.train, loaded.data.val, loaded.data.test])
+    assert sorted(history["item_id"]) == sorted(loaded.data.item_ids[i] for i in pairs[pairs[:, 0] == index][:, 1])
+    similar = table_with(app, "rank", "sample_id", "score", "sample_title")
+    assert len(similar) == 10
+
+
+def test_astro_page_plots_a_star_and_ranks_anomalies(explorer_env: Path) -> None:
+    app = app_at("astro")
+    assert not app.error
+    charts = [c.proto.id for c in app.get("plotly_chart")]
+    assert len(charts) >= 4  # map, raw and folded light curve, spectrum
+    ranking = table_with(app, "sample_id", "anomaly_isolation_forest")
+    expected = store_sql(
+        explorer_env, "SELECT sample_id FROM samples_astro ORDER BY anomaly_isolation_forest DESC LIMIT 50"
+    )
+    assert ranking["sample_id"].tolist() == expected["sample_id"].tolist()
+    for modality in ("photometry", "spectra", "metadata", "fused"):
+        assert any(set(d.value.columns) >= {"sample_id", "score"} for d in app.dataframe), modality
+    star = app.selectbox(key="astro_star").value
+    label = store_sql(explorer_env, "SELECT label FROM samples_astro WHERE sample_id = ?", [star])["label"].iloc[0]
+    app.multiselect(key="astro_classes").set_value([label]).run()
+    assert not app.exception
+    assert set(app.selectbox(key="astro_star").options) == set(
+        store_sql(explorer_env, "SELECT sample_id FROM samples_astro WHERE label = ?", [label])["sample_id"]
+    )
+
+
+def test_pages_cope_with_a_store_without_their_domain(empty_store: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EXPLORER_STORE", str(empty_store))
+    for page in ("home", "biomed", "astro", "news", "recsys", "sql"):
+        app_at(page)
+
+
+def test_sql_page_runs_the_documented_examples(explorer_env: Path) -> None:
+    app = app_at("sql")
     app.text_area(key="sql_text").set_value("SELECT domain, count(*) AS n FROM all_embeddings GROUP BY domain").run()
     app.button[0].click().run()
     assert not app.exception
@@ -71,16 +300,14 @@ def test_sql_page_runs_the_documented_examples(store_file: Path, monkeypatch: py
         "SELECT * FROM runs WHERE run_id = '' OR 1=1; --",
     ],
 )
-def test_sql_page_refuses_writes_and_file_access_without_erroring(
-    attack: str, store_file: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    before = file_digest(store_file)
-    app = app_at("sql", store_file, monkeypatch)
+def test_sql_page_refuses_writes_and_file_access_without_erroring(attack: str, explorer_env: Path) -> None:
+    before = file_digest(explorer_env)
+    app = app_at("sql")
     app.text_area(key="sql_text").set_value(attack).run()
     app.button[0].click().run()
     assert not app.exception
     assert app.error or app.success  # a clear message either way (the OR 1=1 read is a harmless SELECT)
-    assert file_digest(store_file) == before
+    assert file_digest(explorer_env) == before
 
 
 def test_read_only_check_accepts_selects_and_ctes() -> None:
