@@ -52,6 +52,8 @@ from domains.astro.preprocessing import (
     split_by_gaia_id,
 )
 
+_PERIOD_INDEX = ALL_COLUMNS.index("period")
+
 
 @dataclass
 class IngestConfig:
@@ -148,9 +150,13 @@ def _reason_of(error: AstroInputError) -> str:
 
 
 def _ingest_one(
-    row: pd.Series, config: IngestConfig, lightcurve_dir: Path, spectrum_dir: Path
+    row: pd.Series, features: np.ndarray, config: IngestConfig, lightcurve_dir: Path, spectrum_dir: Path
 ) -> tuple[IngestedObject, dict[str, Any]]:
-    """Read, check and preprocess one object; raises AstroInputError (with the file) on bad input."""
+    """Read, check and preprocess one object; raises AstroInputError (with the file) on bad input.
+
+    ``features`` is the row's :func:`catalogue_features` vector (computed for all rows at once); its
+    log10 period is filled here when the catalogue has no period.
+    """
     lightcurve_path = lightcurve_dir / f"{str(row['asassn_name']).replace(' ', '')}.dat"
     curve = read_asassn_lightcurve_arrays(lightcurve_path)
     time_days, flux, flux_err = curve.hjd_days, curve.flux_mjy, curve.flux_err_mjy
@@ -176,7 +182,8 @@ def _ingest_one(
         min_coverage=config.min_spectrum_coverage,
         source=str(spectrum_path),
     )
-    features = catalogue_features(row.to_frame().T).to_numpy(dtype=np.float64)[0]
+    features = features.copy()
+    features[_PERIOD_INDEX] = np.log10(row["period"])
     obj = IngestedObject(
         sample_id=str(row["edr3_source_id"]),
         label=str(row["variable_type"]),
@@ -319,9 +326,10 @@ def run_ingest(config: IngestConfig) -> IngestResult:
         track_json_fields=("label", "period_source", "spectrum_layout"),
         overwrite=config.overwrite,
     ) as writer:
-        for _, row in matched.iterrows():
+        all_features = catalogue_features(matched).to_numpy(dtype=np.float64)
+        for position, (_, row) in enumerate(matched.iterrows()):
             try:
-                obj, extra = _ingest_one(row, config, lightcurve_dir, spectrum_dir)
+                obj, extra = _ingest_one(row, all_features[position], config, lightcurve_dir, spectrum_dir)
             except AstroInputError as error:
                 reason = _reason_of(error)
                 stage = "spectrum" if str(error.source).endswith((".fits", ".fit", ".fits.gz")) else "light curve"
