@@ -513,7 +513,10 @@ def read_asassn_catalogue(path: str | Path) -> pd.DataFrame:
 
 
 def read_spectrum_index(path: str | Path) -> pd.DataFrame:
-    """Read the table linking Gaia EDR3 ids to spectrum files (``edr3_source_id, spec_filename``).
+    """Read the table linking stars to spectrum files (``lamost_spec.csv``).
+
+    Required: ``spec_filename`` and either ``edr3_source_id`` (Gaia cross-match) or ``ra``/``dec`` in
+    degrees (sky cross-match); ids are read as exact 64-bit integers.
 
     Raises:
         AstroInputError: unreadable file or missing columns.
@@ -523,9 +526,11 @@ def read_spectrum_index(path: str | Path) -> pd.DataFrame:
         frame = pd.read_csv(path, dtype={"edr3_source_id": "Int64", "spec_filename": str})
     except (OSError, ValueError, pd.errors.ParserError) as error:
         raise AstroInputError(path, f"unreadable spectrum index ({error})") from error
-    missing = [c for c in ("edr3_source_id", "spec_filename") if c not in frame.columns]
-    if missing:
-        raise AstroInputError(path, f"spectrum index lacks column(s) {missing}")
+    columns = set(frame.columns)
+    if "spec_filename" not in columns or not ("edr3_source_id" in columns or {"ra", "dec"} <= columns):
+        raise AstroInputError(
+            path, f"spectrum index needs spec_filename and edr3_source_id or ra/dec; has {sorted(columns)}"
+        )
     return frame
 
 

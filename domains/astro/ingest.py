@@ -304,13 +304,15 @@ def run_ingest(config: IngestConfig) -> IngestResult:
 
     spectrum_index = read_spectrum_index(spectrum_index_path)
     if config.crossmatch == "gaia_id":
+        if "edr3_source_id" not in spectrum_index.columns:
+            raise AstroInputError(spectrum_index_path, "no edr3_source_id column: use --crossmatch sky")
         matched = crossmatch_on_gaia_id(catalogue, spectrum_index[["edr3_source_id", "spec_filename"]])
     else:
         for path, table in ((catalogue_path, catalogue), (spectrum_index_path, spectrum_index)):
             if not {"ra", "dec"} <= set(table.columns):
                 raise AstroInputError(path, "sky cross-match needs 'ra' and 'dec' columns (degrees)")
         matched = crossmatch_on_sky(
-            catalogue, spectrum_index.drop(columns=["edr3_source_id"]), config.max_separation_arcsec
+            catalogue, spectrum_index.drop(columns=["edr3_source_id"], errors="ignore"), config.max_separation_arcsec
         )
     counts["with_spectrum"] = len(matched)
     in_classes = matched["variable_type"].isin(config.classes)

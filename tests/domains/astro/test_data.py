@@ -208,6 +208,11 @@ def test_catalogue_keeps_19_digit_gaia_ids_and_lists_missing_columns(tmp_path):
     pd.DataFrame({"edr3_source_id": [1]}).to_csv(tmp_path / "spec.csv", index=False)
     with pytest.raises(AstroInputError, match="spec_filename"):
         read_spectrum_index(tmp_path / "spec.csv")
+    pd.DataFrame({"spec_filename": ["a.fits"], "ra": [1.0]}).to_csv(tmp_path / "spec.csv", index=False)
+    with pytest.raises(AstroInputError, match="edr3_source_id or ra/dec"):
+        read_spectrum_index(tmp_path / "spec.csv")
+    pd.DataFrame({"spec_filename": ["a.fits"], "ra": [1.0], "dec": [2.0]}).to_csv(tmp_path / "spec.csv", index=False)
+    assert read_spectrum_index(tmp_path / "spec.csv")["spec_filename"].tolist() == ["a.fits"]
 
 
 def test_catalogue_features_match_hand_computed_transforms():
