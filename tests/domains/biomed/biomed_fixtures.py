@@ -16,7 +16,7 @@ PHI = {
     "PatientName": "Doe^Jane^Quincy",
     "PatientID": "MRN0042424242",
     "PatientBirthDate": "19610203",
-    "PatientAddress": "12 Elm Street Springfield",
+    "PatientAddress": "Elm Street Springfield",
     "InstitutionName": "Mercy General Hospital",
     "AccessionNumber": "ACC98765",
     "StudyDate": "20240105",

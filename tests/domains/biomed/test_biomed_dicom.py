@@ -161,3 +161,21 @@ def test_ingest_keeps_patient_identifiers_out_of_shards_manifest_and_log(tmp_pat
     assert "digital radiograph" not in text and "CT of the chest. CHEST PA. chest" in text
     # the header's descriptive fields and the chain's steps are recorded
     assert '"BodyPartExamined": "CHEST"' in text and "scale to [0, 1]" in text
+
+    # ... and nothing identifying reaches the embedding store either
+    from domains.biomed.embed import embed_into_store
+    from domains.biomed.model import BiomedClipModel, load_open_clip_model
+    from shared.store import EmbeddingStore
+
+    loaded = load_open_clip_model("tiny", pretrained_towers=False)
+    store_path = tmp_path / "store.duckdb"
+    embed_into_store(BiomedClipModel(loaded.model), loaded, str(manifest.parent), store_path, "phi", "tiny", "v1")
+    store = EmbeddingStore(store_path)
+    tables = [row for row in store.sql("SELECT table_name FROM information_schema.tables")["table_name"]]
+    frames = [store.sql(f'SELECT * FROM "{table}"') for table in tables]  # noqa: S608
+    dump = "\n".join(frame.drop(columns=["vec"], errors="ignore").astype(str).to_csv() for frame in frames)
+    store.close()
+    assert "CT of the chest" in dump
+    for value in PHI.values():
+        for part in value.replace("^", " ").split():
+            assert part.lower() not in dump.lower(), f"{part!r} leaked into the store"

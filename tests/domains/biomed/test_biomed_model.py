@@ -157,3 +157,27 @@ def test_export_reloads_in_plain_open_clip_with_identical_embeddings(tiny, tmp_p
         theirs_text = reloaded.encode_text(tokenizer(CAPTIONS), normalize=True)
     assert torch.equal(ours_image, theirs_image) and torch.equal(ours_text, theirs_text)
     assert float(reloaded.logit_scale.detach()) == pytest.approx(3.0)
+
+
+def test_hf_hub_source_reads_the_hub_layout(tiny, tmp_path: Path, monkeypatch) -> None:
+    """hf-hub:org/repo fetches open_clip_config.json and the weights (served here from a local folder)."""
+    import huggingface_hub
+    import open_clip.pretrained
+
+    export = export_local_dir(BiomedClipModel(tiny.model), tiny, tmp_path / "repo")
+    requested = []
+
+    def fake_download(repo_id: str, filename: str, **kwargs) -> str:
+        requested.append((repo_id, filename))
+        return str(export / filename)
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", fake_download)
+    monkeypatch.setattr(open_clip.pretrained, "download_pretrained_from_hf",
+                        lambda repo_id, **kwargs: fake_download(repo_id, "open_clip_model.safetensors"))  # fmt: skip
+    loaded = load_open_clip_model("hf-hub:org/tiny-biomed")
+    assert requested == [
+        ("org/tiny-biomed", "open_clip_config.json"),
+        ("org/tiny-biomed", "open_clip_model.safetensors"),
+    ]
+    for name, tensor in tiny.model.state_dict().items():
+        assert torch.equal(loaded.model.state_dict()[name], tensor), name
