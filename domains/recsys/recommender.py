@@ -16,7 +16,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import yaml
 
 from domains.recsys.bpr_sampling import BprBatches
 from domains.recsys.data import (
@@ -31,7 +30,7 @@ from domains.recsys.data import (
 from domains.recsys.model import LLMRecModel, RecommenderConfig, attribute_vocabulary
 from domains.recsys.ranking_metrics import full_ranking_metrics
 from shared.checkpoints import load_weights
-from shared.cli import save_config, write_text_atomically
+from shared.cli import write_text_atomically
 from shared.trainer import Trainer, TrainerConfig
 
 logger = logging.getLogger(__name__)
@@ -319,18 +318,8 @@ def load_run(run_dir: str | Path, device: str | torch.device = "cpu") -> LoadedR
     return LoadedRun(model=model, data=data, tables=tables, config=manifest, run_dir=run_dir)
 
 
-def save_resolved_config(config: Any, run_dir: Path) -> Path:
-    """Saves the command's resolved config (``config.yaml``)."""
-    return save_config(config, run_dir)
-
-
 def write_json_atomically(path: str | Path, payload: Any) -> Path:
     """Writes ``payload`` as indented JSON atomically."""
     path = Path(path)
     write_text_atomically(path, json.dumps(payload, indent=2, sort_keys=True))
     return path
-
-
-def read_yaml(path: str | Path) -> dict[str, Any]:
-    """Reads a YAML mapping."""
-    return yaml.safe_load(Path(path).read_text(encoding="utf-8"))
