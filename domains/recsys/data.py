@@ -796,9 +796,6 @@ def interactions_from_llmrec(layout: LLMRecLayout, name: str = "llmrec") -> Inte
                 index = int(row[0])
                 titles[index] = row[-1]
                 texts[index] = ", ".join(row[1:])
-    attributes = [{} for _ in item_ids]
-    for item, values in layout.augmented_item_attributes.items():
-        attributes[item] = {f"llm_{position}": [value] for position, value in enumerate(values)}
     return InteractionData(
         user_ids=[str(index) for index in range(layout.n_users)],
         item_ids=item_ids,
@@ -807,7 +804,7 @@ def interactions_from_llmrec(layout: LLMRecLayout, name: str = "llmrec") -> Inte
         test=pairs(layout.test),
         item_titles=titles,
         item_texts=texts,
-        item_attributes=attributes,
+        item_attributes=[{} for _ in item_ids],
         item_text_features=layout.text_features,
         name=name,
     )

@@ -157,6 +157,25 @@ def load_dataset(config: DatasetConfig) -> tuple[InteractionData, RecboleTables 
     return data, tables
 
 
+def llmrec_layout_augmentation(folder: str | Path) -> Augmentation:
+    """The augmentation shipped in an LLMRec-layout folder (sampled pairs, item attributes, user profiles).
+
+    Item attributes ``{0: director, 1: country, 2: language}`` keep those names; ids are the layout's
+    integer indices, as in :func:`~domains.recsys.data.interactions_from_llmrec`.
+    """
+    layout = read_llmrec_dataset(folder)
+    names = ("director", "country", "language")
+    return Augmentation(
+        edges=np.asarray(layout.augmented_edges, dtype=np.int64).reshape(-1, 3),
+        item_attributes={
+            item: {names[position] if position < 3 else f"attribute_{position}": [value] for position, value in enumerate(values)}
+            for item, values in layout.augmented_item_attributes.items()
+        },
+        user_profiles=dict(layout.user_profiles),
+        folder=str(folder),
+    )
+
+
 def build_model(
     data: InteractionData, config: RecommenderConfig, augmentation: Augmentation | None = None
 ) -> LLMRecModel:
@@ -310,7 +329,9 @@ def load_run(run_dir: str | Path, device: str | torch.device = "cpu") -> LoadedR
     model_config = RecommenderConfig(**manifest["model"])
     data, tables = load_dataset(dataset)
     augmentation = None
-    if manifest.get("augmentation_dir"):
+    if manifest.get("augmentation_dir") == "layout":
+        augmentation = llmrec_layout_augmentation(dataset.source)
+    elif manifest.get("augmentation_dir"):
         augmentation = read_augmentation(manifest["augmentation_dir"], data)
     model = build_model(data, model_config, augmentation)
     load_weights(model, weights)

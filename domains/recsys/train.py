@@ -63,7 +63,8 @@ class TrainConfig:
     """Shared trainer settings (max_steps, validate_every, select_metric and seed are set from fit)."""
     augmentation: str = "kg"
     """'kg' (train a base LightGCN, take its candidates, augment with the offline knowledge-graph backend),
-    'none', or a folder written by domains.recsys.augment."""
+    'none', 'layout' (the augmentation pickles shipped in an LLMRec-layout dataset folder), or a folder
+    written by domains.recsys.augment."""
     base_epochs: int = 20
     """Epochs of the base LightGCN that proposes candidates (augmentation 'kg')."""
     candidates_k: int = 10
@@ -120,6 +121,11 @@ def run_training(config: TrainConfig) -> Path:
         augmentation = read_augmentation(out, data)
         print(f"      {len(augmentation.edges)} edges, {len(augmentation.item_attributes)} items with attributes")
         print(f"[3/3] augmented model ({config.fit.epochs} epochs) → {run_dir}")
+    elif config.augmentation == "layout":
+        from domains.recsys.recommender import llmrec_layout_augmentation
+
+        augmentation_dir = "layout"
+        augmentation = llmrec_layout_augmentation(config.dataset.source)
     elif config.augmentation != "none":
         from domains.recsys.augment import read_augmentation
 

@@ -134,3 +134,48 @@ def test_config_presets_parse(preset: Path) -> None:
 
     config = parse_config(train.TrainConfig, ["--config", str(preset)])
     assert config.run_name == preset.stem and config.dataset.source == "movielens-100k"
+
+
+def test_training_on_an_llmrec_layout_with_its_shipped_augmentation(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import pickle
+
+    folder = tmp_path / "netflix"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    splits = {part: {} for part in ("train", "val", "test")}
+    for user in range(8):
+        items = rng.permutation(10)[:6].tolist()
+        splits["train"][str(user)], splits["val"][str(user)], splits["test"][str(user)] = (
+            items[:4],
+            items[4:5],
+            items[5:],
+        )
+    for part, content in splits.items():
+        (folder / f"{part}.json").write_text(json.dumps(content))
+    np.save(folder / "text_feat.npy", rng.normal(size=(10, 6)).astype(np.float32))
+    (folder / "augmented_sample_dict").write_bytes(pickle.dumps({u: {0: 1, 1: 2} for u in range(8)}))
+    (folder / "augmented_attribute_dict").write_bytes(pickle.dumps({0: {0: "Ann Lee", 1: "USA", 2: "English"}}))
+    (folder / "augmented_user_profiling_dict").write_bytes(pickle.dumps({0: "likes dramas", 3: "likes comedies"}))
+    encoded = []
+
+    def fake_minilm(texts, batch_size=64):
+        encoded.append(list(texts))
+        return np.ones((len(texts), 4), dtype=np.float32)
+
+    monkeypatch.setattr("domains.recsys.data.encode_texts_minilm", fake_minilm)
+    run_dir = train.run_training(
+        train.parse_config(
+            train.TrainConfig,
+            ["--dataset.source", str(folder), "--augmentation", "layout", "--runs_root", str(tmp_path / "runs"),
+             "--run_name", "layout", "--fit.epochs", "2", "--fit.batch_size", "16"],
+        )
+    )  # fmt: skip
+    assert encoded and encoded[0][0] == "likes dramas" and encoded[0][1] == ""
+    from domains.recsys.recommender import load_run
+
+    loaded = load_run(run_dir)
+    assert loaded.model.profile_projection is not None
+    assert loaded.model.user_profile_features[1].abs().sum() == 0, "users without a profile get a zero feature"
+    assert loaded.model.attribute_embedding is not None and loaded.model.text_projection is not None
