@@ -19,13 +19,16 @@ that leak into descriptive free text are scrubbed.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import io
 import json
+import logging
 import os
 import re
 import shlex
+import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -396,6 +399,20 @@ def letterbox_rgb(image: np.ndarray, size: int) -> np.ndarray:
     return np.asarray(canvas)
 
 
+@contextlib.contextmanager
+def _pydicom_messages_silenced() -> Iterator[None]:
+    """Silence pydicom's warnings and log lines: they quote raw header values, which may be PHI."""
+    logger = logging.getLogger("pydicom")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        logger.setLevel(level)
+
+
 def read_dicom_image(path: str | Path, config: DicomChainConfig | None = None) -> DicomImage:
     """Read one DICOM file through the full chain.
 
@@ -410,18 +427,22 @@ def read_dicom_image(path: str | Path, config: DicomChainConfig | None = None) -
         DicomReadError: Not a DICOM file, no pixel data, unsupported photometric interpretation,
             truncated or undecodable pixel data. The message names the file.
     """
+    with _pydicom_messages_silenced():
+        return _read_dicom_image(Path(path), config or DicomChainConfig())
+
+
+def _read_dicom_image(path: Path, config: DicomChainConfig) -> DicomImage:
     import pydicom
     from pydicom.errors import InvalidDicomError
     from pydicom.pixels import iter_pixels, pixel_array
 
-    config = config or DicomChainConfig()
-    path = Path(path)
     try:
         ds = pydicom.dcmread(path)  # no force=True: random bytes must fail here, not decode as garbage
     except InvalidDicomError as error:
         raise DicomReadError(f"{path}: not a DICOM file ({error})") from error
     except Exception as error:  # noqa: BLE001 — truncated headers raise many types
-        raise DicomReadError(f"{path}: unreadable DICOM header ({type(error).__name__}: {error})") from error
+        # only the type: a parser message can quote raw element values
+        raise DicomReadError(f"{path}: unreadable DICOM header ({type(error).__name__})") from error
     if "PixelData" not in ds and "FloatPixelData" not in ds and "DoubleFloatPixelData" not in ds:
         raise DicomReadError(f"{path}: no pixel data (SOP class {ds.get('SOPClassUID', 'unknown')})")
     photometric = str(ds.get("PhotometricInterpretation", ""))

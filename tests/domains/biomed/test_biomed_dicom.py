@@ -179,3 +179,10 @@ def test_ingest_keeps_patient_identifiers_out_of_shards_manifest_and_log(tmp_pat
     for value in PHI.values():
         for part in value.replace("^", " ").split():
             assert part.lower() not in dump.lower(), f"{part!r} leaked into the store"
+
+
+def test_pydicom_warnings_quoting_header_values_are_silenced(tmp_path: Path, capfd) -> None:
+    write_dicom(tmp_path / "in" / "odd.dcm", np.zeros((8, 8), np.uint16), PatientBirthDate="Janeday1961")
+    samples = list(read_dicom_folder(tmp_path / "in", DicomChainConfig(image_size=8)))
+    captured = capfd.readouterr()
+    assert len(samples) == 1 and "Janeday1961" not in captured.err + captured.out
