@@ -440,6 +440,10 @@ class EmbeddingStore:
         path: The store file; created on the first write.
         memory_limit: DuckDB memory limit for this object's connections.
         threads: DuckDB threads (default: all cores).
+        vector_cache_mb: Memory for exact in-memory indexes of whole models (0 disables). An unfiltered
+            :meth:`nearest` loads the model's vectors once (through Arrow) and ranks with one matrix-vector
+            product; the cache is dropped whenever a writer swaps in a new file. Filtered queries rank in
+            DuckDB, where the filter runs before ranking.
 
     Example:
         >>> store = EmbeddingStore(tmp / "embeddings.duckdb")
@@ -451,11 +455,17 @@ class EmbeddingStore:
     """
 
     def __init__(
-        self, path: str | Path = DEFAULT_STORE_PATH, memory_limit: str = "4GB", threads: int | None = None
+        self,
+        path: str | Path = DEFAULT_STORE_PATH,
+        memory_limit: str = "4GB",
+        threads: int | None = None,
+        vector_cache_mb: float = 4096,
     ) -> None:
         self.path = Path(path)
         self.memory_limit = memory_limit
         self.threads = threads
+        self.vector_cache_mb = vector_cache_mb
+        self._vector_cache: dict[tuple[str, str, str, str, str], tuple[np.ndarray, np.ndarray]] = {}
         self._active_writer: StoreWriter | None = None
         self._reader: duckdb.DuckDBPyConnection | None = None
         self._reader_identity: tuple[int, int, int] | None = None
@@ -625,7 +635,8 @@ class EmbeddingStore:
         return self._reader
 
     def close(self) -> None:
-        """Closes the cached read-only connection (a later query reopens it)."""
+        """Closes the cached read-only connection and drops the vector cache (a later query reopens it)."""
+        self._vector_cache.clear()
         if self._reader is not None:
             self._reader.close()
             self._reader = None
@@ -822,6 +833,13 @@ class EmbeddingStore:
         query = query / norm
 
         table = _embedding_table(dim)
+        if not filters:
+            index = self._cached_model_vectors(connection, table, domain, modality, model_name, model_version)
+            if index is not None:
+                return self._nearest_in_memory(
+                    connection, table, index, query, k, domain, modality, model_name, model_version,
+                    sample_id if exclude_query else None, include_sample_columns,
+                )  # fmt: skip
         conditions = ["e.domain = ?", "e.modality = ?", "e.model_name = ?", "e.model_version = ?"]
         parameters: list[Any] = [domain, modality, model_name, model_version]
         filter_conditions, filter_parameters, needs_samples = self._filter_sql(connection, domain, filters or {})
@@ -853,6 +871,82 @@ class EmbeddingStore:
         frame = connection.execute(statement, [query.astype(np.float32).tolist(), *parameters, k]).df()
         frame.insert(0, "rank", np.arange(1, len(frame) + 1))
         return frame
+
+    def _cached_model_vectors(
+        self,
+        connection: duckdb.DuckDBPyConnection,
+        table: str,
+        domain: str,
+        modality: str,
+        model_name: str,
+        model_version: str,
+    ) -> tuple[np.ndarray, np.ndarray] | None:
+        """(sample ids, (N, D) float32 unit vectors) of one model, loaded once per store file; None if too big."""
+        key = (table, domain, modality, model_name, model_version)
+        if key in self._vector_cache:
+            return self._vector_cache[key]
+        if self.vector_cache_mb <= 0:
+            return None
+        parameters = [domain, modality, model_name, model_version]
+        where = "WHERE domain = ? AND modality = ? AND model_name = ? AND model_version = ?"
+        count = connection.execute(f"SELECT count(*) FROM {table} {where}", parameters).fetchall()[0][0]  # noqa: S608
+        dim = int(table.rsplit("_", 1)[1])
+        cached_bytes = sum(ids.nbytes + vectors.nbytes for ids, vectors in self._vector_cache.values())
+        if (cached_bytes + count * dim * 4) / 2**20 > self.vector_cache_mb:
+            return None
+        result = connection.sql(f"SELECT sample_id, vec FROM {table} {where}", params=parameters).to_arrow_table()  # noqa: S608
+        ids = np.asarray(result.column("sample_id").to_pylist(), dtype=object)
+        vectors = result.column("vec").combine_chunks().values.to_numpy().reshape(-1, dim)
+        self._vector_cache[key] = (ids, np.ascontiguousarray(vectors, dtype=np.float32))
+        return self._vector_cache[key]
+
+    def _nearest_in_memory(
+        self,
+        connection: duckdb.DuckDBPyConnection,
+        table: str,
+        index: tuple[np.ndarray, np.ndarray],
+        query: np.ndarray,
+        k: int,
+        domain: str,
+        modality: str,
+        model_name: str,
+        model_version: str,
+        excluded_sample: str | None,
+        include_sample_columns: bool,
+    ) -> pd.DataFrame:
+        """Exact top-k by one matrix-vector product over the cached vectors, then the rows' identity from SQL."""
+        ids, vectors = index
+        scores = vectors @ query.astype(np.float32)
+        if excluded_sample is not None:
+            scores[ids == str(excluded_sample)] = -np.inf
+        take = min(k + 1, len(scores))
+        candidates = np.argpartition(-scores, take - 1)[:take] if take < len(scores) else np.arange(len(scores))
+        # Same order as the SQL path: score descending, then sample id.
+        order = sorted(candidates.tolist(), key=lambda i: (-float(scores[i]), str(ids[i])))
+        chosen = [i for i in order if np.isfinite(scores[i])][:k]
+        chosen_ids = [str(ids[i]) for i in chosen]
+        sample_select, join = "", ""
+        if include_sample_columns:
+            samples_table = _samples_table(domain)
+            sample_columns = _table_columns(connection, samples_table)
+            if not sample_columns:
+                raise self._error(f"samples_{domain} does not exist; upsert_samples first")
+            join = f"LEFT JOIN {samples_table} s ON s.sample_id = e.sample_id"
+            sample_select = "".join(
+                f", s.{_quote(column)} AS {_quote('sample_' + column)}"
+                for column in sample_columns
+                if column != "sample_id"
+            )
+        rows = connection.execute(
+            f"SELECT e.sample_id, e.domain, e.modality, e.model_name, e.model_version, e.run_id, e.meta{sample_select} "  # noqa: S608
+            f"FROM {table} e {join} WHERE e.domain = ? AND e.modality = ? AND e.model_name = ? "
+            "AND e.model_version = ? AND e.sample_id IN (SELECT unnest(?::VARCHAR[]))",
+            [domain, modality, model_name, model_version, chosen_ids],
+        ).df()
+        rows = rows.set_index("sample_id").loc[chosen_ids].reset_index()
+        rows.insert(1, "score", np.asarray([scores[i] for i in chosen], dtype=np.float64))
+        rows.insert(0, "rank", np.arange(1, len(rows) + 1))
+        return rows
 
     # ----------------------------------------------------------------------------------------- export
 
