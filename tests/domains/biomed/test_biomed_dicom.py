@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import tarfile
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -182,7 +183,12 @@ def test_ingest_keeps_patient_identifiers_out_of_shards_manifest_and_log(tmp_pat
 
 
 def test_pydicom_warnings_quoting_header_values_are_silenced(tmp_path: Path, capfd) -> None:
-    write_dicom(tmp_path / "in" / "odd.dcm", np.zeros((8, 8), np.uint16), PatientBirthDate="Janeday1961")
-    samples = list(read_dicom_folder(tmp_path / "in", DicomChainConfig(image_size=8)))
+    with pytest.warns(UserWarning, match="Invalid value for VR DA"):  # pydicom warns while writing it
+        write_dicom(tmp_path / "in" / "odd.dcm", np.zeros((8, 8), np.uint16), PatientBirthDate="Janeday1961")
+    capfd.readouterr()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        samples = list(read_dicom_folder(tmp_path / "in", DicomChainConfig(image_size=8)))
     captured = capfd.readouterr()
     assert len(samples) == 1 and "Janeday1961" not in captured.err + captured.out
+    assert not [w for w in caught if "Janeday1961" in str(w.message)]
