@@ -110,9 +110,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(
         f"Wrote {count} image and {count} text vectors to {config.store} (run {run_id}, model {model_name} {version})"
     )
-    print("Next: open the explorer (apps/) or query the store, e.g. "
-          f"python -c \"from shared.store import EmbeddingStore; print(EmbeddingStore('{config.store}').nearest("
-          f"sample_id='{'<key>'}', domain='biomed', modality='image'))\"")  # fmt: skip
+    print(
+        'Next: query the store, e.g. python -c "from shared.store import EmbeddingStore; '
+        f"print(EmbeddingStore('{config.store}').nearest(sample_id='<a key>', domain='biomed', modality='image'))\""
+    )
     return count
 
 
