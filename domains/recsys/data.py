@@ -845,15 +845,20 @@ def items_by_user(pairs: np.ndarray, n_users: int, n_items: int):
 # --------------------------------------------------------------------------------------------------------------
 
 
-def encode_texts_minilm(texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
+def encode_texts_minilm(texts: Sequence[str], batch_size: int = 64, max_length: int = 64) -> np.ndarray:
     """Embeds texts with the core's ``minilm_text`` tower (all-MiniLM-L6-v2, offline), L2-normalised.
+
+    Args:
+        texts: The texts.
+        batch_size: Texts per forward pass.
+        max_length: Tokens per text (the tower pads to this length, so short item texts use a short one).
 
     Returns:
         (len(texts), 384) float32.
     """
     from shared.towers import create_tower
 
-    tower = create_tower("minilm_text").eval()
+    tower = create_tower("minilm_text", max_length=max_length).eval()
     outputs = []
     with torch.no_grad():
         for start in range(0, len(texts), batch_size):
@@ -877,7 +882,7 @@ def cached_text_features(texts: Sequence[str], cache_dir: str | Path, encoder: s
     """
     if encoder != "minilm":
         raise ValueError(f"unknown text encoder {encoder!r}; available: 'minilm'")
-    digest = hashlib.sha256(("\x1e".join(texts) + f"\x1f{encoder}").encode("utf-8")).hexdigest()[:24]
+    digest = hashlib.sha256(("\x1e".join(texts) + f"\x1f{encoder}:64").encode("utf-8")).hexdigest()[:24]
     path = Path(cache_dir) / f"text_features_{encoder}_{digest}.npy"
     if path.exists():
         return np.load(path, allow_pickle=False)

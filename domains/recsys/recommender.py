@@ -168,7 +168,10 @@ def llmrec_layout_augmentation(folder: str | Path) -> Augmentation:
     return Augmentation(
         edges=np.asarray(layout.augmented_edges, dtype=np.int64).reshape(-1, 3),
         item_attributes={
-            item: {names[position] if position < 3 else f"attribute_{position}": [value] for position, value in enumerate(values)}
+            item: {
+                names[position] if position < 3 else f"attribute_{position}": [value]
+                for position, value in enumerate(values)
+            }
             for item, values in layout.augmented_item_attributes.items()
         },
         user_profiles=dict(layout.user_profiles),
@@ -191,7 +194,7 @@ def build_model(
             from domains.recsys.data import encode_texts_minilm
 
             texts = [augmentation.user_profiles.get(user, "") for user in range(data.n_users)]
-            profile_features = encode_texts_minilm(texts)
+            profile_features = encode_texts_minilm(texts, max_length=128)
             profile_features[[not text for text in texts]] = 0.0
     attribute_ids, vocabulary = attribute_vocabulary(attributes)
     return LLMRecModel(

@@ -106,7 +106,7 @@ def test_ingest_writes_validated_tables(synthetic_recbole: Path, tmp_path: Path)
 def test_ablation_runs_every_variant_and_writes_a_table(
     synthetic_recbole: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def random_text_features(texts, batch_size=64):
+    def random_text_features(texts, batch_size=64, max_length=64):
         return np.random.default_rng(0).normal(size=(len(texts), 16)).astype(np.float32)
 
     monkeypatch.setattr("domains.recsys.data.encode_texts_minilm", random_text_features)
@@ -160,7 +160,7 @@ def test_training_on_an_llmrec_layout_with_its_shipped_augmentation(
     (folder / "augmented_user_profiling_dict").write_bytes(pickle.dumps({0: "likes dramas", 3: "likes comedies"}))
     encoded = []
 
-    def fake_minilm(texts, batch_size=64):
+    def fake_minilm(texts, batch_size=64, max_length=64):
         encoded.append(list(texts))
         return np.ones((len(texts), 4), dtype=np.float32)
 

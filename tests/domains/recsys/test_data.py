@@ -201,7 +201,7 @@ def test_restricted_unpickler_rejects_code_and_accepts_plain_data(tmp_path: Path
 def test_text_features_are_cached_by_content(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     calls = []
 
-    def fake_encoder(texts, batch_size=64):
+    def fake_encoder(texts, batch_size=64, max_length=64):
         calls.append(list(texts))
         return np.full((len(texts), 3), len(calls), dtype=np.float32)
 
