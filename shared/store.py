@@ -32,6 +32,7 @@ import tempfile
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -433,6 +434,21 @@ class StoreWriter:
         return len(frame)
 
 
+@dataclass(frozen=True)
+class ModelVectors:
+    """One model's stored vectors held in memory for exact search (rows in sample-id order)."""
+
+    sample_ids: np.ndarray
+    run_ids: np.ndarray
+    metas: np.ndarray
+    vectors: np.ndarray
+
+    @property
+    def nbytes(self) -> int:
+        """Approximate memory held, in bytes."""
+        return self.vectors.nbytes + 64 * len(self.sample_ids) + sum(len(m or "") for m in self.metas)
+
+
 class EmbeddingStore:
     """A DuckDB file of embeddings with their identity (see the module docstring for the design).
 
@@ -465,7 +481,7 @@ class EmbeddingStore:
         self.memory_limit = memory_limit
         self.threads = threads
         self.vector_cache_mb = vector_cache_mb
-        self._vector_cache: dict[tuple[str, str, str, str, str], tuple[np.ndarray, np.ndarray]] = {}
+        self._vector_cache: dict[tuple[str, str, str, str, str], ModelVectors] = {}
         self._active_writer: StoreWriter | None = None
         self._reader: duckdb.DuckDBPyConnection | None = None
         self._reader_identity: tuple[int, int, int] | None = None
@@ -880,8 +896,11 @@ class EmbeddingStore:
         modality: str,
         model_name: str,
         model_version: str,
-    ) -> tuple[np.ndarray, np.ndarray] | None:
-        """(sample ids, (N, D) float32 unit vectors) of one model, loaded once per store file; None if too big."""
+    ) -> ModelVectors | None:
+        """One model's ids, identity columns and (N, D) float32 unit vectors, loaded once per store file.
+
+        Returns None when the model would not fit in ``vector_cache_mb``.
+        """
         key = (table, domain, modality, model_name, model_version)
         if key in self._vector_cache:
             return self._vector_cache[key]
@@ -891,20 +910,27 @@ class EmbeddingStore:
         where = "WHERE domain = ? AND modality = ? AND model_name = ? AND model_version = ?"
         count = connection.execute(f"SELECT count(*) FROM {table} {where}", parameters).fetchall()[0][0]  # noqa: S608
         dim = int(table.rsplit("_", 1)[1])
-        cached_bytes = sum(ids.nbytes + vectors.nbytes for ids, vectors in self._vector_cache.values())
-        if (cached_bytes + count * dim * 4) / 2**20 > self.vector_cache_mb:
+        cached_bytes = sum(entry.nbytes for entry in self._vector_cache.values())
+        if (cached_bytes + count * (dim * 4 + 128)) / 2**20 > self.vector_cache_mb:
             return None
-        result = connection.sql(f"SELECT sample_id, vec FROM {table} {where}", params=parameters).to_arrow_table()  # noqa: S608
-        ids = np.asarray(result.column("sample_id").to_pylist(), dtype=object)
+        result = connection.sql(
+            f"SELECT sample_id, run_id, CAST(meta AS VARCHAR) AS meta, vec FROM {table} {where} ORDER BY sample_id",  # noqa: S608
+            params=parameters,
+        ).to_arrow_table()
         vectors = result.column("vec").combine_chunks().values.to_numpy().reshape(-1, dim)
-        self._vector_cache[key] = (ids, np.ascontiguousarray(vectors, dtype=np.float32))
+        self._vector_cache[key] = ModelVectors(
+            sample_ids=np.asarray(result.column("sample_id").to_pylist(), dtype=object),
+            run_ids=np.asarray(result.column("run_id").to_pylist(), dtype=object),
+            metas=np.asarray(result.column("meta").to_pylist(), dtype=object),
+            vectors=np.ascontiguousarray(vectors, dtype=np.float32),
+        )
         return self._vector_cache[key]
 
     def _nearest_in_memory(
         self,
         connection: duckdb.DuckDBPyConnection,
         table: str,
-        index: tuple[np.ndarray, np.ndarray],
+        index: ModelVectors,
         query: np.ndarray,
         k: int,
         domain: str,
@@ -914,38 +940,44 @@ class EmbeddingStore:
         excluded_sample: str | None,
         include_sample_columns: bool,
     ) -> pd.DataFrame:
-        """Exact top-k by one matrix-vector product over the cached vectors, then the rows' identity from SQL."""
-        ids, vectors = index
-        scores = vectors @ query.astype(np.float32)
+        """Exact top-k by one matrix-vector product over the cached vectors (same order as the SQL path)."""
+        scores = index.vectors @ query.astype(np.float32)
+        ids = index.sample_ids
         if excluded_sample is not None:
             scores[ids == str(excluded_sample)] = -np.inf
         take = min(k + 1, len(scores))
         candidates = np.argpartition(-scores, take - 1)[:take] if take < len(scores) else np.arange(len(scores))
-        # Same order as the SQL path: score descending, then sample id.
         order = sorted(candidates.tolist(), key=lambda i: (-float(scores[i]), str(ids[i])))
         chosen = [i for i in order if np.isfinite(scores[i])][:k]
-        chosen_ids = [str(ids[i]) for i in chosen]
-        sample_select, join = "", ""
+        rows = pd.DataFrame(
+            {
+                "rank": np.arange(1, len(chosen) + 1),
+                "sample_id": [str(ids[i]) for i in chosen],
+                "score": np.asarray([scores[i] for i in chosen], dtype=np.float64),
+                "domain": domain,
+                "modality": modality,
+                "model_name": model_name,
+                "model_version": model_version,
+                "run_id": [index.run_ids[i] for i in chosen],
+                "meta": [index.metas[i] for i in chosen],
+            }
+        )
         if include_sample_columns:
             samples_table = _samples_table(domain)
             sample_columns = _table_columns(connection, samples_table)
             if not sample_columns:
                 raise self._error(f"samples_{domain} does not exist; upsert_samples first")
-            join = f"LEFT JOIN {samples_table} s ON s.sample_id = e.sample_id"
-            sample_select = "".join(
-                f", s.{_quote(column)} AS {_quote('sample_' + column)}"
+            selected = ", ".join(
+                f"{_quote(column)} AS {_quote('sample_' + column)}"
                 for column in sample_columns
                 if column != "sample_id"
             )
-        rows = connection.execute(
-            f"SELECT e.sample_id, e.domain, e.modality, e.model_name, e.model_version, e.run_id, e.meta{sample_select} "  # noqa: S608
-            f"FROM {table} e {join} WHERE e.domain = ? AND e.modality = ? AND e.model_name = ? "
-            "AND e.model_version = ? AND e.sample_id IN (SELECT unnest(?::VARCHAR[]))",
-            [domain, modality, model_name, model_version, chosen_ids],
-        ).df()
-        rows = rows.set_index("sample_id").loc[chosen_ids].reset_index()
-        rows.insert(1, "score", np.asarray([scores[i] for i in chosen], dtype=np.float64))
-        rows.insert(0, "rank", np.arange(1, len(rows) + 1))
+            extra = connection.execute(
+                f"SELECT sample_id, {selected} FROM {samples_table} "  # noqa: S608
+                "WHERE sample_id IN (SELECT unnest(?::VARCHAR[]))",
+                [rows["sample_id"].tolist()],
+            ).df()
+            rows = rows.merge(extra, on="sample_id", how="left")
         return rows
 
     # ----------------------------------------------------------------------------------------- export

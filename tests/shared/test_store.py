@@ -392,3 +392,34 @@ def test_a_foreign_write_ahead_log_blocks_writers_with_a_clear_error(store):
     wal.unlink()
     _write(store, np.ones((1, DIM)), ["b"])
     assert _count(store.path) == 2
+
+
+def test_in_memory_index_and_sql_ranking_agree_and_the_index_follows_swaps(tmp_path):
+    """The cached exact index gives the same neighbours as DuckDB's ranking, and sees a newly swapped file."""
+    path = tmp_path / "embeddings.duckdb"
+    rng = np.random.default_rng(3)
+    ids = [f"s{i:03d}" for i in range(200)]
+    writer_store = EmbeddingStore(path)
+    with writer_store.writing() as writer:
+        writer.register_run("r", "astro", "m", "v1", config={})
+        writer.write_embeddings(
+            domain="astro", modality="photometry", model_name="m", model_version="v1", run_id="r",
+            sample_ids=ids, vectors=rng.standard_normal((200, 24)).astype(np.float32),
+            metadata=[{"i": i} for i in range(200)],
+        )  # fmt: skip
+        writer.upsert_samples("astro", pd.DataFrame({"sample_id": ids, "label": [i % 4 for i in range(200)]}))
+    cached, uncached = EmbeddingStore(path), EmbeddingStore(path, vector_cache_mb=0)
+    query = rng.standard_normal(24)
+    for kwargs in ({"vector": query}, {"sample_id": "s017", "include_sample_columns": True}):
+        fast = cached.nearest(k=7, domain="astro", modality="photometry", **kwargs)
+        slow = uncached.nearest(k=7, domain="astro", modality="photometry", **kwargs)
+        assert fast["sample_id"].tolist() == slow["sample_id"].tolist()
+        assert np.allclose(fast["score"], slow["score"], atol=1e-5)
+        assert fast.columns.tolist() == slow.columns.tolist()
+    assert cached._vector_cache  # the unfiltered queries went through the in-memory index
+    with writer_store.writing() as writer:
+        writer.write_embeddings(
+            domain="astro", modality="photometry", model_name="m", model_version="v1", run_id="r",
+            sample_ids=["new"], vectors=query.astype(np.float32)[None, :],
+        )  # fmt: skip
+    assert cached.nearest(vector=query, k=1, domain="astro", modality="photometry")["sample_id"].tolist() == ["new"]
