@@ -5,7 +5,7 @@ same (B, 200, 9) light-curve windows through the same token embedding, and train
 the same flattened linear head and cross-entropy on 10 classes. Steps alternate between the two models
 so that machine noise hits both alike. Prints one JSON line (``ratio`` = ours / peer samples per second).
 
-    python benchmarks/bench_astro_encoder.py [--batch-size 64] [--steps 12] [--attention prob]
+    python benchmarks/bench_astro_encoder.py [--batch-size 64] [--steps 6] [--attention prob]
 """
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> dict:
     """Run the comparison and print the JSON line."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--batch-size", type=int, default=64, help="light curves per training step")
-    parser.add_argument("--steps", type=int, default=12, help="timed steps per model (after 2 warm-up steps)")
+    parser.add_argument("--steps", type=int, default=6, help="timed steps per model (after 2 warm-up steps)")
     parser.add_argument("--attention", choices=["prob", "full"], default="prob", help="our attention kind")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     args = parser.parse_args(argv)
