@@ -55,8 +55,8 @@ class TrainConfig:
     """Root folder of run folders."""
     dataset: DatasetConfig = field(default_factory=DatasetConfig)
     """Data source and split."""
-    model: RecommenderConfig = field(default_factory=lambda: RecommenderConfig(prune_drop_fraction=0.0))
-    """Architecture and losses of the trained model."""
+    model: RecommenderConfig = field(default_factory=lambda: RecommenderConfig(prune_drop_fraction=0.71))
+    """Architecture and losses of the trained model (default: side features and LLMRec's pruning, ω4 = 0.71)."""
     fit: FitConfig = field(default_factory=FitConfig)
     """Epochs, batch size, augmented share, validation cadence, seed."""
     trainer: TrainerConfig = field(default_factory=default_trainer_config)
