@@ -20,11 +20,13 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from domains.astro.finetune import FinetuneConfig, demo_finetune_trainer, run_finetune
 from domains.astro.model import FINETUNE_MODES, AstroModelConfig, demo_model_config
 from domains.astro.pretrain import PretrainConfig, demo_pretrain_trainer, run_pretrain
 from domains.astro.training_data import SUBSETS, resolve_ingest_dir
-from shared.cli import parse_config, run_dir_for, save_config, write_text_atomically
+from shared.cli import config_to_dict, parse_config, run_dir_for, save_config, write_text_atomically
 from shared.trainer import TrainerConfig
 
 MODE_TITLES = {"photo": "Photometry", "spectra": "Spectra", "meta": "Metadata", "all": "All (fused)"}
@@ -64,6 +66,34 @@ class TableConfig:
     """Fine-tuning batch size."""
     finetune_trainer: TrainerConfig = field(default_factory=demo_finetune_trainer)
     """Trainer settings of the fine-tuning runs (step counts are derived from the epochs)."""
+    reuse_finished: bool = True
+    """Reuse runs already finished in the table folder with identical settings (resumes an interrupted table;
+    lets several processes fill disjoint --modes of one table)."""
+
+
+def finished_pretraining(run_dir: Path, config: PretrainConfig) -> bool:
+    """Whether ``run_dir`` holds a finished pretraining with the settings of ``config``."""
+    saved_path = run_dir / "config.yaml"
+    if not (run_dir / "model.safetensors").is_file() or not (run_dir / "eval" / "metrics.json").is_file():
+        return False
+    saved = yaml.safe_load(saved_path.read_text(encoding="utf-8"))
+    wanted = config_to_dict(config)
+    keys = ("data", "subset", "seed", "batch_size", "epochs", "warmup_epochs", "model")
+    trainer_keys = ("lr", "weight_decay", "betas", "schedule", "grad_clip_norm", "select_metric", "seed")
+    return all(saved.get(k) == wanted[k] for k in keys) and all(
+        saved["trainer"].get(k) == wanted["trainer"][k] for k in trainer_keys
+    )
+
+
+def finished_cell(run_dir: Path, config: FinetuneConfig) -> dict[str, Any] | None:
+    """The accuracy summary of a finished fine-tuning run with exactly the settings of ``config``, if any."""
+    summary_path, saved_path = run_dir / "eval" / "summary.json", run_dir / "config.yaml"
+    if not summary_path.is_file() or not saved_path.is_file():
+        return None
+    if yaml.safe_load(saved_path.read_text(encoding="utf-8")) != config_to_dict(config):
+        return None
+    summary = json.loads(summary_path.read_text(encoding="utf-8"))
+    return summary["accuracy"] if summary.get("seeds") == sorted(config.seeds) else None
 
 
 def format_cell(summary: dict[str, Any] | None) -> str:
@@ -145,42 +175,50 @@ def run_table(config: TableConfig) -> dict[str, Any]:
     table_dir = run_dir_for("astro", config.run_name, root=config.runs_root)
     save_config(config, table_dir)
     for seed in config.seeds:
-        print(f"[table] CLIP pretraining, split seed {seed}", flush=True)
-        run_pretrain(
-            PretrainConfig(
-                run_name=f"pretrain-seed{seed}",
-                runs_root=str(table_dir),
-                data=str(ingest_dir),
-                seed=seed,
-                batch_size=config.pretrain_batch_size,
-                epochs=config.pretrain_epochs,
-                warmup_epochs=min(1.0, config.pretrain_epochs / 4),
-                model=config.model,
-                trainer=replace(config.pretrain_trainer),
-            )
+        pretrain_config = PretrainConfig(
+            run_name=f"pretrain-seed{seed}",
+            runs_root=str(table_dir),
+            data=str(ingest_dir),
+            seed=seed,
+            batch_size=config.pretrain_batch_size,
+            epochs=config.pretrain_epochs,
+            warmup_epochs=min(1.0, config.pretrain_epochs / 4),
+            model=config.model,
+            trainer=replace(config.pretrain_trainer),
         )
+        if config.reuse_finished and finished_pretraining(
+            table_dir / "astro" / f"pretrain-seed{seed}", pretrain_config
+        ):
+            print(f"[table] CLIP pretraining, split seed {seed}: reusing the finished run", flush=True)
+            continue
+        print(f"[table] CLIP pretraining, split seed {seed}", flush=True)
+        run_pretrain(pretrain_config)
     cells: dict[str, dict[str, Any]] = {}
     for mode in config.modes:
         for init in ("scratch", "clip"):
             for subset in config.subsets:
-                print(f"[table] fine-tuning {mode}, {init}, {subset}, seeds {config.seeds}", flush=True)
-                result = run_finetune(
-                    FinetuneConfig(
-                        run_name=f"{mode}-{init}-{subset}",
-                        runs_root=str(table_dir),
-                        data=str(ingest_dir),
-                        mode=mode,
-                        subset=subset,
-                        seeds=list(config.seeds),
-                        clip_run=str(table_dir / "astro" / "pretrain-seed{seed}") if init == "clip" else None,
-                        batch_size=config.finetune_batch_size,
-                        epochs=config.finetune_epochs,
-                        min_steps=config.finetune_min_steps,
-                        model=config.model,
-                        trainer=replace(config.finetune_trainer),
-                    )
+                finetune_config = FinetuneConfig(
+                    run_name=f"{mode}-{init}-{subset}",
+                    runs_root=str(table_dir),
+                    data=str(ingest_dir),
+                    mode=mode,
+                    subset=subset,
+                    seeds=list(config.seeds),
+                    clip_run=str(table_dir / "astro" / "pretrain-seed{seed}") if init == "clip" else None,
+                    batch_size=config.finetune_batch_size,
+                    epochs=config.finetune_epochs,
+                    min_steps=config.finetune_min_steps,
+                    model=config.model,
+                    trainer=replace(config.finetune_trainer),
                 )
-                cells[f"{mode}|{init}|{subset}"] = result.summary["accuracy"]
+                cell_dir = table_dir / "astro" / finetune_config.run_name
+                reused = finished_cell(cell_dir, finetune_config) if config.reuse_finished else None
+                if reused is not None:
+                    print(f"[table] fine-tuning {mode}, {init}, {subset}: reusing the finished run", flush=True)
+                    cells[f"{mode}|{init}|{subset}"] = reused
+                    continue
+                print(f"[table] fine-tuning {mode}, {init}, {subset}, seeds {config.seeds}", flush=True)
+                cells[f"{mode}|{init}|{subset}"] = run_finetune(finetune_config).summary["accuracy"]
     claims = check_claims(cells, config.modes, config.subsets)
     payload = {
         "seeds": config.seeds,

@@ -58,6 +58,11 @@ def test_table_cells_summarise_the_per_seed_runs(
     assert spec["clip_run"] == str(table_dir / "astro" / "pretrain-seed2")
     markdown = (table_dir / "table.md").read_text()
     assert f"| Metadata | yes | {format_cell(saved['cells']['meta|clip|full'])} |" in markdown
+    # A second run finds every run finished with the same settings and reuses it (nothing is retrained).
+    before = (table_dir / "astro" / "meta-clip-full" / "seed-1" / "model.safetensors").stat().st_mtime_ns
+    again = run_table(config)
+    assert again["cells"] == payload["cells"]
+    assert (table_dir / "astro" / "meta-clip-full" / "seed-1" / "model.safetensors").stat().st_mtime_ns == before
     gain = saved["claims"]["clip_gain"]["meta"]["sub50"]
     assert gain == pytest.approx(
         saved["cells"]["meta|clip|sub50"]["mean"] - saved["cells"]["meta|scratch|sub50"]["mean"]
