@@ -7,7 +7,7 @@ batch (layer-mixed text encoder, image tower, CLIP text tower, CLIP image tower;
 roles counts once, as the detector runs it once). Ratio = ours / peer posts per second (goal ≥ 0.9: the
 detector adds at most ~10% over its towers). Head weights are untrained (speed does not depend on them).
 Posts are the built-in emoji set when it is built, else synthetic captions and pictures. Median of
-``--repeats`` timed runs after one warm-up; ends with one JSON line.
+``--repeats`` interleaved timed runs after one warm-up; ends with one JSON line.
 
     python benchmarks/bench_news.py                 # batch 64 on CPU, about a minute
     python benchmarks/bench_news.py --batch 256 --device cuda
@@ -55,17 +55,22 @@ def load_posts(count: int) -> tuple[list[str], list[Image.Image], str]:
     return texts[:count], images[:count], source
 
 
-def timed(fn, repeats: int) -> float:
-    """Median seconds of ``fn()`` over ``repeats`` runs after one warm-up."""
-    fn()
-    times = []
+def timed_pair(first, second, repeats: int) -> tuple[float, float]:
+    """Median seconds of ``first()`` and ``second()`` over ``repeats`` interleaved runs after one warm-up each.
+
+    Interleaving exposes both sides to the same background load on a shared machine.
+    """
+    first()
+    second()
+    times: tuple[list[float], list[float]] = ([], [])
     for _ in range(repeats):
-        started = time.perf_counter()
-        fn()
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - started)
-    return statistics.median(times)
+        for fn, bucket in ((first, times[0]), (second, times[1])):
+            started = time.perf_counter()
+            fn()
+            if torch.cuda.is_available():
+                torch.cuda.synchronize()
+            bucket.append(time.perf_counter() - started)
+    return statistics.median(times[0]), statistics.median(times[1])
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -102,8 +107,7 @@ def main(argv: list[str] | None = None) -> None:
         with autocast_for(device):
             detector.predict(texts, images)
 
-    peer_s = timed(raw_towers, args.repeats)
-    ours_s = timed(detect, args.repeats)
+    peer_s, ours_s = timed_pair(raw_towers, detect, args.repeats)
     ours = args.batch / ours_s
     peer = args.batch / peer_s
     print(f"detect: {ours:.1f} posts/s; raw tower forwards: {peer:.1f} posts/s ({source} posts, {device})")

@@ -12,6 +12,7 @@ A trained detector is a run folder: ``detector.json`` (encoder and head settings
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import hashlib
 import io
@@ -42,7 +43,8 @@ from shared.towers import create_tower, lock_tower
 ALIGNED_CLIP = "aligned-minilm-efficientnet"
 DETECTOR_FILE = "detector.json"
 ALIGNMENT_FILE = "clip_alignment.safetensors"
-FEATURE_KEYS = ("text_layers", "image_features", "clip_text", "clip_image")
+FEATURE_KEYS = ("text_layers", "image_features", "image_pixels", "clip_text", "clip_image")
+"""Model inputs a feature dict may hold (``image_pixels`` instead of ``image_features`` for a trained image tower)."""
 
 
 @dataclass
@@ -57,6 +59,8 @@ class EncoderConfig:
     """Image tower name in the core registry (``torchvision_resnet`` with ``weights_path`` for the paper's ResNet-101)."""
     image_tower_args: dict[str, Any] = field(default_factory=dict)
     """Keyword arguments of the image tower builder, e.g. ``{"depth": 101, "weights_path": "resnet101.pth"}``."""
+    train_image_tower: bool = False
+    """Fine-tune the image tower as the paper does (images kept in memory as float16 tensors; slow on CPU)."""
     clip: str = ALIGNED_CLIP
     """CLIP pair: ``aligned-minilm-efficientnet`` (offline stand-in), an open_clip name (``ViT-B-32``) or ``local-dir:DIR``."""
     clip_pretrained: str | None = None
@@ -67,6 +71,8 @@ class EncoderConfig:
     """Embedding width of the stand-in CLIP's projections."""
     aligned_steps: int = 300
     """Optimizer steps fitting the stand-in CLIP's projections on the training split's genuine pairs."""
+    alignment_folds: int = 3
+    """Cross-fitting folds for the stand-in CLIP's features of training posts (1 = fit once, use in-sample)."""
     batch_size: int = 64
     """Posts per forward pass when computing features."""
 
@@ -89,8 +95,8 @@ class HeadConfig:
     """Dropout in the branch heads."""
 
 
-def build_model(dims: FNDCLIPDims, head: HeadConfig) -> FNDCLIPModel:
-    """The trainable FND-CLIP model for given input widths and head settings."""
+def build_model(dims: FNDCLIPDims, head: HeadConfig, image_tower: torch.nn.Module | None = None) -> FNDCLIPModel:
+    """The trainable FND-CLIP model for given input widths and head settings (and a tower to fine-tune)."""
     return FNDCLIPModel(
         dims,
         branches=head.branches,
@@ -99,6 +105,7 @@ def build_model(dims: FNDCLIPDims, head: HeadConfig) -> FNDCLIPModel:
         hidden_dim=head.hidden_dim,
         feature_dim=head.feature_dim,
         dropout=head.dropout,
+        image_tower=image_tower,
     )
 
 
@@ -113,12 +120,18 @@ class NewsEncoders:
         self.config = config
         self.device = device or torch.device("cpu")
         self.text_tower = build_layer_mixed_cls_text(config.text_encoder_path, config.text_max_length)
-        self.image_tower = lock_tower(create_tower(config.image_tower, **config.image_tower_args)).eval()
+        self.image_tower = create_tower(config.image_tower, **config.image_tower_args).eval()
+        if not config.train_image_tower:
+            lock_tower(self.image_tower)
         if config.clip == ALIGNED_CLIP:
-            shared_image = self.image_tower if config.image_tower == "efficientnet_lite0" else None
+            # CLIP stays frozen: it can share the image tower only when that tower is frozen too.
+            can_share = config.image_tower == "efficientnet_lite0" and not config.train_image_tower
+            shared_image = self.image_tower if can_share else None
             self.clip: ClipPair = AlignedTowerPair(config.aligned_embed_dim, image_tower=shared_image)
         else:
             self.clip = OpenClipPair(config.clip, config.clip_pretrained)
+        # The stand-in CLIP's untrained projections, the start of every cross-fitting fold.
+        self.initial_aligner = copy.deepcopy(self.clip.aligner) if isinstance(self.clip, AlignedTowerPair) else None
         for module in (self.text_tower, self.image_tower, self.clip):
             module.to(self.device).eval()
         self.dims = FNDCLIPDims(
@@ -129,13 +142,19 @@ class NewsEncoders:
         )
 
     @property
+    def trainable_image_tower(self) -> torch.nn.Module | None:
+        """The image tower to fine-tune inside the model, or None when its features are cached."""
+        return self.image_tower if self.config.train_image_tower else None
+
+    @property
     def aligned(self) -> bool:
         """Whether the CLIP pair is the offline stand-in (needs fitting)."""
         return isinstance(self.clip, AlignedTowerPair)
 
     def identity(self) -> dict[str, Any]:
         """What the features depend on (goes into the cache fingerprint)."""
-        return {"encoders": dataclasses.asdict(self.config) | {"batch_size": None, "aligned_steps": None}}
+        ignored = {"batch_size": None, "aligned_steps": None, "alignment_folds": None, "aligned_embed_dim": None}
+        return {"encoders": dataclasses.asdict(self.config) | ignored}
 
     @torch.no_grad()
     def text_base(self, texts: Sequence[str], clip_texts: Sequence[str]) -> dict[str, torch.Tensor]:
@@ -151,10 +170,15 @@ class NewsEncoders:
 
     @torch.no_grad()
     def image_base(self, images: Sequence[Image.Image]) -> dict[str, torch.Tensor]:
-        """Frozen image features of one batch: ``image_features`` and ``clip_image`` (or ``clip_image_base``)."""
+        """Image inputs of one batch: ``image_features`` (frozen tower) or ``image_pixels`` (float16, tower
+        fine-tuned), and ``clip_image`` (or ``clip_image_base``)."""
         pixels = torch.stack([self.image_tower.preprocess(image) for image in images]).to(self.device)
-        image_features = self.image_tower(pixels).float()
-        out = {"image_features": image_features.cpu()}
+        if self.config.train_image_tower:
+            out = {"image_pixels": pixels.half().cpu()}
+            image_features = None
+        else:
+            image_features = self.image_tower(pixels).float()
+            out = {"image_features": image_features.cpu()}
         if isinstance(self.clip, AlignedTowerPair):
             shared = self.clip.image_tower is self.image_tower
             out["clip_image_base"] = (image_features if shared else self.clip.image_tower_features(images)).cpu()
@@ -165,7 +189,7 @@ class NewsEncoders:
     @torch.no_grad()
     def finish(self, base: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Model inputs from base features (applies the stand-in CLIP's fitted projections)."""
-        out = {k: base[k] for k in ("text_layers", "image_features")}
+        out = {k: base[k] for k in ("text_layers", "image_features", "image_pixels") if k in base}
         if "clip_text" in base:
             out["clip_text"], out["clip_image"] = base["clip_text"], base["clip_image"]
         else:
@@ -188,16 +212,14 @@ class NewsEncoders:
         base = {k: torch.cat([b[k] for b in batches]) for k in batches[0]}
         return self.finish(base)
 
-    def fit_alignment(self, base: dict[str, torch.Tensor], train_rows: np.ndarray, run_dir: Path, seed: int) -> None:
-        """Fit the stand-in CLIP's projections contrastively (core ContrastiveModel + Trainer) on genuine pairs."""
+    def _fit_aligner(
+        self, aligner: torch.nn.Module, text: torch.Tensor, image: torch.Tensor, run_dir: Path, seed: int
+    ) -> None:
+        """Fit projections contrastively (core ContrastiveModel + Trainer, CLIP loss) on genuine pairs."""
         from shared.data_iteration import TensorDictDataset, batches_from_dataset
         from shared.trainer import Trainer, TrainerConfig
 
-        if not isinstance(self.clip, AlignedTowerPair):
-            return
-        rows = torch.as_tensor(train_rows)
-        dataset = TensorDictDataset({"text": base["clip_text_base"][rows], "image": base["clip_image_base"][rows]})
-        batch_size = min(256, len(dataset))
+        dataset = TensorDictDataset({"text": text, "image": image})
         config = TrainerConfig(
             max_steps=self.config.aligned_steps,
             lr=2e-3,
@@ -209,9 +231,62 @@ class NewsEncoders:
             seed=seed,
             progress_bar=False,
         )
-        trainer = Trainer(self.clip.aligner, config, run_dir / "clip_alignment")
-        trainer.fit(batches_from_dataset(dataset, batch_size, seed=seed))
-        self.clip.aligner.to(self.device).eval()
+        Trainer(aligner, config, run_dir).fit(batches_from_dataset(dataset, min(256, len(dataset)), seed=seed))
+        aligner.to(self.device).eval()
+
+    def fit_alignment(
+        self,
+        base: dict[str, torch.Tensor],
+        train_rows: np.ndarray,
+        genuine: np.ndarray,
+        groups: Sequence[str],
+        run_dir: Path,
+        seed: int,
+    ) -> dict[str, torch.Tensor] | None:
+        """Fit the stand-in CLIP on the genuine training pairs; cross-fit the training posts' CLIP features.
+
+        The final projections (used for validation, test and inference) see every genuine training pair.
+        With ``alignment_folds`` > 1, each training post instead gets CLIP features from projections fitted
+        without its fold (folds by ``groups``, so a caption's real and fake posts share one), so its
+        similarity is as (un)reliable as an unseen post's and the head cannot learn to trust an overfit gauge.
+
+        Args:
+            base: base features of all posts (``clip_text_base``, ``clip_image_base``).
+            train_rows: rows of the training split.
+            genuine: (N,) bool, True for real posts (only those are image–caption pairs to align).
+            groups: (N,) group name per post (pair id).
+            run_dir: the run folder (alignment runs are written under ``clip_alignment/``).
+            seed: seed of the fits.
+
+        Returns:
+            ``{"rows", "clip_text", "clip_image"}`` out-of-fold features of the training rows, or None (no
+            stand-in CLIP, or cross-fitting off).
+        """
+        if not isinstance(self.clip, AlignedTowerPair):
+            return None
+        text, image = base["clip_text_base"], base["clip_image_base"]
+        fit_rows = torch.as_tensor(train_rows[genuine[train_rows]])
+        self._fit_aligner(self.clip.aligner, text[fit_rows], image[fit_rows], run_dir / "clip_alignment", seed)
+        folds = self.config.alignment_folds
+        if folds <= 1:
+            return None
+        fold_of = np.array([int(hashlib.sha256(str(groups[i]).encode()).hexdigest(), 16) % folds for i in train_rows])
+        out_text = torch.empty(len(train_rows), self.clip.output_dim)
+        out_image = torch.empty(len(train_rows), self.clip.output_dim)
+        for fold in range(folds):
+            held = fold_of == fold
+            fitted = train_rows[~held & genuine[train_rows]]
+            aligner = copy.deepcopy(self.initial_aligner)
+            self._fit_aligner(aligner, text[fitted], image[fitted], run_dir / "clip_alignment" / f"fold-{fold}", seed)
+            rows = torch.as_tensor(train_rows[held])
+            with torch.no_grad():
+                out_text[torch.as_tensor(held)] = (
+                    aligner.encode("text", text[rows].to(self.device), normalize=False).float().cpu()
+                )
+                out_image[torch.as_tensor(held)] = (
+                    aligner.encode("image", image[rows].to(self.device), normalize=False).float().cpu()
+                )
+        return {"rows": torch.as_tensor(train_rows), "clip_text": out_text, "clip_image": out_image}
 
     def save_alignment(self, run_dir: Path) -> None:
         """Write the stand-in CLIP's projections (no-op for a real CLIP)."""
@@ -444,7 +519,7 @@ def load_detector(run_dir: str | Path, weights: str = "best", device: torch.devi
     encoders = NewsEncoders(EncoderConfig(**description["encoders"]), device=device)
     encoders.load_alignment(run_dir)
     head = HeadConfig(**description["head"])
-    model = build_model(FNDCLIPDims(**description["dims"]), head)
+    model = build_model(FNDCLIPDims(**description["dims"]), head, image_tower=encoders.trainable_image_tower)
     weights_path = run_dir / "checkpoints" / "best.safetensors" if weights == "best" else run_dir / "model.safetensors"
     if not weights_path.is_file():
         raise FileNotFoundError(f"{weights_path} not found (train first, or choose --weights last)")

@@ -418,7 +418,7 @@ class FNDCLIPModel(nn.Module):
                 parts += [clip_text] if self.use_clip_in_unimodal else []
             elif name == "image":
                 image = (
-                    self.image_tower(batch["image_pixels"])
+                    self.image_tower(batch["image_pixels"].float())
                     if self.image_tower is not None and "image_pixels" in batch
                     else batch["image_features"]
                 )

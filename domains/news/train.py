@@ -6,6 +6,7 @@ features and trains the demo configuration on CPU in a few minutes.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 from dataclasses import dataclass, field
@@ -92,13 +93,18 @@ class PreparedData:
     rows: dict[str, np.ndarray]
 
 
+def pair_groups(table: PostTable) -> list[str]:
+    """Group of each post: its ``pair_id`` (real and fake posts of one caption), else its own key."""
+    return [str(m.get("extra", {}).get("pair_id") or key) for m, key in zip(table.meta, table.keys)]
+
+
 def split_rows(table: PostTable, val_fraction: float, test_fraction: float, seed: int) -> dict[str, np.ndarray]:
     """Train/val/test rows: the data's own splits where present, else seeded random ones.
 
     Posts sharing a ``pair_id`` (built-in set, NewsCLIPpings-style pairs) always land in the same split.
     """
     splits = list(table.splits)
-    groups = [str(m.get("extra", {}).get("pair_id") or key) for m, key in zip(table.meta, table.keys)]
+    groups = pair_groups(table)
     rng = np.random.default_rng(seed)
 
     def carve(candidates: list[int], fraction: float, name: str) -> None:
@@ -137,9 +143,14 @@ def prepare_data(config: TrainConfig, run_dir: Path) -> PreparedData:
     encoders = NewsEncoders(config.encoders, device=pick_device(config.device))
     table = load_post_table(data, encoders, config.cache_dir)
     rows = split_rows(table, config.val_fraction, config.test_fraction, config.trainer.seed)
-    genuine_train = rows["train"][table.labels[rows["train"]] == REAL]
-    encoders.fit_alignment(table.base, genuine_train, run_dir, seed=config.trainer.seed)
+    genuine = table.labels == REAL
+    out_of_fold = encoders.fit_alignment(
+        table.base, rows["train"], genuine, pair_groups(table), run_dir, seed=config.trainer.seed
+    )
     features = encoders.finish(table.base)
+    if out_of_fold is not None:
+        features["clip_text"][out_of_fold["rows"]] = out_of_fold["clip_text"]
+        features["clip_image"][out_of_fold["rows"]] = out_of_fold["clip_image"]
     return PreparedData(encoders, table, features, rows)
 
 
@@ -147,7 +158,7 @@ def _rows_dataset(features: dict[str, torch.Tensor], labels: np.ndarray, rows: n
     from shared.data_iteration import TensorDictDataset
 
     index = torch.as_tensor(rows)
-    columns = {k: features[k][index] for k in FEATURE_KEYS}
+    columns = {k: features[k][index] for k in FEATURE_KEYS if k in features}
     columns["label"] = torch.as_tensor(labels[rows])
     return TensorDictDataset(columns)
 
@@ -161,7 +172,7 @@ def predict_rows(
     outputs: dict[str, list[np.ndarray]] = {}
     for start in range(0, len(rows), 512):
         index = torch.as_tensor(rows[start : start + 512])
-        batch = {k: features[k][index].to(device) for k in FEATURE_KEYS}
+        batch = {k: features[k][index].to(device) for k in FEATURE_KEYS if k in features}
         output = model(batch)
         for name in ("probs", "attention", "similarity", "fused"):
             outputs.setdefault(name, []).append(output[name].float().cpu().numpy())
@@ -197,7 +208,9 @@ def train_head(
 
     device = prepared.encoders.device
     labels = prepared.table.labels
-    model = build_model(prepared.encoders.dims, head)
+    tower = prepared.encoders.trainable_image_tower
+    # Each run fine-tunes its own copy, so ablation variants all start from the pretrained tower.
+    model = build_model(prepared.encoders.dims, head, image_tower=copy.deepcopy(tower) if tower is not None else None)
     dataset = _rows_dataset(prepared.features, labels, prepared.rows["train"])
     make_batches = batches_from_dataset(dataset, min(batch_size, len(dataset)), seed=trainer_config.seed)
 

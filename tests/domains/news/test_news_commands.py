@@ -212,3 +212,53 @@ def test_config_presets_parse(preset: str) -> None:
         assert config == parse_config(train.TrainConfig, [])
     if preset == "paper":
         assert config.encoders.image_tower_args["depth"] == 101 and config.encoders.text_max_length == 300
+
+
+def test_fine_tuning_the_image_tower_as_the_paper(trained: dict) -> None:
+    import torch
+
+    from domains.news.detector import load_detector
+    from shared.towers import create_tower
+
+    args = ["--data", str(trained["shards"]), "--runs_root", str(trained["runs"]), "--run_name", "tuned"]
+    args += ["--cache_dir", str(trained["root"] / "cache"), *FAST, "--encoders.train_image_tower", "true"]
+    args += ["--trainer.max_steps", "4", "--trainer.validate_every", "2"]
+    train.main(args)
+    detector = load_detector(trained["runs"] / "news" / "tuned")
+    tuned = detector.model.image_tower
+    assert tuned is not None and any(p.requires_grad for p in tuned.parameters())
+    pretrained = create_tower("efficientnet_lite0", image_size=64)
+    changed = [
+        name
+        for (name, a), (_, b) in zip(tuned.state_dict().items(), pretrained.state_dict().items())
+        if a.dtype.is_floating_point and not torch.equal(a, b)
+    ]
+    assert changed  # the checkpoint carries the fine-tuned tower
+    result = detect.main(
+        [
+            "--run",
+            str(trained["runs"] / "news" / "tuned"),
+            "--text",
+            "a red square",
+            "--image",
+            str(trained["root"] / "img" / "red-square.png"),
+        ]
+    )[0]
+    assert 0.0 <= result["prob_fake"] <= 1.0
+
+
+def test_training_posts_get_cross_fitted_clip_features(trained: dict, tmp_path: Path) -> None:
+    from shared.cli import parse_config
+
+    args = ["--data", str(trained["shards"]), "--cache_dir", str(trained["root"] / "cache"), *FAST]
+    config = parse_config(train.TrainConfig, [*args, "--encoders.alignment_folds", "2"])
+    prepared = train.prepare_data(config, tmp_path)
+    in_sample = prepared.encoders.finish(prepared.table.base)  # final projections, fitted on all train pairs
+    rows = prepared.rows
+    assert not np.allclose(prepared.features["clip_text"][rows["train"]], in_sample["clip_text"][rows["train"]])
+    for split in ("val", "test"):
+        np.testing.assert_array_equal(
+            prepared.features["clip_image"][rows[split]], in_sample["clip_image"][rows[split]]
+        )
+    assert (tmp_path / "clip_alignment" / "fold-0" / "metrics.csv").is_file()
+    assert (tmp_path / "clip_alignment" / "fold-1" / "metrics.csv").is_file()
