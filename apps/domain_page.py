@@ -13,8 +13,7 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from apps.store_access import query, store_path
-from shared.store import EmbeddingStore
+from apps.store_access import nearest, query, store_path
 
 MAP_POINTS = 3000
 
@@ -108,7 +107,7 @@ def render_domain_page(domain: str) -> None:
             return
         sample_id = st.selectbox("Sample", candidates[:5000], key=f"{domain}_sample")
         k = st.slider("k", 1, 50, 10, key=f"{domain}_k")
-        neighbours = EmbeddingStore(store_path()).nearest(
+        neighbours = nearest(
             sample_id=sample_id,
             k=k,
             domain=domain,

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pandas as pd
 
-from shared.store import open_readonly
+from shared.store import EmbeddingStore, open_readonly
 
 DEFAULT_STORE = Path("runs/embeddings.duckdb")
 MAX_SQL_ROWS = 10_000
@@ -64,3 +65,12 @@ def run_user_sql(sql: str) -> pd.DataFrame:
         return connection.execute(text).df().head(MAX_SQL_ROWS)
     finally:
         connection.close()
+
+
+def nearest(**arguments: Any) -> pd.DataFrame:
+    """:meth:`shared.store.EmbeddingStore.nearest` on a store object opened for this call and closed after it."""
+    store = EmbeddingStore(store_path(), memory_limit="2GB")
+    try:
+        return store.nearest(**arguments)
+    finally:
+        store.close()

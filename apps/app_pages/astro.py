@@ -13,8 +13,7 @@ import streamlit as st
 
 from apps.domain_page import inventory, render_domain_page, sample_table
 from apps.run_artifacts import runs_root
-from apps.store_access import query, store_path
-from shared.store import EmbeddingStore
+from apps.store_access import nearest, query, store_path
 
 ANOMALY_COLUMNS = ("anomaly_isolation_forest", "anomaly_lof", "misclassification_flags")
 MODALITY_ORDER = ("photometry", "spectra", "metadata", "fused")
@@ -149,13 +148,12 @@ if not models.empty:
                     st.info("No spectrum file for this star.")
 
         st.subheader("Nearest neighbours per modality")
-        store = EmbeddingStore(store_path())
         present = set(models[(models["model_name"] == picked["model_name"])]["modality"])
         modalities = [m for m in MODALITY_ORDER if m in present]
         for column, modality in zip(st.columns(max(len(modalities), 1)), modalities):
             with column:
                 st.caption(modality)
-                hits = store.nearest(sample_id=star_id, k=5, domain="astro", modality=modality,
+                hits = nearest(sample_id=star_id, k=5, domain="astro", modality=modality,
                                      model_name=picked["model_name"], model_version=picked["model_version"],
                                      include_sample_columns=True)  # fmt: skip
                 shown = ["sample_id", "score"] + [c for c in ("sample_label",) if c in hits.columns]

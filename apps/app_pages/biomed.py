@@ -8,7 +8,7 @@ import torch
 
 from apps.domain_page import inventory, render_domain_page, sample_table
 from apps.run_artifacts import BIOMED_EXPORT_MARKER, biomed_encoder, run_folders
-from apps.store_access import query, store_path
+from apps.store_access import nearest, query, store_path
 from apps.upload_checks import (
     IMAGE_KINDS,
     MAX_DICOM_BYTES,
@@ -18,7 +18,6 @@ from apps.upload_checks import (
     decode_image,
 )
 from shared.evaluation.zero_shot import zero_shot_classifier, zero_shot_predict
-from shared.store import EmbeddingStore
 
 ZERO_SHOT_TEMPLATES = ("a medical image of {}.", "{}", "a figure showing {}.")
 
@@ -65,7 +64,6 @@ if store_path().is_file() and not inventory("biomed").empty:
         st.stop()
     model, loaded = encoder
     samples = sample_table("biomed")
-    store = EmbeddingStore(store_path())
     identity = {"domain": "biomed", "model_name": row["model_name"], "model_version": row["model_version"]}
     k = st.slider("Results", 1, 30, 8, key="biomed_query_k")
 
@@ -74,7 +72,7 @@ if store_path().is_file() and not inventory("biomed").empty:
         text = st.text_input("Describe the image", key="biomed_text_query", placeholder="e.g. chest radiograph")
         if text.strip():
             vector = encode_texts(model, loaded, [text.strip()])[0]
-            hits = store.nearest(vector=vector, k=k, modality="image", **identity)
+            hits = nearest(vector=vector, k=k, modality="image", **identity)
             st.dataframe(with_captions(hits, samples), hide_index=True, width="stretch", key="biomed_text_hits")
 
     with upload_tab:
@@ -108,11 +106,11 @@ if store_path().is_file() and not inventory("biomed").empty:
                 left, right = st.columns(2)
                 with left:
                     st.subheader("Nearest images")
-                    hits = store.nearest(vector=vector, k=k, modality="image", **identity)
+                    hits = nearest(vector=vector, k=k, modality="image", **identity)
                     st.dataframe(with_captions(hits, samples), hide_index=True, width="stretch")
                 with right:
                     st.subheader("Nearest captions")
-                    captions = store.nearest(vector=vector, k=k, modality="text", **identity)
+                    captions = nearest(vector=vector, k=k, modality="text", **identity)
                     st.dataframe(with_captions(captions, samples), hide_index=True, width="stretch")
                 st.subheader("Zero-shot")
                 typed = st.text_input(

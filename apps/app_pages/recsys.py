@@ -10,8 +10,7 @@ import streamlit as st
 
 from apps.domain_page import inventory, render_domain_page
 from apps.run_artifacts import RECSYS_RUN_MARKER, recsys_run, run_folders
-from apps.store_access import query, store_path
-from shared.store import EmbeddingStore
+from apps.store_access import nearest, query, store_path
 
 RECOMMENDER_MODEL = "llmrec-lightgcn"
 
@@ -85,7 +84,7 @@ if store_path().is_file() and not inventory("recsys").empty:
         version = own_version if own_version in versions else versions[0]
         if version != own_version:
             st.caption(f"The store has no vectors of this run's weights; showing model version {version}.")
-        similar = EmbeddingStore(store_path()).nearest(
+        similar = nearest(
             sample_id=f"{data.name}:item:{item_id}", k=10, domain="recsys", modality="item",
             model_name=RECOMMENDER_MODEL, model_version=version, include_sample_columns=True,
         )  # fmt: skip

@@ -93,9 +93,28 @@ class HeadlessChromium:
         """True when Streamlit shows an exception box on the page."""
         return bool(self.evaluate("document.querySelectorAll('[data-testid=\"stException\"]').length"))
 
-    def screenshot(self, path: Path) -> None:
-        """Save a PNG of the page."""
-        data = self.call("Page.captureScreenshot", format="png")["data"]
+    def screenshot(self, path: Path, full_page: bool = True, max_height_px: int = 5000) -> None:
+        """Save a PNG of the page; ``full_page`` grows the window to the app's whole height first.
+
+        Streamlit scrolls inside its own main container, so Chromium's beyond-viewport capture would still
+        stop at the window's edge: the window itself is made as tall as the content (at most
+        ``max_height_px``), then restored.
+        """
+        if full_page:
+            height_js = (
+                "Math.max(document.querySelector('[data-testid=\"stMain\"]')?.scrollHeight || 0, "
+                "document.body.scrollHeight)"
+            )
+            height = min(int(self.evaluate(height_js) or 1000), max_height_px)
+            self.call(
+                "Emulation.setDeviceMetricsOverride", width=1400, height=height, deviceScaleFactor=1, mobile=False
+            )
+            time.sleep(1.5)  # let charts re-layout at the new size
+        try:
+            data = self.call("Page.captureScreenshot", format="png")["data"]
+        finally:
+            if full_page:
+                self.call("Emulation.clearDeviceMetricsOverride")
         path.write_bytes(base64.b64decode(data))
 
     def close(self) -> None:

@@ -1,7 +1,8 @@
 """Shared fixtures for the explorer tests: a store filled by the domains' own commands at their smallest
 settings, run folders beside it (as ``make demo`` leaves them), and upload samples.
 
-Biomed and astro run their real demo paths (built-in corpus / built-in star set, made small); news and
+Biomed and astro run their real demo paths (built-in corpus / built-in star set, made small; astro's
+smallest set is built with its own demo builder and ingested with its ingest command); news and
 recsys run their real commands on tiny data written here (a coloured-shape out-of-context set; a synthetic
 RecBole folder with a knowledge graph), because their built-in sets take minutes to featurize.
 """
@@ -10,7 +11,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -107,10 +107,19 @@ def run_biomed(root: Path, store: Path) -> None:
 
 
 def run_astro(root: Path, store: Path) -> None:
-    from domains.astro import embed, pretrain
+    from domains.astro import embed, ingest, pretrain
+    from domains.astro.demo import DemoSpec, build_demo_dataset
 
-    pretrain.main(["--runs_root", str(root / "runs"), "--run_name", "pretrain-demo", "--demo_stars", "200",
-                   "--epochs", "1", "--batch_size", "64", "--model.photometry.d_model", "8",
+    # The built-in star set at its smallest useful size, kept in the domain's own cache
+    # ($DOMAIN_CLIP_CACHE or ~/.cache/domain-clip-suite/astro) like every demo set: built once per machine.
+    files = build_demo_dataset(DemoSpec(n_stars=80, min_per_class=6))
+    ingest_dir = root / "runs" / "astro" / "ingest-demo"
+    ingest.main(["--catalogue", str(files.catalogue), "--lightcurve_dir", str(files.lightcurve_dir),
+                 "--spectrum_index", str(files.spectrum_index), "--spectrum_dir", str(files.spectrum_dir),
+                 "--runs_root", str(root / "runs"), "--run_name", "ingest-demo", "--seeds", "[42]",
+                 "--subsets", "[full]"])  # fmt: skip
+    pretrain.main(["--runs_root", str(root / "runs"), "--run_name", "pretrain-demo", "--data", str(ingest_dir),
+                   "--epochs", "1", "--batch_size", "32", "--model.photometry.d_model", "8",
                    "--model.photometry.n_layers", "1", "--model.photometry.n_heads", "2", "--model.photometry.d_ff", "16",
                    "--model.embed_dim", "16"])  # fmt: skip
     embed.main(["--clip_run", str(root / "runs" / "astro" / "pretrain-demo"), "--store", str(store),
@@ -145,17 +154,11 @@ def build_demo_store(root: Path) -> Path:
     store = root / "runs" / "embeddings.duckdb"
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # tiny models lose far more to thread hand-offs than they gain on 2 cores
-    previous_cache = os.environ.get("DOMAIN_CLIP_CACHE")
-    os.environ["DOMAIN_CLIP_CACHE"] = str(root / "cache")
     try:
         for run in (run_biomed, run_astro, run_news, run_recsys):
             run(root, store)
     finally:
         torch.set_num_threads(threads)
-        if previous_cache is None:
-            os.environ.pop("DOMAIN_CLIP_CACHE", None)
-        else:
-            os.environ["DOMAIN_CLIP_CACHE"] = previous_cache
     return store
 
 
