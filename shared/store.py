@@ -436,7 +436,7 @@ class StoreWriter:
 
 @dataclass(frozen=True)
 class ModelVectors:
-    """One model's stored vectors held in memory for exact search (rows in sample-id order)."""
+    """One model's stored vectors held in memory for exact search."""
 
     sample_ids: np.ndarray
     run_ids: np.ndarray
@@ -914,14 +914,14 @@ class EmbeddingStore:
         if (cached_bytes + count * (dim * 4 + 128)) / 2**20 > self.vector_cache_mb:
             return None
         result = connection.sql(
-            f"SELECT sample_id, run_id, CAST(meta AS VARCHAR) AS meta, vec FROM {table} {where} ORDER BY sample_id",  # noqa: S608
+            f"SELECT sample_id, run_id, CAST(meta AS VARCHAR) AS meta, vec FROM {table} {where}",  # noqa: S608
             params=parameters,
         ).to_arrow_table()
         vectors = result.column("vec").combine_chunks().values.to_numpy().reshape(-1, dim)
         self._vector_cache[key] = ModelVectors(
-            sample_ids=np.asarray(result.column("sample_id").to_pylist(), dtype=object),
-            run_ids=np.asarray(result.column("run_id").to_pylist(), dtype=object),
-            metas=np.asarray(result.column("meta").to_pylist(), dtype=object),
+            sample_ids=result.column("sample_id").to_numpy(zero_copy_only=False).astype(object),
+            run_ids=result.column("run_id").to_numpy(zero_copy_only=False).astype(object),
+            metas=result.column("meta").to_numpy(zero_copy_only=False).astype(object),
             vectors=np.ascontiguousarray(vectors, dtype=np.float32),
         )
         return self._vector_cache[key]
