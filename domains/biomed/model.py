@@ -178,8 +178,10 @@ def _resolve_hf_text(model_cfg: dict[str, Any], directory: Path | None) -> bool:
     has_weights = True
     if name.startswith(PACKAGE_PREFIX):
         resolved = str(package_path(name))
+        has_weights = any((Path(resolved) / f).is_file() for f in ("model.safetensors", "pytorch_model.bin"))
     elif Path(name).is_dir():
         resolved = name
+        has_weights = any((Path(resolved) / f).is_file() for f in ("model.safetensors", "pytorch_model.bin"))
     elif directory is not None and (directory / "config.json").is_file():
         resolved = str(directory)  # an exported directory that was moved: its own config.json is the text config
     elif offline and name in BUNDLED_HF_TEXT_CONFIGS:
