@@ -26,7 +26,13 @@ $(STAMP): pyproject.toml requirements-offline-data.txt
 setup: $(STAMP)
 	@mkdir -p .tmp
 
-demo: setup
+# The news demo's image–caption source: Google's emoji artwork from the npm registry (no node code runs).
+NEWS_EMOJI_TARBALL ?= .tmp/sources/emoji-datasource-google-16.0.0.tgz
+$(NEWS_EMOJI_TARBALL):
+	@mkdir -p $(dir $@)
+	npm pack emoji-datasource-google@16.0.0 --pack-destination $(dir $@) >/dev/null
+
+demo: setup $(NEWS_EMOJI_TARBALL)
 	$(PY) -m apps.demo
 
 test: setup browser
