@@ -18,9 +18,26 @@ from apps.store_access import nearest, query, store_path
 MAP_POINTS = 3000
 
 
-@st.cache_data(ttl=30, show_spinner=False)
+def store_key() -> str:
+    """Cache key part naming the store and its current file (a swapped-in store is a new key)."""
+    path = store_path()
+    stat = path.stat() if path.is_file() else None
+    return f"{path.resolve()}:{stat.st_mtime_ns if stat else 0}"
+
+
 def inventory(domain: str) -> pd.DataFrame:
     """Models and modalities of ``domain`` in the store (cached briefly; the store changes on export)."""
+    return _inventory(store_key(), domain)
+
+
+def sample_table(domain: str) -> pd.DataFrame:
+    """The domain's sample table (empty when the domain wrote none)."""
+    return _sample_table(store_key(), domain)
+
+
+@st.cache_data(ttl=30, show_spinner=False)
+def _inventory(store: str, domain: str) -> pd.DataFrame:
+    # ``store`` is only part of the cache key: a query reads the current store_path().
     return query(
         "SELECT modality, model_name, model_version, dim, num_vectors FROM embedding_inventory "
         "WHERE domain = ? ORDER BY modality, model_name, model_version",
@@ -29,8 +46,7 @@ def inventory(domain: str) -> pd.DataFrame:
 
 
 @st.cache_data(ttl=30, show_spinner=False)
-def sample_table(domain: str) -> pd.DataFrame:
-    """The domain's sample table (empty when the domain wrote none)."""
+def _sample_table(store: str, domain: str) -> pd.DataFrame:
     tables = query("SELECT table_name FROM information_schema.tables WHERE table_name = ?", [f"samples_{domain}"])
     if tables.empty:
         return pd.DataFrame(columns=["sample_id"])
@@ -39,8 +55,8 @@ def sample_table(domain: str) -> pd.DataFrame:
 
 
 @st.cache_data(ttl=30, show_spinner=False)
-def map_points(domain: str, modality: str, model_name: str, model_version: str, dim: int) -> pd.DataFrame:
-    """A 2-D PCA map of up to :data:`MAP_POINTS` vectors of one model."""
+def map_points(store: str, domain: str, modality: str, model_name: str, model_version: str, dim: int) -> pd.DataFrame:
+    """A 2-D PCA map of up to :data:`MAP_POINTS` vectors of one model (``store``: the cache key of :func:`store_key`)."""
     table = f"embeddings_{int(dim)}"
     frame = query(
         f"SELECT sample_id, vec, meta FROM {table} WHERE domain = ? AND modality = ? "  # noqa: S608
@@ -75,7 +91,9 @@ def render_domain_page(domain: str) -> None:
 
     samples = sample_table(domain)
     label_column = next((c for c in ("label", "class", "label_name", "split") if c in samples.columns), None)
-    points = map_points(domain, chosen["modality"], chosen["model_name"], chosen["model_version"], int(chosen["dim"]))
+    points = map_points(
+        store_key(), domain, chosen["modality"], chosen["model_name"], chosen["model_version"], int(chosen["dim"])
+    )
     if not points.empty and label_column:
         points = points.merge(samples[["sample_id", label_column]], on="sample_id", how="left")
         points[label_column] = points[label_column].astype(str)

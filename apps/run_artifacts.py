@@ -2,7 +2,8 @@
 
 Run folders live beside the store (``runs/<domain>/<run-name>/`` next to ``runs/embeddings.duckdb``, or
 ``$EXPLORER_RUNS``). Models are loaded through each domain's own loader and cached with
-``st.cache_resource`` (one copy per server process, shared by sessions; inference only).
+``st.cache_resource`` (one copy per server process, shared by sessions; inference only) on the device
+:func:`shared.device.pick_device` chooses.
 """
 
 from __future__ import annotations
@@ -43,7 +44,11 @@ def run_folders(domain: str, marker: str, prefer: list[str] | tuple[str, ...] = 
     return sorted(found, key=lambda p: not any(p.name in run_id for run_id in prefer))
 
 
-@st.cache_resource(show_spinner="Loading the biomed model …", max_entries=2)
+def file_stamp(path: Path) -> int:
+    """Modification time (ns) of ``path``, 0 if missing: part of a model cache key, so a retrained run reloads."""
+    return path.stat().st_mtime_ns if path.exists() else 0
+
+
 def biomed_encoder(export_dir: str) -> tuple[Any, Any]:
     """The exported open_clip ``local-dir:`` model of a biomed run, via biomed's inference loader.
 
@@ -51,24 +56,41 @@ def biomed_encoder(export_dir: str) -> tuple[Any, Any]:
         ``(BiomedClipModel, LoadedOpenClip)``: ``encode("image"|"text", x)`` and the run's
         ``preprocess_val`` / ``tokenizer``.
     """
-    from domains.biomed.model import load_model_for_inference
+    return _biomed_encoder(export_dir, file_stamp(Path(export_dir) / "open_clip_config.json"))
 
-    return load_model_for_inference(f"local-dir:{export_dir}", "cpu")
+
+def news_detector(run_dir: str) -> Any:
+    """A trained FND-CLIP detector (validation-selected weights) via news's ``load_detector``."""
+    return _news_detector(run_dir, file_stamp(Path(run_dir) / "checkpoints" / "best.safetensors"))
+
+
+def recsys_run(run_dir: str) -> Any:
+    """A trained recommender and its data split via recsys's ``load_run``."""
+    return _recsys_run(run_dir, file_stamp(Path(run_dir) / "model.safetensors"))
+
+
+@st.cache_resource(show_spinner="Loading the biomed model …", max_entries=2)
+def _biomed_encoder(export_dir: str, stamp: int) -> tuple[Any, Any]:
+    """Cached :func:`biomed_encoder` (``stamp`` only keys the cache)."""
+    from domains.biomed.model import load_model_for_inference
+    from shared.device import pick_device
+
+    return load_model_for_inference(f"local-dir:{export_dir}", pick_device())
 
 
 @st.cache_resource(show_spinner="Loading the news detector …", max_entries=2)
-def news_detector(run_dir: str) -> Any:
-    """A trained FND-CLIP detector (validation-selected weights) via news's ``load_detector``."""
-    import torch
-
+def _news_detector(run_dir: str, stamp: int) -> Any:
+    """Cached :func:`news_detector` (``stamp`` only keys the cache)."""
     from domains.news.detector import load_detector
+    from shared.device import pick_device
 
-    return load_detector(run_dir, "best", device=torch.device("cpu"))
+    return load_detector(run_dir, "best", device=pick_device())
 
 
 @st.cache_resource(show_spinner="Loading the recommender …", max_entries=4)
-def recsys_run(run_dir: str) -> Any:
-    """A trained recommender and its data split via recsys's ``load_run``."""
+def _recsys_run(run_dir: str, stamp: int) -> Any:
+    """Cached :func:`recsys_run` (``stamp`` only keys the cache)."""
     from domains.recsys.recommender import load_run
+    from shared.device import pick_device
 
-    return load_run(run_dir, "cpu")
+    return load_run(run_dir, pick_device())

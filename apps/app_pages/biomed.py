@@ -42,8 +42,9 @@ def with_captions(neighbours, samples):
 
 def encode_texts(model, loaded, texts: list[str]) -> np.ndarray:
     """Unit-norm text embeddings of ``texts`` with the run's own tokenizer."""
+    device = next(model.parameters()).device
     with torch.no_grad():
-        return model.encode("text", loaded.tokenizer(texts)).float().numpy()
+        return model.encode("text", loaded.tokenizer(texts).to(device)).float().cpu().numpy()
 
 
 render_domain_page("biomed")
@@ -101,8 +102,8 @@ if store_path().is_file() and not inventory("biomed").empty:
             else:
                 st.image(image, caption=f"uploaded {kind}", width=224)
                 with torch.no_grad():
-                    pixels = loaded.preprocess_val(image).unsqueeze(0)
-                    vector = model.encode("image", pixels).float().numpy()[0]
+                    pixels = loaded.preprocess_val(image).unsqueeze(0).to(next(model.parameters()).device)
+                    vector = model.encode("image", pixels).float().cpu().numpy()[0]
                 left, right = st.columns(2)
                 with left:
                     st.subheader("Nearest images")

@@ -6,7 +6,7 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from apps.domain_page import inventory, render_domain_page
+from apps.domain_page import inventory, render_domain_page, store_key
 from apps.run_artifacts import NEWS_RUN_MARKER, news_detector, run_folders
 from apps.store_access import query, store_path
 from apps.upload_checks import IMAGE_KINDS, MAX_IMAGE_BYTES, UploadRejected, check_upload, decode_image
@@ -14,17 +14,21 @@ from apps.upload_checks import IMAGE_KINDS, MAX_IMAGE_BYTES, UploadRejected, che
 BROWSE_LIMIT = 500
 
 
-@st.cache_data(ttl=30, show_spinner=False)
 def news_samples_columns() -> list[str]:
     """Columns of ``samples_news`` (the allowlist for filters); empty when the table does not exist."""
+    return _news_samples_columns(store_key())
+
+
+@st.cache_data(ttl=30, show_spinner=False)
+def _news_samples_columns(store: str) -> list[str]:
     return query(
         "SELECT column_name FROM information_schema.columns WHERE table_name = 'samples_news' ORDER BY ordinal_position"
     )["column_name"].tolist()
 
 
 @st.cache_data(ttl=30, show_spinner=False)
-def distinct_values(column: str) -> list[str]:
-    """Distinct values of an allow-listed text column of ``samples_news``."""
+def distinct_values(store: str, column: str) -> list[str]:
+    """Distinct values of an allow-listed text column of ``samples_news`` (``store``: the cache key)."""
     if column not in ("split", "label", "source_dataset") or column not in news_samples_columns():
         raise ValueError(f"not a filterable column: {column!r}")
     frame = query(f"SELECT DISTINCT {column} AS v FROM samples_news ORDER BY v")  # noqa: S608 — allow-listed name
@@ -94,7 +98,7 @@ if store_path().is_file() and not inventory("news").empty and news_samples_colum
     with browse_tab:
         columns = news_samples_columns()
         filters = {
-            column: st.multiselect(column, distinct_values(column), key=f"news_filter_{column}")
+            column: st.multiselect(column, distinct_values(store_key(), column), key=f"news_filter_{column}")
             for column in ("split", "label", "source_dataset")
             if column in columns
         }
