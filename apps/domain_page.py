@@ -137,7 +137,8 @@ def render_domain_page(domain: str) -> None:
         st.subheader("Detail")
         detail = samples[samples["sample_id"] == sample_id]
         if not detail.empty:
-            st.json({k: (v if not isinstance(v, float) or np.isfinite(v) else None) for k, v in detail.iloc[0].items()})
+            # pandas turns numpy scalars into JSON numbers and NaN into null.
+            st.json(json.loads(detail.iloc[:1].to_json(orient="records", date_format="iso"))[0])
         meta = query(
             f"SELECT meta FROM embeddings_{int(chosen['dim'])} WHERE sample_id = ? AND domain = ? "  # noqa: S608
             "AND modality = ? AND model_name = ? AND model_version = ?",
