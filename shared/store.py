@@ -82,6 +82,21 @@ class StoreError(ValueError):
     """Bad input to the embedding store (the message names the store file and the problem)."""
 
 
+_READER_SPILL_DIRECTORY: str | None = None
+
+
+def _reader_spill_directory() -> str:
+    """A private, initially empty folder for read-only connections' spill files (one per process).
+
+    DuckDB still lets a connection without external access read and write its temp directory, whose
+    default is ``.tmp`` under the working directory; pointing it here keeps that from exposing anything.
+    """
+    global _READER_SPILL_DIRECTORY
+    if _READER_SPILL_DIRECTORY is None or not os.path.isdir(_READER_SPILL_DIRECTORY):
+        _READER_SPILL_DIRECTORY = tempfile.mkdtemp(prefix="duckdb-reader-spill-")
+    return _READER_SPILL_DIRECTORY
+
+
 def open_readonly(
     path: str | Path = DEFAULT_STORE_PATH, memory_limit: str = "4GB", threads: int | None = None
 ) -> duckdb.DuckDBPyConnection:
@@ -113,6 +128,7 @@ def open_readonly(
         connection.execute("SET memory_limit = ?", [memory_limit])
         if threads is not None:
             connection.execute("SET threads = ?", [int(threads)])
+        connection.execute("SET temp_directory = ?", [_reader_spill_directory()])
         connection.execute("SET autoinstall_known_extensions = false")
         connection.execute("SET autoload_known_extensions = false")
         connection.execute("SET enable_external_access = false")

@@ -5,10 +5,11 @@ The built-in towers are: ``open_clip_vision``, ``open_clip_text``, ``hf_text``,
 their own with :func:`register_tower`.
 """
 
-from shared.towers._registry import create_tower, list_towers, register_tower
+from shared.towers._registry import builtin_towers, create_tower, list_towers, register_tower
 from shared.towers.locking import layer_groups, lock_tower, trainable_parameter_count
 
 __all__ = [
+    "builtin_towers",
     "create_tower",
     "layer_groups",
     "list_towers",

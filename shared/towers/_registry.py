@@ -58,6 +58,11 @@ def create_tower(name: str, **kwargs: Any) -> nn.Module:
     return tower
 
 
+def builtin_towers() -> list[str]:
+    """Names of the core's own towers (domains add theirs with :func:`register_tower`), sorted."""
+    return sorted(_BUILT_IN_MODULES)
+
+
 def list_towers() -> list[str]:
     """Names of all registered towers (built-in ones included before their module is imported), sorted."""
     return sorted(set(_BUILDERS) | set(_BUILT_IN_MODULES))
