@@ -168,7 +168,7 @@ def test_card_is_complete_and_its_code_exists(path):
 
 #: While domains land one by one, a domain with no card at all yet is skipped (loudly) instead of
 #: failing; set to False once every domain has its cards, so a missing card fails the suite.
-ALLOW_DOMAINS_WITHOUT_CARDS = True
+ALLOW_DOMAINS_WITHOUT_CARDS = False
 
 
 @pytest.mark.parametrize("domain", sorted(ENTRY_POINTS))
