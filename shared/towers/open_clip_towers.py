@@ -63,11 +63,18 @@ class OpenClipTextTower(nn.Module):
         transformer = getattr(self.trunk, "transformer", None)
         if transformer is not None and hasattr(transformer, "resblocks"):
             return list(transformer.resblocks)
-        hf_model = getattr(self.trunk, "transformer", None)
-        encoder = getattr(hf_model, "encoder", None)
+        encoder = getattr(transformer, "encoder", None)  # an HF model sits in the same attribute
         if encoder is not None and hasattr(encoder, "layer"):
             return list(encoder.layer)
         return []
+
+
+def registry_tower_config(model_name: str, part: str) -> tuple[int, dict[str, Any]]:
+    """``(embed_dim, vision_cfg or text_cfg)`` of an open_clip registry model such as ``"ViT-B-16"``."""
+    model_cfg = open_clip.get_model_config(model_name)
+    if model_cfg is None:
+        raise KeyError(f"open_clip has no model config named {model_name!r}")
+    return int(model_cfg["embed_dim"]), dict(model_cfg[part])
 
 
 @register_tower("open_clip_vision")
@@ -89,11 +96,7 @@ def build_open_clip_vision(
         std: per-channel normalization std of the preprocessing transform.
     """
     if model_name is not None:
-        model_cfg = open_clip.get_model_config(model_name)
-        if model_cfg is None:
-            raise KeyError(f"open_clip has no model config named {model_name!r}")
-        vision_cfg = dict(model_cfg["vision_cfg"])
-        output_dim = model_cfg["embed_dim"]
+        output_dim, vision_cfg = registry_tower_config(model_name, "vision_cfg")
     cfg = CLIPVisionCfg(**(vision_cfg or {}))
     trunk = _build_vision_tower(output_dim, cfg)
     image_size = cfg.image_size if isinstance(cfg.image_size, int) else cfg.image_size[0]
@@ -116,11 +119,7 @@ def build_open_clip_text(
         model_name: an open_clip registry name whose text config is used instead.
     """
     if model_name is not None:
-        model_cfg = open_clip.get_model_config(model_name)
-        if model_cfg is None:
-            raise KeyError(f"open_clip has no model config named {model_name!r}")
-        text_cfg = dict(model_cfg["text_cfg"])
-        output_dim = model_cfg["embed_dim"]
+        output_dim, text_cfg = registry_tower_config(model_name, "text_cfg")
     cfg = CLIPTextCfg(**(text_cfg or {}))
     trunk = _build_text_tower(output_dim, cfg)
     if cfg.hf_tokenizer_name:
