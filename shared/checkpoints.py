@@ -8,10 +8,8 @@ newest complete pair, written last). The last K pairs are kept.
 from __future__ import annotations
 
 import json
-import os
 import random
 import re
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -20,57 +18,28 @@ import torch
 from safetensors.torch import load_model, save_model
 from torch import nn
 
-from shared.cli import write_text_atomically
+from shared.atomic_files import atomic_output, write_text_atomically
+from shared.user_errors import UserError
 
 _STEP_PATTERN = re.compile(r"^step_(\d{8})\.pt$")
 
 
-class CheckpointError(RuntimeError):
-    """A checkpoint is missing, truncated or otherwise unusable."""
-
-
-def fsync_directory(path: Path) -> None:
-    """Flush a directory entry so that a rename inside it survives a crash."""
-    descriptor = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
+class CheckpointError(UserError, RuntimeError):
+    """A checkpoint is missing, truncated or otherwise unusable (a resume without a checkpoint is the user's)."""
 
 
 def save_weights_atomically(model: nn.Module, path: str | Path) -> Path:
-    """Write ``model``'s weights to ``path`` as safetensors via temp file, fsync and rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(handle)
-    try:
-        save_model(model, tmp_name)
-        with open(tmp_name, "rb") as stream:
-            os.fsync(stream.fileno())
-        os.replace(tmp_name, path)
-        fsync_directory(path.parent)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
-    return path
+    """Write ``model``'s weights to ``path`` as safetensors, atomically."""
+    with atomic_output(path) as temporary:
+        save_model(model, str(temporary))
+    return Path(path)
 
 
 def save_state_atomically(state: dict[str, Any], path: str | Path) -> Path:
-    """``torch.save`` ``state`` to ``path`` via temp file, fsync and rename."""
-    path = Path(path)
-    handle, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            torch.save(state, stream)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(tmp_name, path)
-        fsync_directory(path.parent)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
-    return path
+    """``torch.save`` ``state`` to ``path``, atomically."""
+    with atomic_output(path) as temporary:
+        torch.save(state, temporary)
+    return Path(path)
 
 
 def load_weights(model: nn.Module, path: str | Path, strict: bool = True) -> nn.Module:

@@ -7,23 +7,27 @@ config is saved in the run folder so a run can be repeated exactly.
 
 from __future__ import annotations
 
+import argparse
+import ast
 import dataclasses
-import os
-import re
+import inspect
 import sys
-import tempfile
-from collections.abc import Sequence
+import textwrap
+import traceback
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-import yaml
 from jsonargparse import ActionConfigFile, ArgumentParser, set_parsing_settings
+
+from shared.user_errors import NothingProduced, UserError
 
 set_parsing_settings(docstring_parse_attribute_docstrings=True)
 
 ConfigT = TypeVar("ConfigT")
+ResultT = TypeVar("ResultT")
 
-_RUN_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+DEBUG_FLAG = "--debug"
 
 
 def build_parser(config_cls: type, prog: str | None = None, description: str | None = None) -> ArgumentParser:
@@ -31,7 +35,7 @@ def build_parser(config_cls: type, prog: str | None = None, description: str | N
     parser = ArgumentParser(
         prog=prog,
         description=description or (config_cls.__doc__ or "").strip(),
-        exit_on_error=True,
+        exit_on_error=False,
     )
     parser.add_argument("--config", action=ActionConfigFile, help="YAML file with values for any of the fields below.")
     parser.add_class_arguments(config_cls, nested_key=None, fail_untyped=True)
@@ -47,13 +51,20 @@ def parse_config(
     """Parse ``argv`` (default ``sys.argv[1:]``) into an instance of the dataclass ``config_cls``.
 
     Precedence: dataclass defaults < ``--config`` files (in order) < flags given after them.
+
+    Raises:
+        UserError: an unknown flag, a value of the wrong type, or a ``--config`` file that is missing or
+            does not parse; the message is one line naming the flag or file.
     """
     parser = build_parser(config_cls, prog=prog, description=description)
     arguments = list(sys.argv[1:] if argv is None else argv)
     # jsonargparse spells it --print_config; accept the dashed form users type as well.
     arguments = ["--print_config" if arg == "--print-config" else arg for arg in arguments]
-    namespace = parser.parse_args(arguments)
-    instantiated = parser.instantiate(namespace)
+    try:
+        namespace = parser.parse_args(arguments)
+        instantiated = parser.instantiate(namespace)
+    except argparse.ArgumentError as error:
+        raise UserError(_one_line(str(error)) + " (see --help)") from error
     values = {field.name: getattr(instantiated, field.name) for field in dataclasses.fields(config_cls)}
     return config_cls(**values)
 
@@ -75,37 +86,104 @@ def config_to_dict(config: Any) -> dict[str, Any]:
     return plain(config)
 
 
-def save_config(config: Any, run_dir: str | Path) -> Path:
-    """Write the resolved config as ``config.yaml`` in ``run_dir`` atomically; return its path."""
-    run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    target = run_dir / "config.yaml"
-    text = yaml.safe_dump(config_to_dict(config), sort_keys=False)
-    write_text_atomically(target, text)
-    return target
+def field_docstrings(config_cls: type) -> dict[str, str]:
+    """The docstring written under each field of the dataclass ``config_cls`` (``""`` where there is none).
+
+    Read from the source (the string statement that follows a field's annotation), as ``--help`` shows it;
+    tests use it to check that every option a command offers is documented.
+    """
+    docs = {field.name: "" for field in dataclasses.fields(config_cls)}
+    for klass in reversed(config_cls.__mro__):
+        if not dataclasses.is_dataclass(klass):
+            continue
+        tree = ast.parse(textwrap.dedent(inspect.getsource(klass)))
+        body = tree.body[0].body  # type: ignore[attr-defined]
+        for statement, following in zip(body, body[1:], strict=False):
+            if (
+                isinstance(statement, ast.AnnAssign)
+                and isinstance(statement.target, ast.Name)
+                and isinstance(following, ast.Expr)
+                and isinstance(following.value, ast.Constant)
+                and isinstance(following.value.value, str)
+            ):
+                docs[statement.target.id] = inspect.cleandoc(following.value.value)
+    return docs
 
 
-def write_text_atomically(path: str | Path, text: str) -> None:
-    """Write ``text`` to ``path`` via a temp file in the same folder, fsync, then rename into place."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+def _one_line(message: str) -> str:
+    return " ".join(part.strip() for part in message.splitlines() if part.strip())
+
+
+def describe_user_error(error: BaseException) -> str | None:
+    """One line for an exception caused by the user's input, or None for anything else (a bug).
+
+    User errors are :class:`UserError`; a missing, unreadable or wrong kind of path (``OSError`` with a
+    file name); undecodable text; and ``ValueError`` raised by validation with its own message.
+    """
+    if isinstance(error, UserError):
+        return _one_line(str(error))
+    if isinstance(error, UnicodeDecodeError):
+        return f"input is not {error.encoding} text (byte {error.start}): convert the file to UTF-8"
+    if isinstance(error, OSError) and error.filename is not None:
+        reason = error.strerror or type(error).__name__
+        return f"{error.filename}: {reason}"
+    if isinstance(error, ValueError) and str(error):
+        return _one_line(str(error))
+    return None
+
+
+def run_command(main: Callable[[list[str]], ResultT], argv: Sequence[str] | None = None) -> None:
+    """Run a command's ``main(argv)`` the way every ``python -m domains.<d>.<command>`` does.
+
+    Exit status: 0 on success; 2 with one line ``error: …`` for a user error (see
+    :func:`describe_user_error`); 1 with ``nothing produced: …`` for :class:`NothingProduced`; 1 with one
+    line for an unexpected error. ``--debug`` (anywhere in ``argv``) shows the full traceback instead.
+    ``SystemExit`` (``--help``, a stopped training run) passes through unchanged.
+    """
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    debug = DEBUG_FLAG in arguments
+    arguments = [argument for argument in arguments if argument != DEBUG_FLAG]
     try:
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            stream.write(text)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
+        main(arguments)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        raise SystemExit(130) from None
+    except NothingProduced as error:
+        if debug:
+            traceback.print_exc()
+        print(f"nothing produced: {_one_line(str(error))}", file=sys.stderr)
+        raise SystemExit(1) from None
+    except Exception as error:  # noqa: BLE001 - the one place that turns errors into exit codes
+        if debug:
+            traceback.print_exc()
+        message = describe_user_error(error)
+        if message is not None:
+            print(f"error: {message}", file=sys.stderr)
+            raise SystemExit(2) from None
+        print(
+            f"error: unexpected {type(error).__name__}: {_one_line(str(error))} (run again with --debug for the traceback)",
+            file=sys.stderr,
+        )
+        raise SystemExit(1) from None
 
 
-def run_dir_for(domain: str, run_name: str, root: str | Path = "runs") -> Path:
-    """Return (and create) ``<root>/<domain>/<run_name>/``; names are restricted to safe characters."""
-    for label, value in (("domain", domain), ("run name", run_name)):
-        if not _RUN_NAME_PATTERN.match(value):
-            raise ValueError(f"invalid {label} {value!r}: use letters, digits, '.', '_' or '-' (max 128)")
-    run_dir = Path(root) / domain / run_name
-    run_dir.mkdir(parents=True, exist_ok=True)
-    return run_dir
+# Transitional names, removed once every domain uses shared.run_folder / shared.atomic_files.
+def save_config(config: Any, run_dir: str | Path) -> Path:  # pragma: no cover - transitional
+    """Deprecated: use ``RunFolder(run_dir).save_config(config)``."""
+    from shared.run_folder import RunFolder
+
+    return RunFolder(Path(run_dir)).save_config(config)
+
+
+def run_dir_for(domain: str, run_name: str, root: str | Path = "runs") -> Path:  # pragma: no cover
+    """Deprecated: use ``RunFolder.create(domain, run_name, root).path``."""
+    from shared.run_folder import RunFolder
+
+    return RunFolder.create(domain, run_name, root).path
+
+
+def write_text_atomically(path: str | Path, text: str) -> None:  # pragma: no cover - transitional
+    """Deprecated: use :func:`shared.atomic_files.write_text_atomically`."""
+    from shared.atomic_files import write_text_atomically as write
+
+    write(path, text)

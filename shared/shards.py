@@ -33,6 +33,8 @@ from typing import Any, BinaryIO
 
 import webdataset as wds
 
+from shared.atomic_files import write_text_atomically
+
 MANIFEST_NAME = "manifest.json"
 MANIFEST_VERSION = 1
 PARTIAL_SUFFIX = ".partial"
@@ -362,13 +364,7 @@ class ShardWriter:
             "skipped_by_reason": dict(self._skipped_by_reason.most_common()),
             "skipped": self._skipped,
         }
-        target = self.out_dir / MANIFEST_NAME
-        partial = target.with_name(target.name + PARTIAL_SUFFIX)
-        with open(partial, "w", encoding="utf-8") as handle:
-            json.dump(manifest, handle, indent=2, ensure_ascii=False)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(partial, target)
+        write_text_atomically(self.out_dir / MANIFEST_NAME, json.dumps(manifest, indent=2, ensure_ascii=False))
 
 
 def _brace_pattern(prefix: str, num_shards: int) -> str | None:

@@ -42,6 +42,8 @@ import pandas as pd
 import pyarrow as pa
 from filelock import FileLock
 
+from shared.atomic_files import fsync_directory, fsync_file
+
 DEFAULT_STORE_PATH = Path("runs/embeddings.duckdb")
 
 #: Domains become table names (``samples_<domain>``), so they are restricted to this pattern.
@@ -183,18 +185,6 @@ def _current_git_sha() -> str | None:
         return None
     return result.stdout.strip() or None if result.returncode == 0 else None
 
-
-def _fsync_file(path: Path) -> None:
-    with open(path, "rb") as handle:
-        os.fsync(handle.fileno())
-
-
-def _fsync_directory(path: Path) -> None:
-    descriptor = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
 
 
 class StoreWriter:
@@ -555,9 +545,9 @@ class EmbeddingStore:
             finally:
                 self._active_writer = None
             connection.close()
-            _fsync_file(temporary)
+            fsync_file(temporary)
             os.replace(temporary, self.path)
-            _fsync_directory(self.path.parent)
+            fsync_directory(self.path.parent)
 
     def register_run(
         self,

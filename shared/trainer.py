@@ -1,15 +1,19 @@
 """One training loop for every domain: contrastive pretraining and supervised fine-tuning alike.
 
-The model's ``forward(batch)`` returns a dict with ``"loss"``. Models that also define
-``loss_from_features`` (contrastive models) get gradient accumulation through a feature cache, so the
-contrastive batch is the full effective batch. Distribution comes from torch.distributed (launch with
-``torchrun`` or ``accelerate launch``); the model is wrapped in DistributedDataParallel.
+The models it accepts are written down as protocols: a :class:`TrainableModel`'s ``forward(batch)``
+returns a dict with ``"loss"``; a :class:`ContrastiveTrainable` also returns its features and computes
+the loss from them, and gets gradient accumulation through a feature cache, so the contrastive batch is
+the full effective batch. Budgets are in steps or epochs (:func:`resolve_budget`, called before the
+config is saved); the optimizer (AdamW or Adam with coupled L2 decay), the selection metric and the
+stopping metric are choices. Distribution comes from torch.distributed (launch with ``torchrun`` or
+``accelerate launch``); the model is wrapped in DistributedDataParallel.
 """
 
 from __future__ import annotations
 
 import contextlib
-import csv
+import dataclasses
+import math
 import os
 import random
 import shlex
@@ -20,7 +24,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import torch
@@ -39,6 +43,8 @@ from shared.checkpoints import (
 from shared.device import autocast_for, move_to_device, pick_device, resolve_precision
 from shared.distributed import DistributedContext, init_distributed
 from shared.lr_schedule import LearningRateSchedule
+from shared.run_folder import MetricsLog, RunFolder
+from shared.user_errors import UserError
 
 MakeBatches = Callable[[int, int], Iterable[Any]]
 Validate = Callable[[nn.Module], dict[str, float]]
@@ -48,18 +54,24 @@ Validate = Callable[[nn.Module], dict[str, float]]
 class TrainerConfig:
     """Settings of the shared training loop."""
 
-    max_steps: int = 100
-    """Optimizer steps to run (each consumes ``accum_steps`` micro-batches)."""
+    max_steps: int | None = 100
+    """Optimizer steps to run (each consumes ``accum_steps`` micro-batches); null when max_epochs sets it."""
+    max_epochs: float | None = None
+    """Budget in passes over the training data; resolved to max_steps before the config is saved."""
+    optimizer: str = "adamw"
+    """'adamw' (decoupled weight decay) or 'adam' (Adam with L2 decay coupled into the gradient)."""
     lr: float = 5e-4
     """Peak learning rate (after warm-up)."""
     weight_decay: float = 0.2
-    """AdamW weight decay, applied to weight matrices only (not to biases, norms, temperatures)."""
+    """Weight decay, applied to weight matrices only (not to biases, norms, temperatures)."""
     betas: tuple[float, float] = (0.9, 0.98)
-    """AdamW betas."""
+    """Adam(W) betas."""
     eps: float = 1e-6
-    """AdamW epsilon."""
-    warmup_steps: int = 0
-    """Linear warm-up length in optimizer steps."""
+    """Adam(W) epsilon."""
+    warmup_steps: int | None = 0
+    """Linear warm-up length in optimizer steps; null when warmup_epochs sets it."""
+    warmup_epochs: float | None = None
+    """Warm-up length in epochs; resolved to warmup_steps before the config is saved."""
     schedule: str = "cosine"
     """LR schedule after warm-up: 'cosine', 'constant' or 'plateau' (reduce on validation plateau)."""
     min_lr_ratio: float = 0.0
@@ -76,22 +88,30 @@ class TrainerConfig:
     """'auto' (bf16 autocast on CUDA, fp32 on CPU), 'fp32' or 'bf16'."""
     device: str = "auto"
     """'auto' or a torch device string."""
-    checkpoint_every: int = 50
-    """Write a checkpoint every N optimizer steps (and at the end)."""
+    checkpoint_every: int | None = 50
+    """Write a checkpoint every N optimizer steps (and at the end); null when checkpoint_every_epochs sets it."""
+    checkpoint_every_epochs: float | None = None
+    """Checkpoint interval in epochs; resolved to checkpoint_every before the config is saved."""
     keep_last: int = 3
     """Number of step checkpoints kept."""
     resume: str | None = None
     """Resume from 'latest' (this run's newest checkpoint) or a checkpoint path; a missing one is an error."""
     log_every: int = 10
     """Write a metrics row (and a log line when not on a terminal) every N steps."""
-    validate_every: int = 0
+    validate_every: int | None = 0
     """Run validation every N steps (0: only at the end, if a validation function is given)."""
+    validate_every_epochs: float | None = None
+    """Validation interval in epochs; resolved to validate_every before the config is saved."""
     select_metric: str | None = None
-    """Validation metric used for model selection and early stopping (None: last weights are kept)."""
+    """Validation metric that selects the kept weights (None: the last weights are kept)."""
     select_mode: str = "max"
     """'max' or 'min': direction in which select_metric improves."""
+    stop_metric: str | None = None
+    """Validation metric for early stopping and the plateau schedule (None: the same as select_metric)."""
+    stop_mode: str | None = None
+    """'max' or 'min' for stop_metric (None: select_mode when stop_metric is unset, else required)."""
     early_stopping_patience: int = 0
-    """Stop after this many validations without improvement (0: never stop early)."""
+    """Stop after this many validations without improvement of the stopping metric (0: never stop early)."""
     max_nonfinite_steps: int = 5
     """Consecutive non-finite losses/gradients tolerated (each step skipped) before the run stops."""
     seed: int = 0
@@ -126,6 +146,94 @@ class TrainingInterrupted(SystemExit):
     """Raised after a SIGINT/SIGTERM once the current step is finished and checkpointed."""
 
 
+@runtime_checkable
+class TrainableModel(Protocol):
+    """What the trainer needs of a model: ``forward(batch)`` returns a dict with a scalar ``"loss"``.
+
+    Optional extras the trainer uses when present: ``"loss_terms"`` (a dict of named scalar terms,
+    logged), and ``after_optimizer_step()`` (e.g. clamping temperatures).
+    """
+
+    def __call__(self, batch: Any) -> dict[str, Any]: ...
+
+    def parameters(self, recurse: bool = True) -> Iterator[nn.Parameter]: ...
+
+
+@runtime_checkable
+class ContrastiveTrainable(TrainableModel, Protocol):
+    """A contrastive model: its loss is a function of the whole batch's features.
+
+    ``forward(batch, features_only=True)`` returns ``{modality: features}`` and
+    ``loss_from_features(features, loss_params_grad)`` the loss dict, so that gradient accumulation can
+    cache features and the contrastive batch is the full effective batch. The model owns its loss (and
+    the loss owns the temperatures): ``loss`` is exposed for logging the temperatures.
+    """
+
+    loss: nn.Module
+
+    def loss_from_features(self, features: dict[str, torch.Tensor], loss_params_grad: bool = True) -> dict[str, Any]: ...
+
+    def after_optimizer_step(self) -> None: ...
+
+
+_EPOCH_BUDGETS = (
+    ("max_epochs", "max_steps"),
+    ("warmup_epochs", "warmup_steps"),
+    ("validate_every_epochs", "validate_every"),
+    ("checkpoint_every_epochs", "checkpoint_every"),
+)
+
+
+def resolve_budget(config: TrainerConfig, steps_per_epoch: int | None = None, flag_prefix: str = "--trainer.") -> TrainerConfig:
+    """A copy of ``config`` with every epoch-denominated setting turned into optimizer steps.
+
+    Call it before saving the config, so that the saved ``config.yaml`` is exactly what runs. An epoch
+    setting fills its step counterpart (``max_epochs`` → ``max_steps``, ``warmup_epochs`` →
+    ``warmup_steps``, ``validate_every_epochs`` → ``validate_every``, ``checkpoint_every_epochs`` →
+    ``checkpoint_every``); where both are given and disagree, neither silently wins.
+
+    Args:
+        config: The trainer settings as the user gave them.
+        steps_per_epoch: Optimizer steps in one pass over the training data (None: no epoch settings
+            may be used).
+        flag_prefix: How the command spells the trainer's flags, for messages.
+
+    Raises:
+        UserError: both an epoch setting and its step setting are given and disagree, an epoch setting is
+            used where the command cannot count epochs, or no budget is given at all.
+    """
+    values: dict[str, Any] = {}
+    for epoch_field, step_field in _EPOCH_BUDGETS:
+        epochs = getattr(config, epoch_field)
+        steps = getattr(config, step_field)
+        if epochs is None:
+            continue
+        if steps_per_epoch is None and steps is not None:
+            continue  # resolved earlier (a saved config carries both, and they agree)
+        if steps_per_epoch is None:
+            raise UserError(f"{flag_prefix}{epoch_field}: this command counts its budget in steps; use {flag_prefix}{step_field}")
+        if epochs < 0:
+            raise UserError(f"{flag_prefix}{epoch_field}: must be >= 0, got {epochs}")
+        derived = math.ceil(epochs * steps_per_epoch) if step_field == "max_steps" else int(round(epochs * steps_per_epoch))
+        if step_field != "warmup_steps":
+            derived = max(1, derived)
+        if steps is not None and steps != derived:
+            raise UserError(
+                f"{flag_prefix}{step_field} {steps} and {flag_prefix}{epoch_field} {epochs} (= {derived} steps of "
+                f"{steps_per_epoch}) both set the same budget: give one and set the other to null"
+            )
+        values[step_field] = derived
+    resolved = dataclasses.replace(config, **values)
+    if resolved.max_steps is None:
+        raise UserError(f"{flag_prefix}max_steps: no training budget; set it or {flag_prefix}max_epochs")
+    if resolved.max_steps < 1:
+        raise UserError(f"{flag_prefix}max_steps: must be >= 1, got {resolved.max_steps}")
+    defaults = {"warmup_steps": 0, "validate_every": 0, "checkpoint_every": 50}
+    return dataclasses.replace(
+        resolved, **{name: value for name, value in defaults.items() if getattr(resolved, name) is None}
+    )
+
+
 def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
     """AdamW groups: decay on weight matrices; none on biases, norms, embeddings' gains and temperatures."""
     decay, no_decay = [], []
@@ -136,6 +244,10 @@ def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict[str, An
         (no_decay if exempt else decay).append(parameter)
     groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
     return [group for group in groups if group["params"]]
+
+
+def _improves(value: float, best: float | None, mode: str) -> bool:
+    return best is None or (value > best if mode == "max" else value < best)
 
 
 def seed_everything(seed: int) -> None:
@@ -162,54 +274,6 @@ def batch_size_of(batch: Any) -> int:
     if isinstance(batch, (list, tuple)) and batch:
         return batch_size_of(batch[0]) if isinstance(batch[0], (torch.Tensor, dict)) else len(batch)
     return 0
-
-
-class MetricsLog:
-    """``metrics.csv`` in long form (``step, epoch, phase, metric, value``), plus optional TensorBoard."""
-
-    header = ["step", "epoch", "phase", "metric", "value"]
-
-    def __init__(self, run_dir: Path, enabled: bool, tensorboard: bool) -> None:
-        self.path = run_dir / "metrics.csv"
-        self.enabled = enabled
-        self.writer = None
-        if enabled and tensorboard:
-            from torch.utils.tensorboard import SummaryWriter
-
-            self.writer = SummaryWriter(log_dir=str(run_dir / "tensorboard"))
-
-    def truncate_after(self, step: int) -> None:
-        """On resume, drop rows logged after the checkpoint by the interrupted run."""
-        if not self.enabled or not self.path.is_file():
-            return
-        with self.path.open(newline="", encoding="utf-8") as stream:
-            rows = [row for row in csv.DictReader(stream) if int(row["step"]) <= step]
-        tmp = self.path.with_suffix(".csv.tmp")
-        with tmp.open("w", newline="", encoding="utf-8") as stream:
-            writer = csv.DictWriter(stream, fieldnames=self.header)
-            writer.writeheader()
-            writer.writerows(rows)
-        os.replace(tmp, self.path)
-
-    def write(self, step: int, epoch: int, phase: str, values: dict[str, float]) -> None:
-        """Append one row per metric."""
-        if not self.enabled:
-            return
-        new_file = not self.path.is_file()
-        with self.path.open("a", newline="", encoding="utf-8") as stream:
-            writer = csv.writer(stream)
-            if new_file:
-                writer.writerow(self.header)
-            for name, value in values.items():
-                writer.writerow([step, epoch, phase, name, f"{value:.8g}"])
-        if self.writer is not None:
-            for name, value in values.items():
-                self.writer.add_scalar(f"{phase}/{name}", value, step)
-
-    def close(self) -> None:
-        """Flush TensorBoard."""
-        if self.writer is not None:
-            self.writer.close()
 
 
 class _StopSignals:
@@ -255,10 +319,18 @@ class Trainer:
     """
 
     def __init__(self, model: nn.Module, config: TrainerConfig, run_dir: str | Path) -> None:
-        if config.select_mode not in ("max", "min"):
-            raise ValueError(f"select_mode must be 'max' or 'min', got {config.select_mode!r}")
+        config = resolve_budget(config)  # epochs must have been resolved by the command already
+        for name, allowed in (("select_mode", ("max", "min")), ("stop_mode", ("max", "min", None))):
+            if getattr(config, name) not in allowed:
+                raise UserError(f"--trainer.{name}: must be 'max' or 'min', got {getattr(config, name)!r}")
+        if config.stop_metric is not None and config.stop_mode is None:
+            raise UserError("--trainer.stop_mode: required with --trainer.stop_metric ('max' or 'min')")
         if config.accum_steps < 1:
-            raise ValueError(f"accum_steps must be >= 1, got {config.accum_steps}")
+            raise UserError(f"--trainer.accum_steps: must be >= 1, got {config.accum_steps}")
+        if config.optimizer not in ("adamw", "adam"):
+            raise UserError(f"--trainer.optimizer: must be 'adamw' or 'adam', got {config.optimizer!r}")
+        if not isinstance(model, TrainableModel):
+            raise TypeError(f"{type(model).__name__} is not a TrainableModel (forward(batch) -> {{'loss': ...}})")
         self.config = config
         self.run_dir = Path(run_dir)
         self.context: DistributedContext = init_distributed()
@@ -274,9 +346,12 @@ class Trainer:
         if self.context.enabled:
             device_ids = [self.device.index] if self.device.type == "cuda" else None
             self.wrapped = nn.parallel.DistributedDataParallel(self.model, device_ids=device_ids)
-        self.optimizer = torch.optim.AdamW(
+        optimizer_class = torch.optim.AdamW if config.optimizer == "adamw" else torch.optim.Adam
+        self.optimizer = optimizer_class(
             parameter_groups(self.model, config.weight_decay), lr=config.lr, betas=tuple(config.betas), eps=config.eps
         )
+        self.stop_metric = config.stop_metric or config.select_metric
+        self.stop_mode = config.stop_mode or config.select_mode
         self.schedule = LearningRateSchedule(
             config.lr,
             config.max_steps,
@@ -285,17 +360,18 @@ class Trainer:
             config.min_lr_ratio,
             config.plateau_patience,
             config.plateau_decay,
-            config.select_mode,
+            self.stop_mode,
         )
         self.checkpoints = CheckpointManager(self.run_dir / "checkpoints", config.keep_last)
         self.metrics = MetricsLog(self.run_dir, self.context.is_main, config.tensorboard)
-        self.uses_feature_cache = hasattr(self.model, "loss_from_features")
+        self.uses_feature_cache = isinstance(self.model, ContrastiveTrainable)
         self.step = 0
         self.epoch = 0
         self.batch_in_epoch = 0
         self.nonfinite_in_a_row = 0
         self.nonfinite_total = 0
         self.best_metric: float | None = None
+        self.best_stop_metric: float | None = None
         self.validations_without_improvement = 0
         self.history: list[dict[str, float]] = []
 
@@ -311,6 +387,7 @@ class Trainer:
             "rng": capture_rng_state(),
             "nonfinite_total": self.nonfinite_total,
             "best_metric": self.best_metric,
+            "best_stop_metric": self.best_stop_metric,
             "validations_without_improvement": self.validations_without_improvement,
             "world_size": self.context.world_size,
         }
@@ -326,6 +403,7 @@ class Trainer:
         self.batch_in_epoch = int(state["batch_in_epoch"])
         self.nonfinite_total = int(state["nonfinite_total"])
         self.best_metric = state["best_metric"]
+        self.best_stop_metric = state.get("best_stop_metric", state["best_metric"])
         self.validations_without_improvement = int(state["validations_without_improvement"])
         # Each rank saved rank 0's RNG; offset keeps ranks' streams distinct as at a fresh start.
         restore_rng_state(state["rng"])
@@ -440,21 +518,22 @@ class Trainer:
         self.metrics.write(self.step, self.epoch, "val", results)
         self.history.append({"step": float(self.step), **results})
         self._print(f"validation at step {self.step}: " + ", ".join(f"{k}={v:.4g}" for k, v in results.items()))
-        metric = self.config.select_metric
-        if metric is None:
+        for metric in {self.config.select_metric, self.stop_metric} - {None}:
+            if metric not in results:
+                raise KeyError(f"metric {metric!r} not among validation results {sorted(results)}")
+        if self.config.select_metric is not None:
+            value = results[self.config.select_metric]
+            if _improves(value, self.best_metric, self.config.select_mode):
+                self.best_metric = value
+                if self.context.is_main:
+                    save_weights_atomically(self.model, self.checkpoints.directory / "best.safetensors")
+        if self.stop_metric is None:
             return False
-        if metric not in results:
-            raise KeyError(f"select_metric {metric!r} not among validation results {sorted(results)}")
-        value = results[metric]
+        value = results[self.stop_metric]
         self.schedule.on_validation(value)
-        better = self.best_metric is None or (
-            value > self.best_metric if self.config.select_mode == "max" else value < self.best_metric
-        )
-        if better:
-            self.best_metric = value
+        if _improves(value, self.best_stop_metric, self.stop_mode):
+            self.best_stop_metric = value
             self.validations_without_improvement = 0
-            if self.context.is_main:
-                save_weights_atomically(self.model, self.checkpoints.directory / "best.safetensors")
             return False
         self.validations_without_improvement += 1
         patience = self.config.early_stopping_patience
@@ -496,6 +575,7 @@ class Trainer:
         config = self.config
         if self.context.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
+            RunFolder(self.run_dir).clear_finished()
         if config.resume:
             self.resume_from(self.checkpoints.resolve(config.resume))
         stop_reason = "max_steps"

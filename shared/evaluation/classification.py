@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -20,6 +18,8 @@ from sklearn.metrics import (
 )
 
 from shared.evaluation._arrays import as_float_matrix, as_label_vector
+
+from shared.atomic_files import atomic_output
 
 #: Equal-width confidence bins of the expected calibration error (the common choice, Guo et al. 2017).
 DEFAULT_ECE_BINS = 15
@@ -111,17 +111,9 @@ def classification_metrics(
 
 
 def _save_figure_atomically(figure: Any, path: Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".png", dir=path.parent)
-    os.close(handle)
-    try:
+    with atomic_output(path, suffix=".png") as temporary:
         figure.savefig(temporary, format="png", dpi=100, bbox_inches="tight")
-        os.replace(temporary, path)
-    finally:
-        if os.path.exists(temporary):
-            os.remove(temporary)
-    return path
+    return Path(path)
 
 
 def _new_figure(width_in: float, height_in: float) -> tuple[Any, Any]:

@@ -8,7 +8,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from shared.cli import parse_config, run_dir_for, save_config
+from shared.cli import parse_config, run_command
+from shared.run_folder import RunFolder
+from shared.user_errors import UserError
 from shared.trainer import TrainerConfig
 
 
@@ -44,9 +46,12 @@ def test_help_documents_every_field(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_unknown_flag_is_an_error(capsys: pytest.CaptureFixture[str]) -> None:
-    with pytest.raises(SystemExit):
-        parse_config(ExampleConfig, ["--trainer.learning_rate", "1"])
-    assert "learning_rate" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exited:
+        run_command(lambda argv: parse_config(ExampleConfig, argv), ["--trainer.learning_rate", "1"])
+    assert exited.value.code == 2
+    error = capsys.readouterr().err
+    assert "learning_rate" in error
+    assert error.count("\n") == 1 and "Traceback" not in error
 
 
 def test_print_config_and_saved_config_round_trip(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -55,12 +60,12 @@ def test_print_config_and_saved_config_round_trip(tmp_path: Path, capsys: pytest
     printed = yaml.safe_load(capsys.readouterr().out)
     assert printed["embed_dim"] == 32
     config = parse_config(ExampleConfig, ["--embed_dim", "32"])
-    saved = save_config(config, tmp_path)
+    saved = RunFolder(tmp_path).save_config(config)
     reparsed = parse_config(ExampleConfig, ["--config", str(saved)])
     assert reparsed == config
 
 
 def test_run_dir_rejects_unsafe_names(tmp_path: Path) -> None:
-    assert run_dir_for("astro", "demo-1", root=tmp_path) == tmp_path / "astro" / "demo-1"
-    with pytest.raises(ValueError, match="run name"):
-        run_dir_for("astro", "../escape", root=tmp_path)
+    assert RunFolder.create("astro", "demo-1", root=tmp_path).path == tmp_path / "astro" / "demo-1"
+    with pytest.raises(UserError, match="run name"):
+        RunFolder.create("astro", "../escape", root=tmp_path)

@@ -1,0 +1,94 @@
+"""The one way the suite writes a file that must never be seen half-written.
+
+Every writer goes through :func:`atomic_output`: the content goes to a temporary file in the target's
+folder, is flushed and fsynced, renamed over the target (``os.replace`` is atomic on POSIX within one
+file system) and the folder entry is fsynced, so after a crash the target holds either the old or the
+new content, never a mix. The text/JSON/bytes helpers and the checkpoint, manifest, store and picture
+writers are thin wrappers around it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+
+def fsync_directory(path: str | Path) -> None:
+    """Flush a directory entry so that a rename inside it survives a crash."""
+    descriptor = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+def fsync_file(path: str | Path) -> None:
+    """Flush a closed file's content to disk."""
+    with open(path, "rb") as stream:
+        os.fsync(stream.fileno())
+
+
+@contextlib.contextmanager
+def atomic_output(path: str | Path, suffix: str = ".tmp") -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; on success it replaces ``path`` atomically.
+
+    The caller writes the temporary file by any means (``torch.save``, ``safetensors``, ``PIL``,
+    ``matplotlib``); on leaving the block without an exception the file is fsynced and renamed into
+    place. On an exception the temporary file is removed and ``path`` is left as it was.
+
+    Args:
+        path: The file to (re)write.
+        suffix: Suffix of the temporary name (some writers pick the format from it, e.g. ``".png"``).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
+    os.close(handle)
+    temporary = Path(tmp_name)
+    try:
+        yield temporary
+        fsync_file(temporary)
+        os.replace(temporary, path)
+        fsync_directory(path.parent)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+
+
+def write_bytes_atomically(path: str | Path, data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically (see :func:`atomic_output`); returns ``path``."""
+    with atomic_output(path) as temporary:
+        temporary.write_bytes(data)
+    return Path(path)
+
+
+def write_text_atomically(path: str | Path, text: str) -> Path:
+    """Write UTF-8 ``text`` to ``path`` atomically; returns ``path``."""
+    return write_bytes_atomically(path, text.encode("utf-8"))
+
+
+def write_json_atomically(path: str | Path, value: Any, indent: int | None = 2) -> Path:
+    """Write ``value`` as JSON to ``path`` atomically; non-finite floats are written as ``null``.
+
+    JSON has no NaN or infinity: a metric that is undefined (e.g. ROC-AUC of a one-class test set) is
+    stored as ``null`` so that readers see "undefined" rather than a number.
+    """
+    text = json.dumps(_finite_or_none(value), indent=indent, allow_nan=False)
+    return write_text_atomically(path, text + "\n")
+
+
+def _finite_or_none(value: Any) -> Any:
+    if isinstance(value, float):
+        return value if value == value and value not in (float("inf"), float("-inf")) else None
+    if isinstance(value, dict):
+        return {key: _finite_or_none(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite_or_none(item) for item in value]
+    if hasattr(value, "item") and hasattr(value, "dtype") and getattr(value, "ndim", 1) == 0:
+        return _finite_or_none(value.item())  # numpy / torch scalars
+    return value
