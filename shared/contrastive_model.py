@@ -12,18 +12,19 @@ from torch import nn
 from shared.contrastive_loss import ContrastiveLoss
 
 
-def build_projection(kind: str, in_dim: int, out_dim: int) -> nn.Module:
+def build_projection(kind: str, in_dim: int, out_dim: int, bias: bool = False) -> nn.Module:
     """Projection head from tower features to the shared embedding space.
 
-    ``"linear"``: one bias-free linear map (CLIP); ``"mlp"``: Linear → GELU → Linear with hidden width
-    ``(in+out)//2`` (open_clip's HF ``mlp`` projection); ``"none"``: identity (the tower already outputs
-    ``out_dim``, e.g. open_clip towers with their own projection).
+    ``"linear"``: one linear map (CLIP: without bias; AstroM3's official code: with bias);
+    ``"mlp"``: Linear → GELU → Linear with hidden width ``(in+out)//2`` (open_clip's HF ``mlp``
+    projection); ``"none"``: identity (the tower already outputs ``out_dim``, e.g. open_clip towers with
+    their own projection). ``bias`` adds a bias to every linear layer of the head.
     """
     if kind == "linear":
-        return nn.Linear(in_dim, out_dim, bias=False)
+        return nn.Linear(in_dim, out_dim, bias=bias)
     if kind == "mlp":
         hidden = (in_dim + out_dim) // 2
-        return nn.Sequential(nn.Linear(in_dim, hidden, bias=False), nn.GELU(), nn.Linear(hidden, out_dim, bias=False))
+        return nn.Sequential(nn.Linear(in_dim, hidden, bias=bias), nn.GELU(), nn.Linear(hidden, out_dim, bias=bias))
     if kind == "none":
         if in_dim != out_dim:
             raise ValueError(f"projection 'none' needs tower output {in_dim} == embed_dim {out_dim}")
@@ -42,6 +43,7 @@ class ContrastiveModel(nn.Module):
         pairs: modality pairs the loss contrasts (default: all pairs, in order).
         loss: a configured :class:`ContrastiveLoss` (default: CLIP loss over ``pairs``).
         projection: ``"linear"``, ``"mlp"``, ``"none"`` or a dict of those per modality.
+        projection_bias: whether the projection heads' linear layers carry a bias.
     """
 
     def __init__(
@@ -51,6 +53,7 @@ class ContrastiveModel(nn.Module):
         pairs: Sequence[tuple[str, str]] | None = None,
         loss: ContrastiveLoss | None = None,
         projection: str | Mapping[str, str] = "linear",
+        projection_bias: bool = False,
     ) -> None:
         super().__init__()
         if len(towers) < 2:
@@ -59,7 +62,10 @@ class ContrastiveModel(nn.Module):
         self.embed_dim = embed_dim
         kinds = {name: projection for name in towers} if isinstance(projection, str) else dict(projection)
         self.projections = nn.ModuleDict(
-            {name: build_projection(kinds[name], int(tower.output_dim), embed_dim) for name, tower in towers.items()}
+            {
+                name: build_projection(kinds[name], int(tower.output_dim), embed_dim, projection_bias)
+                for name, tower in towers.items()
+            }
         )
         names = list(towers)
         if pairs is None:

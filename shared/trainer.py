@@ -68,8 +68,8 @@ class TrainerConfig:
     """Adam(W) betas."""
     eps: float = 1e-6
     """Adam(W) epsilon."""
-    warmup_steps: int | None = 0
-    """Linear warm-up length in optimizer steps; null when warmup_epochs sets it."""
+    warmup_steps: int | None = None
+    """Linear warm-up length in optimizer steps (null: 0, or what warmup_epochs sets)."""
     warmup_epochs: float | None = None
     """Warm-up length in epochs; resolved to warmup_steps before the config is saved."""
     schedule: str = "cosine"
@@ -88,8 +88,8 @@ class TrainerConfig:
     """'auto' (bf16 autocast on CUDA, fp32 on CPU), 'fp32' or 'bf16'."""
     device: str = "auto"
     """'auto' or a torch device string."""
-    checkpoint_every: int | None = 50
-    """Write a checkpoint every N optimizer steps (and at the end); null when checkpoint_every_epochs sets it."""
+    checkpoint_every: int | None = None
+    """Write a checkpoint every N optimizer steps and at the end (null: 50, or what checkpoint_every_epochs sets)."""
     checkpoint_every_epochs: float | None = None
     """Checkpoint interval in epochs; resolved to checkpoint_every before the config is saved."""
     keep_last: int = 3
@@ -98,8 +98,8 @@ class TrainerConfig:
     """Resume from 'latest' (this run's newest checkpoint) or a checkpoint path; a missing one is an error."""
     log_every: int = 10
     """Write a metrics row (and a log line when not on a terminal) every N steps."""
-    validate_every: int | None = 0
-    """Run validation every N steps (0: only at the end, if a validation function is given)."""
+    validate_every: int | None = None
+    """Run validation every N steps (0 or null: only at the end, or what validate_every_epochs sets)."""
     validate_every_epochs: float | None = None
     """Validation interval in epochs; resolved to validate_every before the config is saved."""
     select_metric: str | None = None
@@ -171,7 +171,9 @@ class ContrastiveTrainable(TrainableModel, Protocol):
 
     loss: nn.Module
 
-    def loss_from_features(self, features: dict[str, torch.Tensor], loss_params_grad: bool = True) -> dict[str, Any]: ...
+    def loss_from_features(
+        self, features: dict[str, torch.Tensor], loss_params_grad: bool = True
+    ) -> dict[str, Any]: ...
 
     def after_optimizer_step(self) -> None: ...
 
@@ -184,7 +186,9 @@ _EPOCH_BUDGETS = (
 )
 
 
-def resolve_budget(config: TrainerConfig, steps_per_epoch: int | None = None, flag_prefix: str = "--trainer.") -> TrainerConfig:
+def resolve_budget(
+    config: TrainerConfig, steps_per_epoch: int | None = None, flag_prefix: str = "--trainer."
+) -> TrainerConfig:
     """A copy of ``config`` with every epoch-denominated setting turned into optimizer steps.
 
     Call it before saving the config, so that the saved ``config.yaml`` is exactly what runs. An epoch
@@ -211,10 +215,14 @@ def resolve_budget(config: TrainerConfig, steps_per_epoch: int | None = None, fl
         if steps_per_epoch is None and steps is not None:
             continue  # resolved earlier (a saved config carries both, and they agree)
         if steps_per_epoch is None:
-            raise UserError(f"{flag_prefix}{epoch_field}: this command counts its budget in steps; use {flag_prefix}{step_field}")
+            raise UserError(
+                f"{flag_prefix}{epoch_field}: this command counts its budget in steps; use {flag_prefix}{step_field}"
+            )
         if epochs < 0:
             raise UserError(f"{flag_prefix}{epoch_field}: must be >= 0, got {epochs}")
-        derived = math.ceil(epochs * steps_per_epoch) if step_field == "max_steps" else int(round(epochs * steps_per_epoch))
+        derived = (
+            math.ceil(epochs * steps_per_epoch) if step_field == "max_steps" else int(round(epochs * steps_per_epoch))
+        )
         if step_field != "warmup_steps":
             derived = max(1, derived)
         if steps is not None and steps != derived:

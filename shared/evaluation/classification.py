@@ -17,9 +17,8 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 
-from shared.evaluation._arrays import as_float_matrix, as_label_vector
-
 from shared.atomic_files import atomic_output
+from shared.evaluation._arrays import as_float_matrix, as_label_vector
 
 #: Equal-width confidence bins of the expected calibration error (the common choice, Guo et al. 2017).
 DEFAULT_ECE_BINS = 15

@@ -15,7 +15,16 @@ from train_job import build_dataset, build_model  # tests/shared/jobs is on pyte
 
 from shared.checkpoints import CheckpointError, CheckpointManager, load_training_state
 from shared.data_iteration import TensorDictDataset, batches_from_dataset
-from shared.trainer import Trainer, TrainerConfig, TrainingDiverged
+from shared.run_folder import RunFolder, read_metrics
+from shared.trainer import (
+    ContrastiveTrainable,
+    TrainableModel,
+    Trainer,
+    TrainerConfig,
+    TrainingDiverged,
+    resolve_budget,
+)
+from shared.user_errors import UserError
 
 JOBS = Path(__file__).parent / "jobs"
 
@@ -305,3 +314,118 @@ def test_two_process_job_matches_single_process(tmp_path: Path, launcher: str) -
     single_weights = load_rank_weights(single)
     for name in single_weights:
         assert torch.allclose(single_weights[name], rank0[name], atol=1e-5), name
+
+
+class _Regressor(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.linear = nn.Linear(2, 1)
+
+    def forward(self, batch: dict) -> dict:
+        return {"loss": ((self.linear(batch["x"]).squeeze(-1) - batch["y"]) ** 2).mean()}
+
+
+def test_epoch_budgets_resolve_to_steps_and_conflicts_name_both_flags() -> None:
+    config = TrainerConfig(max_steps=None, max_epochs=2.5, warmup_epochs=0.5, validate_every_epochs=1)
+    resolved = resolve_budget(config, steps_per_epoch=10)
+    assert (resolved.max_steps, resolved.warmup_steps, resolved.validate_every) == (25, 5, 10)
+    assert resolved.checkpoint_every == 50 and resolved.max_epochs == 2.5
+    assert resolve_budget(resolved, steps_per_epoch=10) == resolved  # a saved config re-runs as it is
+    assert resolve_budget(resolved) == resolved  # the trainer accepts an already resolved config
+    with pytest.raises(UserError, match=r"--trainer\.max_steps 100 and --trainer\.max_epochs 2 "):
+        resolve_budget(TrainerConfig(max_steps=100, max_epochs=2), steps_per_epoch=10)
+    with pytest.raises(UserError, match=r"--trainer\.max_epochs: this command counts its budget in steps"):
+        resolve_budget(TrainerConfig(max_steps=None, max_epochs=2))
+    with pytest.raises(UserError, match="no training budget"):
+        resolve_budget(TrainerConfig(max_steps=None))
+    with pytest.raises(UserError, match=r"--trainer\.max_steps: must be >= 1"):
+        resolve_budget(TrainerConfig(max_steps=0))
+
+
+def test_epoch_budget_runs_exactly_that_many_epochs(tmp_path: Path) -> None:
+    dataset = TensorDictDataset({"x": torch.randn(32, 2), "y": torch.randn(32)})
+    config = resolve_budget(TrainerConfig(max_steps=None, max_epochs=3, progress_bar=False, log_every=1), 4)
+    result = Trainer(_Regressor(), config, tmp_path).fit(batches_from_dataset(dataset, 8))
+    assert result.step == 12
+    rows = read_metrics(tmp_path)
+    assert max(r["step"] for r in rows) == 12 and max(r["epoch"] for r in rows) == 2
+
+
+def test_adam_couples_weight_decay_into_the_gradient_adamw_decouples_it(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    batch = {"x": torch.randn(8, 2), "y": torch.randn(8)}
+    results = {}
+    for name in ("adam", "adamw"):
+        torch.manual_seed(1)
+        model = _Regressor()
+        config = TrainerConfig(optimizer=name, lr=0.1, weight_decay=0.5, schedule="constant", progress_bar=False)
+        trainer = Trainer(model, config, tmp_path / name)
+        expected_class = torch.optim.Adam if name == "adam" else torch.optim.AdamW
+        assert type(trainer.optimizer) is expected_class
+        decayed = [g for g in trainer.optimizer.param_groups if g["weight_decay"] > 0]
+        assert [p.shape for g in decayed for p in g["params"]] == [torch.Size([1, 2])]  # weights, not the bias
+        trainer._optimizer_step([batch])
+        results[name] = model.linear.weight.detach().clone()
+    # Reference single steps: Adam's first step moves every coordinate by lr * sign(grad + wd * w);
+    # AdamW's by lr * sign(grad) plus a decoupled lr * wd * w shrink.
+    torch.manual_seed(1)
+    reference = _Regressor()
+    w0 = reference.linear.weight.detach().clone()
+    reference(batch)["loss"].backward()
+    grad = reference.linear.weight.grad
+    eps = 1e-6
+    adam = w0 - 0.1 * (grad + 0.5 * w0) / ((grad + 0.5 * w0).abs() + eps)
+    adamw = w0 * (1 - 0.1 * 0.5) - 0.1 * grad / (grad.abs() + eps)
+    assert torch.allclose(results["adam"], adam, atol=1e-5)
+    assert torch.allclose(results["adamw"], adamw, atol=1e-5)
+    with pytest.raises(UserError, match="--trainer.optimizer"):
+        Trainer(_Regressor(), TrainerConfig(optimizer="sgd", progress_bar=False), tmp_path / "sgd")
+
+
+def test_selection_and_stopping_metrics_may_differ(tmp_path: Path) -> None:
+    dataset = TensorDictDataset({"x": torch.randn(32, 2), "y": torch.randn(32)})
+    # Accuracy peaks at the 2nd validation; the loss keeps falling until the 3rd, then rises for 2.
+    accuracies = iter([0.5, 0.9, 0.6, 0.7, 0.8, 0.1])
+    losses = iter([1.0, 0.9, 0.5, 0.6, 0.7, 0.1])
+    snapshots = []
+
+    def validate(model: nn.Module) -> dict[str, float]:
+        snapshots.append(model.linear.weight.detach().clone())
+        return {"accuracy": next(accuracies), "loss": next(losses)}
+
+    config = TrainerConfig(
+        max_steps=100,
+        validate_every=2,
+        select_metric="accuracy",
+        stop_metric="loss",
+        stop_mode="min",
+        early_stopping_patience=2,
+        progress_bar=False,
+    )
+    model = _Regressor()
+    result = Trainer(model, config, tmp_path).fit(batches_from_dataset(dataset, 8), validate)
+    # Stopping follows the loss (best at validation 3 = step 6, then 2 misses → stop at step 10) ...
+    assert result.stop_reason == "early_stopping" and result.step == 10
+    # ... while the kept weights follow accuracy (validation 2 = step 4).
+    assert result.best_metric == 0.9
+    assert torch.equal(model.linear.weight.detach(), snapshots[1])
+    with pytest.raises(UserError, match="--trainer.stop_mode"):
+        Trainer(_Regressor(), TrainerConfig(stop_metric="loss", progress_bar=False), tmp_path / "x")
+
+
+def test_models_outside_the_protocol_are_refused_and_contrastive_ones_recognised(tmp_path: Path) -> None:
+    with pytest.raises(TypeError, match="TrainableModel"):
+        Trainer(object(), TrainerConfig(progress_bar=False), tmp_path)  # type: ignore[arg-type]
+    assert isinstance(build_model(), ContrastiveTrainable)
+    assert not isinstance(_Regressor(), ContrastiveTrainable)
+    assert isinstance(_Regressor(), TrainableModel)
+
+
+def test_finished_marker_is_cleared_when_a_run_folder_trains_again(tmp_path: Path) -> None:
+    folder = RunFolder(tmp_path)
+    folder.mark_finished("domains.x.train", [])
+    dataset = TensorDictDataset({"x": torch.randn(16, 2), "y": torch.randn(16)})
+    Trainer(_Regressor(), TrainerConfig(max_steps=1, progress_bar=False), tmp_path).fit(
+        batches_from_dataset(dataset, 8)
+    )
+    assert not folder.is_finished
