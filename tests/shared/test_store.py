@@ -98,7 +98,7 @@ def test_bad_batches_are_rejected_whole_with_a_clear_error(store, vectors, ids, 
         _write(store, vectors, ids, **kwargs)
     assert str(store.path) in str(error.value)
     assert store.path.read_bytes() == before
-    assert not store.temporary_path.exists()
+    assert not store.temporary_files()
 
 
 def test_a_model_cannot_change_dimension_and_runs_must_be_registered(store):
@@ -124,7 +124,7 @@ def test_one_transaction_per_batch_inside_a_writing_session(store):
                                 run_id="run1", sample_ids=_ids(5, 10), vectors=np.ones((5, DIM)))  # fmt: skip
         raise RuntimeError("export failed")
     assert _count(store.path) == 5
-    assert not store.temporary_path.exists()
+    assert not store.temporary_files()
 
 
 def _brute_force(x, query, allowed, k):
@@ -368,10 +368,11 @@ def test_a_writer_killed_mid_write_leaves_the_store_as_before(store, tmp_path, d
     assert count in (50, 50 + 40 * 500)  # as before, or (if it finished first) fully updated
     if count == 50:
         assert store.path.read_bytes() == before
-    # The lock died with the writer and its leftovers are cleared by the next one.
+        assert store.temporary_files()  # the killed writer's private copy is left behind
+    # The lock died with the writer and its leftovers are cleared by the next writer.
     _write(store, np.ones((1, DIM)), ["after"])
     assert _count(store.path) == count + 1
-    assert not store.temporary_path.exists()
+    assert not store.temporary_files()
 
 
 def test_float32_vectors_too_large_to_square_are_still_normalized(store):

@@ -1,0 +1,138 @@
+"""The in-memory index behind unfiltered k-NN: one model's vectors loaded once, ranked by one matrix product.
+
+Exact, not approximate: the ranking equals DuckDB's ``array_cosine_similarity`` order (ties broken by
+sample id). The store drops the cache whenever a writer swaps in a new file.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import duckdb
+import numpy as np
+import pandas as pd
+
+#: Cache key: ``(table, domain, modality, model_name, model_version)``.
+IndexKey = tuple[str, str, str, str, str]
+
+
+@dataclass(frozen=True)
+class ModelVectors:
+    """One model's stored vectors held in memory for exact search."""
+
+    sample_ids: np.ndarray
+    run_ids: np.ndarray
+    metas: np.ndarray
+    vectors: np.ndarray
+
+    @property
+    def nbytes(self) -> int:
+        """Approximate memory held, in bytes."""
+        return self.vectors.nbytes + 64 * len(self.sample_ids) + sum(len(m or "") for m in self.metas)
+
+
+class VectorIndexCache:
+    """Models' vectors (:class:`ModelVectors`) loaded through Arrow, within a memory budget."""
+
+    def __init__(self) -> None:
+        self._entries: dict[IndexKey, ModelVectors] = {}
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __iter__(self) -> Iterator[IndexKey]:
+        return iter(self._entries)
+
+    def clear(self) -> None:
+        """Drops every loaded model (the store file changed)."""
+        self._entries.clear()
+
+    def load(
+        self,
+        connection: duckdb.DuckDBPyConnection,
+        table: str,
+        domain: str,
+        modality: str,
+        model_name: str,
+        model_version: str,
+        budget_mb: float,
+    ) -> ModelVectors | None:
+        """One model's ids, identity columns and (N, D) float32 unit vectors, loaded once per store file.
+
+        Returns None when the model would not fit in ``budget_mb`` next to what is already loaded
+        (a budget of 0 disables the cache).
+        """
+        key = (table, domain, modality, model_name, model_version)
+        if key in self._entries:
+            return self._entries[key]
+        if budget_mb <= 0:
+            return None
+        parameters = [domain, modality, model_name, model_version]
+        where = "WHERE domain = ? AND modality = ? AND model_name = ? AND model_version = ?"
+        count = connection.execute(f"SELECT count(*) FROM {table} {where}", parameters).fetchall()[0][0]  # noqa: S608
+        dim = int(table.rsplit("_", 1)[1])
+        cached_bytes = sum(entry.nbytes for entry in self._entries.values())
+        if (cached_bytes + count * (dim * 4 + 128)) / 2**20 > budget_mb:
+            return None
+        result = connection.sql(
+            f"SELECT sample_id, run_id, CAST(meta AS VARCHAR) AS meta, vec FROM {table} {where}",  # noqa: S608
+            params=parameters,
+        ).to_arrow_table()
+        vectors = result.column("vec").combine_chunks().values.to_numpy().reshape(-1, dim)
+        self._entries[key] = ModelVectors(
+            sample_ids=result.column("sample_id").to_numpy(zero_copy_only=False).astype(object),
+            run_ids=result.column("run_id").to_numpy(zero_copy_only=False).astype(object),
+            metas=result.column("meta").to_numpy(zero_copy_only=False).astype(object),
+            vectors=np.ascontiguousarray(vectors, dtype=np.float32),
+        )
+        return self._entries[key]
+
+
+def nearest_in_memory(
+    index: ModelVectors,
+    query: np.ndarray,
+    k: int,
+    *,
+    domain: str,
+    modality: str,
+    model_name: str,
+    model_version: str,
+    excluded_sample: str | None,
+) -> pd.DataFrame:
+    """Exact top-k by one matrix-vector product over the loaded vectors (same order as the SQL path).
+
+    Args:
+        index: The model's vectors.
+        query: A unit (D,) query vector.
+        k: Number of neighbours.
+        domain: Identity columns copied into the result.
+        modality: See ``domain``.
+        model_name: See ``domain``.
+        model_version: See ``domain``.
+        excluded_sample: A sample id left out of the result (the query sample), or None.
+
+    Returns:
+        ``rank, sample_id, score, domain, modality, model_name, model_version, run_id, meta``, best first.
+    """
+    scores = index.vectors @ query.astype(np.float32)
+    ids = index.sample_ids
+    if excluded_sample is not None:
+        scores[ids == str(excluded_sample)] = -np.inf
+    take = min(k + 1, len(scores))
+    candidates = np.argpartition(-scores, take - 1)[:take] if take < len(scores) else np.arange(len(scores))
+    order = sorted(candidates.tolist(), key=lambda i: (-float(scores[i]), str(ids[i])))
+    chosen = [i for i in order if np.isfinite(scores[i])][:k]
+    return pd.DataFrame(
+        {
+            "rank": np.arange(1, len(chosen) + 1),
+            "sample_id": [str(ids[i]) for i in chosen],
+            "score": np.asarray([scores[i] for i in chosen], dtype=np.float64),
+            "domain": domain,
+            "modality": modality,
+            "model_name": model_name,
+            "model_version": model_version,
+            "run_id": [index.run_ids[i] for i in chosen],
+            "meta": [index.metas[i] for i in chosen],
+        }
+    )
