@@ -1,26 +1,33 @@
-"""Where the explorer finds the domains' run folders, and the trained models it loads from them.
+"""Where the explorer finds the domains' finished run folders, and the trained models it loads from them.
 
 Run folders live beside the store (``runs/<domain>/<run-name>/`` next to ``runs/embeddings.duckdb``, or
-``$EXPLORER_RUNS``). Models are loaded through each domain's own loader and cached with
-``st.cache_resource`` (one copy per server process, shared by sessions; inference only) on the device
-:func:`shared.device.pick_device` chooses.
+``$EXPLORER_RUNS``). A run is usable once it finished: every domain's commands end by writing the one
+marker of the run-folder contract, ``run.json`` (:meth:`shared.run_folder.RunFolder.mark_finished`), which
+names the command that ran; an interrupted or running folder has none and is never loaded. Models are
+loaded through each domain's own loader and cached with ``st.cache_resource`` (one copy per server process,
+shared by sessions; inference only) on the device :func:`shared.device.pick_device` chooses.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import streamlit as st
 
 from apps.store_access import store_path
+from shared.run_folder import RunFolder, finished_runs
 
-# The file that marks a finished run folder the explorer can use, per kind of run.
-BIOMED_EXPORT_MARKER = "export/open_clip_config.json"
-NEWS_RUN_MARKER = "detector.json"
-RECSYS_RUN_MARKER = "recommender.json"
-ASTRO_INGEST_MARKER = "ingest_report.json"
+# The commands whose finished runs the pages load (the ``command`` recorded in each run's ``run.json``).
+BIOMED_PRETRAIN_COMMAND = "domains.biomed.pretrain"
+NEWS_TRAIN_COMMAND = "domains.news.train"
+RECSYS_TRAIN_COMMAND = "domains.recsys.train"
+ASTRO_INGEST_COMMAND = "domains.astro.ingest"
 
 
 def runs_root() -> Path:
@@ -29,19 +36,49 @@ def runs_root() -> Path:
     return Path(configured) if configured else store_path().parent
 
 
-def run_folders(domain: str, marker: str, prefer: list[str] | tuple[str, ...] = ()) -> list[Path]:
-    """Run folders of ``domain`` (one level, plus ``<run>/base``) that contain ``marker``.
+def finished_run_folders(domain: str, command: str, prefer: Sequence[str] = ()) -> list[Path]:
+    """Finished runs of ``command`` in ``domain`` (one level, plus nested ``<run>/<sub>/``).
 
-    Folders whose name occurs in one of ``prefer`` (e.g. the store's run ids for the chosen model) come
-    first, then the rest, newest first.
+    Folders named by one of ``prefer`` (e.g. the store's run ids for the chosen model) come first, then the
+    rest, newest first.
     """
-    base = runs_root() / domain
-    if not base.is_dir():
-        return []
-    depth = marker.count("/")
-    found = {path.parents[depth] for pattern in (f"*/{marker}", f"*/base/{marker}") for path in base.glob(pattern)}
-    found = sorted(found, key=lambda p: p.stat().st_mtime, reverse=True)
-    return sorted(found, key=lambda p: not any(p.name in run_id for run_id in prefer))
+    folders = [folder.path for folder in finished_runs(runs_root(), domain, command=command)]
+    return sorted(folders, key=lambda path: not any(names_run(run_id, path.name) for run_id in prefer))
+
+
+def names_run(run_id: str, name: str) -> bool:
+    """Whether a store run id names the run folder ``name``: as ``<domain>/<name>`` (``RunFolder.run_id``),
+    as the bare name, or as a part between ``/`` or ``-`` separators (e.g. ``news-demo``)."""
+    return re.search(rf"(^|[/-]){re.escape(name)}($|[/-])", run_id) is not None
+
+
+def finished_subrun(run_dir: str | Path, name: str) -> Path | None:
+    """The finished run nested in ``run_dir`` as ``<run_dir>/<name>`` (e.g. recsys's ``base`` model), or None."""
+    folder = RunFolder(Path(run_dir) / name)
+    return folder.path if folder.is_finished else None
+
+
+def finished_run_table(domains: Sequence[str] = ("biomed", "astro", "news", "recsys")) -> pd.DataFrame:
+    """One row per finished run under :func:`runs_root`, newest first: folder, command, time and summary.
+
+    Everything comes from the runs' ``run.json`` markers (the summary is the command's headline metrics
+    or counts, as JSON text).
+    """
+    root = runs_root()
+    rows = []
+    for domain in domains:
+        for folder in finished_runs(root, domain):
+            marker = folder.marker()
+            rows.append(
+                {
+                    "run": folder.path.relative_to(root).as_posix(),
+                    "command": marker.get("command", ""),
+                    "finished_at": marker.get("finished_at", ""),
+                    "summary": json.dumps(marker.get("summary") or {}, sort_keys=True),
+                }
+            )
+    frame = pd.DataFrame(rows, columns=["run", "command", "finished_at", "summary"])
+    return frame.sort_values("finished_at", ascending=False, kind="stable").reset_index(drop=True)
 
 
 def file_stamp(path: Path) -> int:
@@ -82,6 +119,7 @@ def _biomed_encoder(export_dir: str, stamp: int) -> tuple[Any, Any]:
 def _news_detector(run_dir: str, stamp: int) -> Any:
     """Cached :func:`news_detector` (``stamp`` only keys the cache)."""
     from domains.news.detector import load_detector
+
     from shared.device import pick_device
 
     return load_detector(run_dir, "best", device=pick_device())

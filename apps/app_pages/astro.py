@@ -12,7 +12,7 @@ import plotly.express as px
 import streamlit as st
 
 from apps.domain_page import inventory, render_domain_page, sample_table
-from apps.run_artifacts import runs_root
+from apps.run_artifacts import ASTRO_INGEST_COMMAND, finished_run_folders, runs_root
 from apps.store_access import nearest, query, store_path
 
 ANOMALY_COLUMNS = ("anomaly_isolation_forest", "anomaly_lof", "misclassification_flags")
@@ -22,22 +22,38 @@ MODALITY_ORDER = ("photometry", "spectra", "metadata", "fused")
 def ingest_sources(run_config: dict) -> dict[str, str] | None:
     """Raw-file locations (catalogue, light curves, spectra) of the ingest a pretraining run read.
 
-    The run's recorded ``data`` folder, else the built-in demo ingest beside the store; the paths come from
-    that folder's ``ingest_report.json`` (written by ``domains.astro.ingest``). None when it is not there.
+    The finished ``domains.astro.ingest`` run whose folder the run's config names (any path in it), else
+    the built-in demo ingest beside the store; the paths come from that run's ``ingest_report.json``.
+    None when no such finished ingest run is there.
     """
     from domains.astro.training_data import DEMO_INGEST_RUN
 
-    data = run_config.get("data")
-    if data:
-        folder = Path(data) if Path(data).is_absolute() else runs_root().parent / data
-    else:
+    ingests = {folder.resolve(): folder for folder in finished_run_folders("astro", ASTRO_INGEST_COMMAND)}
+    named = [ingests.get(_resolved(value)) for value in _string_values(run_config)]
+    folder = next((path for path in named if path is not None), None)
+    if folder is None:
         stars = int(run_config.get("demo_stars", 2000))
-        folder = runs_root() / "astro" / (DEMO_INGEST_RUN if stars == 2000 else f"{DEMO_INGEST_RUN}-{stars}")
-    report = folder / "ingest_report.json"
-    if not report.is_file():
+        demo = runs_root() / "astro" / (DEMO_INGEST_RUN if stars == 2000 else f"{DEMO_INGEST_RUN}-{stars}")
+        folder = ingests.get(demo.resolve())
+    report = folder / "ingest_report.json" if folder is not None else None
+    if report is None or not report.is_file():
         return None
     sources = json.loads(report.read_text(encoding="utf-8")).get("sources")
     return sources if isinstance(sources, dict) and "catalogue" in sources else None
+
+
+def _string_values(config: object) -> list[str]:
+    """Every non-empty string in a (nested) config, depth first."""
+    if isinstance(config, dict):
+        return [text for value in config.values() for text in _string_values(value)]
+    if isinstance(config, list):
+        return [text for value in config for text in _string_values(value)]
+    return [config] if isinstance(config, str) and config else []
+
+
+def _resolved(path: str) -> Path:
+    """A config path made absolute: relative ones are relative to the folder that holds ``runs/``."""
+    return (Path(path) if Path(path).is_absolute() else runs_root().parent / path).resolve()
 
 
 @st.cache_data(show_spinner=False, max_entries=4)

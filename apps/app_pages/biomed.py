@@ -7,7 +7,7 @@ import streamlit as st
 import torch
 
 from apps.domain_page import inventory, render_domain_page, sample_table
-from apps.run_artifacts import BIOMED_EXPORT_MARKER, biomed_encoder, run_folders
+from apps.run_artifacts import BIOMED_PRETRAIN_COMMAND, biomed_encoder, finished_run_folders
 from apps.store_access import nearest, query, store_path
 from apps.upload_checks import (
     IMAGE_KINDS,
@@ -28,7 +28,8 @@ def encoder_for(model_name: str, model_version: str) -> tuple[object, object] | 
         "SELECT DISTINCT run_id FROM all_embeddings WHERE domain = 'biomed' AND model_name = ? AND model_version = ?",
         [model_name, model_version],
     )["run_id"].tolist()
-    folders = run_folders("biomed", BIOMED_EXPORT_MARKER, prefer=run_ids)
+    folders = finished_run_folders("biomed", BIOMED_PRETRAIN_COMMAND, prefer=run_ids)
+    folders = [folder for folder in folders if (folder / "export").is_dir()]
     if not folders:
         return None
     return biomed_encoder(str(folders[0] / "export"))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from apps.run_artifacts import finished_run_table
 from apps.store_access import query, store_path
 
 st.title("Domain CLIP explorer")
@@ -29,6 +30,12 @@ st.subheader("Embeddings by domain, modality and model")
 st.dataframe(inventory, hide_index=True, width="stretch")
 st.subheader("Runs")
 st.dataframe(runs, hide_index=True, width="stretch")
+st.subheader("Finished runs beside the store")
+finished = finished_run_table()
+if finished.empty:
+    st.caption("No finished run folders beside the store (a run is finished once its command wrote run.json).")
+else:
+    st.dataframe(finished, hide_index=True, width="stretch", key="home_finished_runs")
 st.subheader("Pages")
 for page, label in [
     ("app_pages/biomed.py", "Biomed: images and captions"),

@@ -7,7 +7,7 @@ import plotly.express as px
 import streamlit as st
 
 from apps.domain_page import inventory, render_domain_page, store_key
-from apps.run_artifacts import NEWS_RUN_MARKER, news_detector, run_folders
+from apps.run_artifacts import NEWS_TRAIN_COMMAND, finished_run_folders, news_detector
 from apps.store_access import query, store_path
 from apps.upload_checks import IMAGE_KINDS, MAX_IMAGE_BYTES, UploadRejected, check_upload, decode_image
 
@@ -61,7 +61,7 @@ if store_path().is_file() and not inventory("news").empty and news_samples_colum
     detect_tab, browse_tab = st.tabs(["Is this post fake?", "Browse posts"])
     with detect_tab:
         run_ids = query("SELECT DISTINCT run_id FROM runs WHERE domain = 'news'")["run_id"].tolist()
-        folders = run_folders("news", NEWS_RUN_MARKER, prefer=run_ids)
+        folders = finished_run_folders("news", NEWS_TRAIN_COMMAND, prefer=run_ids)
         if not folders:
             st.info("No trained detector beside the store (runs/news/<run>). Run `python -m domains.news.train`.")
         else:

@@ -9,7 +9,7 @@ import pandas as pd
 import streamlit as st
 
 from apps.domain_page import inventory, render_domain_page
-from apps.run_artifacts import RECSYS_RUN_MARKER, recsys_run, run_folders
+from apps.run_artifacts import RECSYS_TRAIN_COMMAND, finished_run_folders, finished_subrun, recsys_run
 from apps.store_access import nearest, query, store_path
 
 RECOMMENDER_MODEL = "llmrec-lightgcn"
@@ -38,13 +38,14 @@ if store_path().is_file() and not inventory("recsys").empty:
     st.divider()
     st.header("Users and recommendations")
     run_ids = query("SELECT DISTINCT run_id FROM runs WHERE domain = 'recsys'")["run_id"].tolist()
-    folders = run_folders("recsys", RECSYS_RUN_MARKER, prefer=run_ids)
+    folders = finished_run_folders("recsys", RECSYS_TRAIN_COMMAND, prefer=run_ids)
     augmented = [f for f in folders if f.name != "base"]
     if not augmented:
         st.info("No trained recommender beside the store (runs/recsys/<run>). Run `python -m domains.recsys.train`.")
         st.stop()
     run_dir = st.selectbox("Run (with augmentation)", [str(f) for f in augmented], key="recsys_run")
-    base_dir = next((str(f) for f in folders if f.name == "base" and str(f.parent) == run_dir), None)
+    base_run = finished_subrun(run_dir, "base")  # the same recipe without augmentation
+    base_dir = str(base_run) if base_run is not None else None
     loaded = recsys_run(run_dir)
     user = st.selectbox("User", loaded.data.user_ids, key="recsys_user")
     top_n = st.slider("Top N", 5, 50, 10, key="recsys_top_n")
