@@ -53,8 +53,10 @@ format: setup
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
+# Every benchmark runs as a module from the repository root (python -m benchmarks.bench_x), at its defaults.
 bench: setup
-	@for script in benchmarks/bench_*.py; do echo "== $$script"; $(PY) $$script || exit 1; done
+	@for script in benchmarks/bench_*.py; do module=benchmarks.$$(basename $$script .py); \
+	  echo "== $(PY) -m $$module"; $(PY) -m $$module || exit 1; done
 
 clean-runs:
 	rm -rf runs

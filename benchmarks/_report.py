@@ -12,8 +12,8 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def print_result(name: str, metric: str, ours: float, peer: float, ratio: float, **extra: object) -> None:
-    """Print the benchmark's final JSON line (``ratio`` as defined by the benchmark, documented there)."""
+def print_result(name: str, metric: str, ours: float, peer: float, ratio: float, **extra: object) -> dict[str, object]:
+    """Print the benchmark's final JSON line (``ratio`` as defined by the benchmark, documented there); returns it."""
     record = {
         "name": name,
         "metric": metric,
@@ -24,3 +24,4 @@ def print_result(name: str, metric: str, ours: float, peer: float, ratio: float,
         **extra,
     }
     sys.stdout.write(json.dumps(record) + "\n")
+    return record

@@ -11,13 +11,18 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 from benchmarks._report import print_result
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 def run_part(module: str, *arguments: str) -> dict:
     """Run one benchmark module and return its final JSON line."""
-    completed = subprocess.run([sys.executable, "-m", module, *arguments], capture_output=True, text=True, check=True)
+    completed = subprocess.run(
+        [sys.executable, "-m", module, *arguments], capture_output=True, text=True, check=True, cwd=REPO_ROOT
+    )
     for line in reversed(completed.stdout.strip().splitlines()):
         if line.startswith("{"):
             return json.loads(line)

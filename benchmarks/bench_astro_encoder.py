@@ -5,24 +5,19 @@ same (B, 200, 9) light-curve windows through the same token embedding, and train
 the same flattened linear head and cross-entropy on 10 classes. Steps alternate between the two models
 so that machine noise hits both alike. Prints one JSON line (``ratio`` = ours / peer samples per second).
 
-    python benchmarks/bench_astro_encoder.py [--batch-size 64] [--steps 6] [--attention prob]
+    python -m benchmarks.bench_astro_encoder [--batch-size 64] [--steps 6] [--attention prob]
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import resource
-import sys
 import time
-from pathlib import Path
 
 import torch
 from torch import nn
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from domains.astro.model import InformerPhotometryEncoder  # noqa: E402
+from benchmarks._report import print_result
+from domains.astro.model import InformerPhotometryEncoder
 
 
 class PlainTransformerPhotometryEncoder(nn.Module):
@@ -58,7 +53,7 @@ def train_step(encoder: nn.Module, head: nn.Module, optimizer: torch.optim.Optim
     return time.perf_counter() - started
 
 
-def main(argv: list[str] | None = None) -> dict:
+def main(argv: list[str] | None = None) -> dict[str, object]:
     """Run the comparison and print the JSON line."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--batch-size", type=int, default=64, help="light curves per training step")
@@ -91,20 +86,17 @@ def main(argv: list[str] | None = None) -> dict:
             if step >= 2:
                 timings[name].append(seconds)
     rates = {name: args.batch_size * len(times) / sum(times) for name, times in timings.items()}
-    result = {
-        "name": "astro_photometry_encoder_training",
-        "metric": "samples_per_s",
-        "ours": round(rates["ours"], 2),
-        "peer": round(rates["peer"], 2),
-        "ratio": round(rates["ours"] / rates["peer"], 3),
-        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-        "peer_name": "torch.nn.TransformerEncoder (same size, full attention)",
-        "attention": args.attention,
-        "batch_size": args.batch_size,
-        "device": device.type,
-    }
-    print(json.dumps(result))
-    return result
+    return print_result(
+        "astro_photometry_encoder_training",
+        "samples_per_s",
+        rates["ours"],
+        rates["peer"],
+        rates["ours"] / rates["peer"],
+        peer_name="torch.nn.TransformerEncoder (same size, full attention)",
+        attention=args.attention,
+        batch_size=args.batch_size,
+        device=device.type,
+    )
 
 
 if __name__ == "__main__":

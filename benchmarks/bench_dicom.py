@@ -5,7 +5,7 @@ Ours: ``domains.biomed.ingest`` on a folder (walk, dcmread, decode, modality LUT
 Peer: ``pydicom.dcmread(path).pixel_array`` on the same files (decode only). Rounds alternate so
 machine noise hits both. Prints one JSON line; ratio = ours / peer in files per second (goal ≥ 0.7).
 
-    python benchmarks/bench_dicom.py [--rounds 3]
+    python -m benchmarks.bench_dicom [--rounds 3]
 """
 
 from __future__ import annotations

@@ -9,8 +9,8 @@ detector adds at most ~10% over its towers). Head weights are untrained (speed d
 Posts are the built-in emoji set when it is built, else synthetic captions and pictures. Median of
 ``--repeats`` interleaved timed runs after one warm-up; ends with one JSON line.
 
-    python benchmarks/bench_news.py                 # batch 64 on CPU, about a minute
-    python benchmarks/bench_news.py --batch 256 --device cuda
+    python -m benchmarks.bench_news                 # batch 64 on CPU, about a minute
+    python -m benchmarks.bench_news --batch 256 --device cuda
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import sys
 import time
 from pathlib import Path
 
@@ -26,13 +25,11 @@ import numpy as np
 import torch
 from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from benchmarks._report import print_result  # noqa: E402
-from domains.news.demo import DEFAULT_BUILTIN_DIR  # noqa: E402
-from domains.news.detector import EncoderConfig, HeadConfig, LoadedDetector, NewsEncoders, build_model  # noqa: E402
-from domains.news.model import tokenize_to_longest  # noqa: E402
-from shared.device import autocast_for, pick_device  # noqa: E402
+from benchmarks._report import print_result
+from domains.news.demo import DEFAULT_BUILTIN_DIR
+from domains.news.detector import EncoderConfig, HeadConfig, LoadedDetector, NewsEncoders, build_model
+from domains.news.model import tokenize_to_longest
+from shared.device import autocast_for, pick_device
 
 
 def load_posts(count: int) -> tuple[list[str], list[Image.Image], str]:

@@ -8,7 +8,7 @@ BPR batches (same users, positives and negatives) and the same thread count. Our
 (users/s, train items excluded, Recall/NDCG/Precision@10/20/50).
 
 Prints one JSON line: name, metric (training samples/s), ours, peer, ratio (ours/peer), peak_rss_mb, plus
-eval_users_per_s. Usage: ``python benchmarks/bench_recsys.py [--batch-size 2048] [--threads 1]``.
+eval_users_per_s. Usage: ``python -m benchmarks.bench_recsys [--batch-size 2048] [--threads 1]``.
 """
 
 from __future__ import annotations
@@ -17,22 +17,19 @@ import argparse
 import json
 import os
 import resource
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from domains.recsys.bpr_sampling import BprBatches  # noqa: E402
-from domains.recsys.data import bipartite_graph, items_by_user  # noqa: E402
-from domains.recsys.demo import build_movielens_100k  # noqa: E402
-from domains.recsys.model import LLMRecModel, RecommenderConfig  # noqa: E402
-from domains.recsys.ranking_metrics import full_ranking_metrics  # noqa: E402
-from domains.recsys.recommender import default_trainer_config  # noqa: E402
-from shared.trainer import Trainer  # noqa: E402
+from domains.recsys.bpr_sampling import BprBatches
+from domains.recsys.data import bipartite_graph, items_by_user
+from domains.recsys.demo import build_movielens_100k
+from domains.recsys.model import LLMRecModel, RecommenderConfig
+from domains.recsys.ranking_metrics import full_ranking_metrics
+from domains.recsys.recommender import default_trainer_config
+from shared.trainer import Trainer
 
 
 def peer_epoch(data, batches: list[dict[str, torch.Tensor]], dim: int, layers: int, lr: float) -> float:

@@ -6,15 +6,13 @@ matrix + ``argpartition``) for the same query vectors, asserting both return the
 warmed up once (the store's first query opens its read-only connection and pages the table in), then
 the median over ``--queries`` queries is reported. Ends with one JSON line; ratio = ours / peer time.
 
-    python benchmarks/bench_store.py            # 1M x 512 (6 minutes on a busy 2-core machine, ~6 GB RSS)
-    python benchmarks/bench_store.py --n 100000
+    python -m benchmarks.bench_store            # 1M x 512 (6 minutes on a busy 2-core machine, ~6 GB RSS)
+    python -m benchmarks.bench_store --n 100000
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import resource
 import statistics
 import sys
 import tempfile
@@ -23,9 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from shared.store import EmbeddingStore  # noqa: E402
+from benchmarks._report import print_result
+from shared.store import EmbeddingStore
 
 
 def numpy_top_k(unit_vectors: np.ndarray, query: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -105,20 +102,18 @@ def main(argv: list[str] | None = None) -> None:
         sql_store.close()
 
     ours, peer = statistics.median(ours_times), statistics.median(peer_times)
-    result = {
-        "name": "bench_store",
-        "metric": f"top{args.k}_cosine_seconds_{args.n}x{args.dim}",
-        "ours": round(ours, 5),
-        "peer": round(peer, 5),
-        "ratio": round(ours / peer, 3),
-        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-        "peer_name": "numpy matmul + argpartition",
-        "load_seconds": round(load_seconds, 2),
-        "load_vectors_per_second": round(args.n / load_seconds),
-        "first_query_seconds": round(first_query_seconds, 3),
-        "duckdb_ranking_seconds": round(statistics.median(sql_times), 4),
-    }
-    print(json.dumps(result))
+    print_result(
+        "bench_store",
+        f"top{args.k}_cosine_seconds_{args.n}x{args.dim}",
+        ours,
+        peer,
+        ours / peer,
+        peer_name="numpy matmul + argpartition",
+        load_seconds=round(load_seconds, 2),
+        load_vectors_per_second=round(args.n / load_seconds),
+        first_query_seconds=round(first_query_seconds, 3),
+        duckdb_ranking_seconds=round(statistics.median(sql_times), 4),
+    )
 
 
 if __name__ == "__main__":

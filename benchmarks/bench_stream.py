@@ -11,8 +11,8 @@ JPEG and resizing it to 128 px (caption kept as text, no tokenizer):
   (resampled mode, same shards over HTTP); growth = peak(10 N) / peak(N) - 1 (goal < 10%). The RSS
   added by streaming (peak minus RSS before the first batch) is printed too.
 
-    python benchmarks/bench_stream.py                                # about a minute on 2 quiet cores
-    python benchmarks/bench_stream.py --samples 4000 --rss-samples 2000 # steadier figures
+    python -m benchmarks.bench_stream                                # about a minute on 2 quiet cores
+    python -m benchmarks.bench_stream --samples 4000 --rss-samples 2000 # steadier figures
 
 Ends with one JSON line.
 """
@@ -37,11 +37,11 @@ import numpy as np
 import torch
 from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks._report import print_result
+from shared.shard_stream import ShardStream
+from shared.shards import ShardWriter, read_manifest
 
-from shared.shard_stream import ShardStream  # noqa: E402
-from shared.shards import ShardWriter, read_manifest  # noqa: E402
-
+REPO_ROOT = Path(__file__).resolve().parents[1]
 IMAGE_SIZE_PX = 256
 TARGET_SIZE_PX = 128
 BATCH_SIZE = 64
@@ -149,8 +149,8 @@ def stream_for_rss(urls: str, num_samples: int) -> None:
 
 
 def child_rss_mb(urls: str, num_samples: int) -> dict[str, float]:
-    command = [sys.executable, __file__, "--rss-child", urls, "--samples", str(num_samples)]
-    result = subprocess.run(command, capture_output=True, text=True, check=True)
+    command = [sys.executable, "-m", "benchmarks.bench_stream", "--rss-child", urls, "--samples", str(num_samples)]
+    result = subprocess.run(command, capture_output=True, text=True, check=True, cwd=REPO_ROOT)
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
@@ -193,24 +193,21 @@ def main(argv: list[str] | None = None) -> None:
         print(
             f"# RSS streaming {count}: {rss['before_mb']:.0f} MB before, {rss['peak_mb']:.0f} MB peak", file=sys.stderr
         )
-    print(
-        json.dumps(
-            {
-                "name": "bench_stream",
-                "metric": "decode+resize samples/s, loopback HTTP (ours) vs local disk (peer)",
-                "ours": round(ours, 1),
-                "peer": round(peer, 1),
-                "ratio": round(ratio, 3),
-                "peak_rss_mb": round(max(rss_n["peak_mb"], rss_10n["peak_mb"]), 1),
-                "rss_n_mb": round(rss_n["peak_mb"], 1),
-                "rss_10n_mb": round(rss_10n["peak_mb"], 1),
-                "rss_growth": round(rss_10n["peak_mb"] / rss_n["peak_mb"] - 1, 4),
-                "streaming_mb_n": round(rss_n["peak_mb"] - rss_n["before_mb"], 1),
-                "streaming_mb_10n": round(rss_10n["peak_mb"] - rss_10n["before_mb"], 1),
-                "samples": args.samples,
-                "rss_samples": [args.rss_samples, 10 * args.rss_samples],
-            }
-        )
+    print_result(
+        "bench_stream",
+        "decode+resize samples/s, loopback HTTP (ours) vs local disk (peer)",
+        ours,
+        peer,
+        ratio,
+        # The streaming children's peak, not this parent's (which only serves and times the epochs).
+        peak_rss_mb=round(max(rss_n["peak_mb"], rss_10n["peak_mb"]), 1),
+        rss_n_mb=round(rss_n["peak_mb"], 1),
+        rss_10n_mb=round(rss_10n["peak_mb"], 1),
+        rss_growth=round(rss_10n["peak_mb"] / rss_n["peak_mb"] - 1, 4),
+        streaming_mb_n=round(rss_n["peak_mb"] - rss_n["before_mb"], 1),
+        streaming_mb_10n=round(rss_10n["peak_mb"] - rss_10n["before_mb"], 1),
+        samples=args.samples,
+        rss_samples=[args.rss_samples, 10 * args.rss_samples],
     )
 
 

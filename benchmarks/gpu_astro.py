@@ -5,8 +5,8 @@ terms) on random inputs of the documented shapes in bf16 autocast through the sh
 the same model with full attention as the peer, alternating steps. Prints one JSON line:
 ``ours``/``peer`` = training samples per second, ``peak_gpu_mem_gb`` = peak allocated memory of ours.
 
-    python benchmarks/gpu_astro.py                      # on a CUDA machine (called by gpu_check.sh)
-    python benchmarks/gpu_astro.py --device cpu --batch-size 8 --steps 1   # smoke run anywhere
+    python -m benchmarks.gpu_astro                      # on a CUDA machine (called by gpu_check.sh)
+    python -m benchmarks.gpu_astro --device cpu --batch-size 8 --steps 1   # smoke run anywhere
 """
 
 from __future__ import annotations
@@ -14,16 +14,12 @@ from __future__ import annotations
 import argparse
 import json
 import resource
-import sys
 import time
-from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from domains.astro.model import AstroModelConfig, PhotometryTowerConfig, build_astrom3_model  # noqa: E402
-from shared.device import autocast_for, move_to_device, pick_device  # noqa: E402
+from domains.astro.model import AstroModelConfig, PhotometryTowerConfig, build_astrom3_model
+from shared.device import autocast_for, move_to_device, pick_device
 
 
 def random_batch(batch_size: int, device: torch.device, n_valid: int = 150) -> dict:

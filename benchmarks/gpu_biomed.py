@@ -8,7 +8,7 @@ samples/s, peak GPU memory and MFU (model FLOPs = 3 × forward FLOPs counted by
 message otherwise. Runs offline: the architecture comes from ``configs/biomedclip_model.json`` and the
 bundled BiomedBERT config (random weights; speed does not depend on them).
 
-    python benchmarks/gpu_biomed.py [--batch-size 256] [--steps 10] [--peak-tflops 989]
+    python -m benchmarks.gpu_biomed [--batch-size 256] [--steps 10] [--peak-tflops 989]
 """
 
 from __future__ import annotations
