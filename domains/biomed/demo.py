@@ -28,15 +28,8 @@ from pathlib import Path
 import numpy as np
 from skimage import draw, filters
 
-from domains.biomed.data import (
-    BiomedSample,
-    DicomChainConfig,
-    DicomReadError,
-    biomedica_sample_dict,
-    dicom_image_samples,
-    letterbox_rgb,
-    read_dicom_image,
-)
+from domains.biomed.dicom import DicomChainConfig, DicomReadError, dicom_image_samples, read_dicom_image
+from domains.biomed.samples import BiomedSample, biomedica_sample_dict, letterbox_rgb
 
 DEMO_LICENSE = "CC0-1.0"
 CONCEPT_FIELDS = ("image_primary_label",)

@@ -1,33 +1,37 @@
 """Encode a shard set into the DuckDB embedding store (image and caption vectors with their identity).
 
-Run ``python -m domains.biomed.embed --model runs/biomed/demo --shards runs/biomed/demo_corpus/test``.
-Each vector is stored with the sample key, the model name/version and run id, and PHI-free metadata
-(caption, image set, concept labels, licence); the samples table gets one row per key.
+    python -m domains.biomed.embed --run runs/biomed/demo --input runs/biomed/demo_corpus/test
+
+Each vector is stored with the sample key, the model name/version and run id, and PHI-free metadata.
+The work is :func:`domains.biomed.embedding.embed_into_store`.
 """
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-DOMAIN = "biomed"
+from domains.biomed.embedding import embed_into_store
+from domains.biomed.model import load_trained_model
+from shared.cli import parse_config, run_command
+from shared.user_errors import UserError
 
 
 @dataclass
 class EmbedConfig:
     """Encode a BIOMEDICA-format shard set into the embedding store."""
 
-    model: str = "runs/biomed/demo"
-    """A pretrain run folder, an exported local-dir folder, or a model source."""
-    shards: str = "runs/biomed/demo_corpus/test"
-    """Shard set: folder, brace pattern or URL (join sources with '::')."""
+    run: str | None = None
+    """Pretrain run folder whose model encodes (config.yaml + model.safetensors). Default: runs/biomed/demo unless --model is given."""
+    model: str | None = None
+    """Instead of --run: an open_clip model that is not a run folder: a preset, a JSON config, an exported or hub-layout folder (local-dir:DIR) or hf-hub:org/repo."""
+    input: str = "runs/biomed/demo_corpus/test"
+    """Shard set to encode: a folder, a brace pattern or a URL (join sources with '::')."""
     store: str = "runs/embeddings.duckdb"
     """DuckDB embedding store (created if missing)."""
     run_id: str = ""
-    """Run id recorded with the vectors; empty = the model folder's name."""
+    """Run id recorded with the vectors in the store; empty = the run's id (biomed/<run name>), or the model folder's name."""
     model_name: str = ""
     """Model name recorded with the vectors; empty = 'biomed-clip:<model source>'."""
     model_version: str = ""
@@ -38,75 +42,26 @@ class EmbedConfig:
     """cpu, cuda or auto."""
 
 
-def file_sha256(path: str | Path) -> str:
-    """SHA-256 hex digest of a file (read in 1 MiB blocks)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def embed_into_store(
-    model: Any,
-    loaded: Any,
-    shards: str,
-    store_path: str | Path,
-    run_id: str,
-    model_name: str,
-    model_version: str,
-    run_config: dict[str, Any] | None = None,
-    checkpoint_sha256: str | None = None,
-    batch_size: int = 64,
-    device: Any = "cpu",
-) -> int:
-    """Encode ``shards`` and write image and text vectors to the store; returns the number of samples."""
-    import pandas as pd
-
-    from domains.biomed.data import BiomedicaDecoder
-    from domains.biomed.evaluate import encode_shards, make_eval_stream
-    from shared.store import EmbeddingStore
-
-    decoder = BiomedicaDecoder(loaded.preprocess_val, loaded.tokenizer)
-    encoded = encode_shards(model, make_eval_stream(shards, decoder, batch_size), device)
-    metadata = [{"caption": caption, **meta} for caption, meta in zip(encoded.captions, encoded.metadata)]
-    store = EmbeddingStore(store_path)
-    try:
-        with store.writing() as writer:
-            writer.register_run(run_id, DOMAIN, model_name, model_version, run_config or {}, checkpoint_sha256)
-            for modality, vectors in (("image", encoded.image), ("text", encoded.text)):
-                writer.write_embeddings(domain=DOMAIN, modality=modality, model_name=model_name,
-                                        model_version=model_version, run_id=run_id, sample_ids=encoded.keys,
-                                        vectors=vectors, metadata=metadata)  # fmt: skip
-            frame = pd.DataFrame({"sample_id": encoded.keys, "caption": encoded.captions,
-                                  "image_set": [m.get("image_set", "") for m in encoded.metadata],
-                                  "concept": [", ".join(map(str, m.get("image_primary_label", []))) for m in encoded.metadata]})  # fmt: skip
-            writer.upsert_samples(DOMAIN, frame)
-    finally:
-        store.close()
-    return len(encoded.keys)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    """Command-line entry point: ``python -m domains.biomed.embed --help``."""
-    from shared.cli import parse_config
+    """Command-line entry point: ``python -m domains.biomed.embed --help``; returns the number of samples."""
     from shared.device import pick_device
 
     config = parse_config(EmbedConfig, argv, prog="python -m domains.biomed.embed")
-    from domains.biomed.model import load_model_for_inference
-
+    if config.batch_size < 1:
+        raise UserError(f"--batch_size: must be >= 1, got {config.batch_size}")
+    if Path(config.store).is_dir():
+        raise UserError(f"--store {config.store}: is a folder; expected a DuckDB file")
     device = pick_device(config.device)
-    model, loaded = load_model_for_inference(config.model, device)
-    model_dir = Path(config.model)
-    weights = model_dir / "model.safetensors"
-    if not weights.is_file():
-        weights = model_dir / "open_clip_model.safetensors"
-    sha = file_sha256(weights) if weights.is_file() else None
-    run_id = config.run_id or model_dir.name or "biomed"
-    model_name = config.model_name or f"biomed-clip:{loaded.source}"
+    trained = load_trained_model(config.run, config.model, device)
+    sha = trained.weights_sha256()
+    run_id = config.run_id or (
+        trained.run.run_id if trained.run else Path(trained.source.removeprefix("local-dir:")).name or "biomed"
+    )
+    model_name = config.model_name or trained.name
     version = config.model_version or (sha[:12] if sha else "untrained")
-    count = embed_into_store(model, loaded, config.shards, config.store, run_id, model_name, version,
-                             {"model": config.model, "shards": config.shards}, sha, config.batch_size, device)  # fmt: skip
+    produced_by = {"run": str(trained.run.path) if trained.run else None, "model": config.model, "shards": config.input}
+    count = embed_into_store(trained.model, trained.loaded, config.input, config.store, run_id, model_name, version,
+                             produced_by, sha, config.batch_size, device, flag="--input")  # fmt: skip
     print(
         f"Wrote {count} image and {count} text vectors to {config.store} (run {run_id}, model {model_name} {version})"
     )
@@ -118,4 +73,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    main()
+    run_command(main)

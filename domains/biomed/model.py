@@ -1,402 +1,101 @@
-"""BiomedCLIP-style models through open_clip: configs as data, strict validation, loading, merging.
+"""The biomed CLIP for the core trainer: an open_clip model behind the core contrastive model.
 
-Architectures live as ``open_clip_config.json``-shaped JSON files in ``domains/biomed/configs/``
-(``model_cfg`` + ``preprocess_cfg``, the layout the Hugging Face Hub uses), so a model directory
-downloaded from the Hub, an exported run and a preset are read by the same code:
+:class:`BiomedClipModel` *is* a core :class:`~shared.contrastive_model.ContrastiveModel` (encode,
+features, loss from features, forward, clamping after each optimizer step all come from the core)
+whose two towers are the open_clip model's own encoders, and whose loss is the core
+:class:`~shared.contrastive_loss.ContrastiveLoss` over the one ``("image", "text")`` pair (equal to
+open_clip's ``ClipLoss``). The open_clip model stays whole under ``clip``, so checkpoints keep open_clip's
+parameter names and an export is a plain open_clip model.
 
-* :func:`validate_open_clip_config` checks every key against open_clip's own config dataclasses and
-  translates the stale ``proj`` / ``pooler_type`` text keys of older config copies or rejects them
-  when they conflict. (Loaders that drop unknown keys silently fall back to mean pooling, the wrong
-  embeddings for BiomedCLIP; open_clip 3.3 itself stops with a bare ``TypeError``.)
-* :func:`load_open_clip_model` builds the model from a preset name, a JSON file, a local directory in
-  the hub layout (``local-dir:`` or a plain path) or ``hf-hub:org/repo``; optionally loads any
-  open_clip checkpoint on top (continual pretraining).
-* :class:`BiomedClipModel` wraps the open_clip model for the core trainer with the core
-  :class:`~shared.contrastive_loss.ContrastiveLoss` (one image–text pair, equal to open_clip's ClipLoss).
-* :func:`wise_ft_merge` interpolates fine-tuned and starting weights (WiSE-FT).
+**One owner of the temperature**: the core loss's per-pair log scale ``loss.logit_scales["image-text"]``
+is the only temperature that is trained and used. open_clip's own ``logit_scale`` is read once, when the
+wrapper is built (a continual run starts at its checkpoint's temperature), is frozen and unused while
+training, and is written back once, by :meth:`BiomedClipModel.open_clip_model` at export.
+
+Also here: tower locking, the WiSE-FT merge, and loading a trained model from a run folder (``--run``)
+or from an open_clip model spec (``--model``).
 """
 
 from __future__ import annotations
 
-import copy
-import dataclasses
-import hashlib
-import importlib.util
-import inspect
-import json
-import logging
 import math
-import os
-import tempfile
-import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
 from torch import nn
 
-LOGGER = logging.getLogger(__name__)
+from domains.biomed.open_clip_loading import LoadedOpenClip, load_open_clip_model
+from shared.contrastive_loss import ContrastiveLoss
+from shared.contrastive_model import ContrastiveModel
+from shared.run_folder import RunFolder, sha256_of
+from shared.user_errors import UserError
 
-CONFIG_DIR = Path(__file__).resolve().parent / "configs"
-#: Bundled architecture configs of HF text encoders, so full-size models build with no network.
-HF_TEXT_CONFIG_DIR = CONFIG_DIR / "hf_text"
-#: Hub ids of text encoders whose architecture (config.json only, no weights) ships in HF_TEXT_CONFIG_DIR.
-BUNDLED_HF_TEXT_CONFIGS = {
-    "microsoft/BiomedNLP-BiomedBERT-base-uncased-abstract": "biomedbert-base-uncased-abstract",
-    "microsoft/BiomedNLP-PubMedBERT-base-uncased-abstract": "biomedbert-base-uncased-abstract",
-}
-PACKAGE_PREFIX = "package:"
-OPEN_CLIP_WEIGHT_FILES = ("open_clip_model.safetensors", "open_clip_pytorch_model.safetensors",
-                          "open_clip_pytorch_model.bin", "open_clip_pytorch_model.pth")  # fmt: skip
-#: Stale text_cfg keys of older BiomedCLIP config copies → the keys current open_clip reads.
-STALE_TEXT_KEYS = {"proj": "hf_proj_type", "pooler_type": "hf_pooler_type"}
+#: The file a pretrain run folder keeps its final weights in (written by the core trainer).
+RUN_WEIGHTS = "model.safetensors"
+#: The weights file of an exported open_clip ``local-dir:`` folder.
+EXPORT_WEIGHTS = "open_clip_model.safetensors"
 
 
-class OpenClipConfigError(ValueError):
-    """An open_clip config has unknown, stale-and-conflicting or missing keys (message names the source)."""
+def open_clip_embed_dim(clip: nn.Module) -> int:
+    """Width of an open_clip model's shared embedding space."""
+    for tower in (getattr(clip, "visual", None), getattr(clip, "text", None)):
+        width = getattr(tower, "output_dim", None)
+        if isinstance(width, int):
+            return width
+    projection = getattr(clip, "text_projection", None)
+    if projection is not None:
+        return int(projection.shape[-1])
+    raise ValueError(f"cannot tell the embedding width of {type(clip).__name__}")
 
 
-# --------------------------------------------------------------------------------------------------
-# Config validation
-# --------------------------------------------------------------------------------------------------
+class OpenClipTower(nn.Module):
+    """One encoder of an open_clip model as a core tower (unnormalized features of width ``output_dim``).
 
-
-def _allowed_keys() -> dict[str, set[str]]:
-    import open_clip
-    from open_clip.transform import PreprocessCfg
-
-    model_keys = set(inspect.signature(open_clip.CustomTextCLIP.__init__).parameters) - {"self", "cast_dtype"}
-    model_keys |= {"custom_text", "multimodal_cfg"}
-    return {
-        "model_cfg": model_keys,
-        "vision_cfg": {f.name for f in dataclasses.fields(open_clip.CLIPVisionCfg)},
-        "text_cfg": {f.name for f in dataclasses.fields(open_clip.CLIPTextCfg)},
-        "preprocess_cfg": {f.name for f in dataclasses.fields(PreprocessCfg)},
-        "top": {"model_cfg", "preprocess_cfg"},
-    }
-
-
-def validate_open_clip_config(
-    config: Mapping[str, Any], source: str = "config", translate_stale: bool = True
-) -> dict[str, Any]:
-    """Check an ``open_clip_config.json`` dict strictly and return a cleaned copy.
-
-    Every key of ``model_cfg``, ``vision_cfg``, ``text_cfg`` and ``preprocess_cfg`` must be a field
-    open_clip reads. The stale text keys ``proj`` and ``pooler_type`` are translated to
-    ``hf_proj_type`` / ``hf_pooler_type`` with a warning when ``translate_stale`` (and when the new key
-    is absent or agrees); otherwise they are rejected: dropped, they would switch the pooling to
-    the ``mean_pooler`` default without a word.
+    The encoder is held as a bound method, not as a submodule: the open_clip model is registered once,
+    under :attr:`BiomedClipModel.clip`, so the state dict has open_clip's key names and no duplicates.
 
     Args:
-        config: The parsed JSON, with ``model_cfg`` (or a bare model config with ``embed_dim``).
-        source: Where it came from, for error messages.
-        translate_stale: Rename stale keys instead of rejecting them.
-
-    Raises:
-        OpenClipConfigError: Unknown keys, conflicting stale keys or missing required sections.
+        encode: ``clip.encode_image`` or ``clip.encode_text``.
+        output_dim: The CLIP embedding width (the encoders already project into it).
     """
-    config = copy.deepcopy(dict(config))
-    if "model_cfg" not in config:
-        if "embed_dim" in config:
-            config = {"model_cfg": config}
-        else:
-            raise OpenClipConfigError(f"{source}: no 'model_cfg' section (and no top-level embed_dim)")
-    allowed = _allowed_keys()
-    unknown_top = set(config) - allowed["top"]
-    if unknown_top:
-        raise OpenClipConfigError(f"{source}: unknown top-level keys {sorted(unknown_top)}")
-    model_cfg = config["model_cfg"]
-    for required in ("embed_dim", "vision_cfg", "text_cfg"):
-        if required not in model_cfg:
-            raise OpenClipConfigError(f"{source}: model_cfg lacks required key {required!r}")
-    text_cfg = model_cfg["text_cfg"]
-    for stale, current in STALE_TEXT_KEYS.items():
-        if stale not in text_cfg:
-            continue
-        value = text_cfg.pop(stale)
-        if not translate_stale:
-            raise OpenClipConfigError(
-                f"{source}: text_cfg.{stale} is a stale key open_clip no longer reads "
-                f"(dropped, the default {current} would apply); rename it to {current}"
-            )
-        if current in text_cfg and text_cfg[current] != value:
-            raise OpenClipConfigError(
-                f"{source}: text_cfg has both stale {stale}={value!r} and {current}={text_cfg[current]!r}; keep one"
-            )
-        text_cfg[current] = value
-        LOGGER.warning("%s: translated stale text_cfg.%s=%r to %s", source, stale, value, current)
-    problems = []
-    for section, keys in (("model_cfg", model_cfg), ("vision_cfg", model_cfg["vision_cfg"]),
-                          ("text_cfg", text_cfg), ("preprocess_cfg", config.get("preprocess_cfg", {}))):  # fmt: skip
-        unknown = set(keys) - allowed[section]
-        if unknown:
-            problems.append(f"{section}: {sorted(unknown)}")
-    if problems:
-        raise OpenClipConfigError(f"{source}: keys open_clip does not read (typo or stale?): " + "; ".join(problems))
-    return config
+
+    def __init__(self, encode: Callable[..., torch.Tensor], output_dim: int) -> None:
+        super().__init__()
+        self._encode = encode
+        self.output_dim = output_dim
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        """The encoder's projected, unnormalized features (the core model normalizes them)."""
+        return self._encode(inputs, normalize=False)
 
 
-# --------------------------------------------------------------------------------------------------
-# Building and loading
-# --------------------------------------------------------------------------------------------------
-
-
-@dataclass
-class LoadedOpenClip:
-    """An open_clip model with everything that travels with it."""
-
-    model: nn.Module
-    """The open_clip ``CLIP`` / ``CustomTextCLIP``."""
-    preprocess_train: Any
-    preprocess_val: Any
-    tokenizer: Any
-    config: dict[str, Any]
-    """The validated open_clip config (``model_cfg`` + ``preprocess_cfg``) with resolved paths."""
-    source: str
-    """Where the architecture/weights came from."""
-
-
-def package_path(spec: str) -> Path:
-    """Resolve ``package:<module>/<sub/path>`` to a folder inside an installed package (no import)."""
-    module, _, sub_path = spec.removeprefix(PACKAGE_PREFIX).partition("/")
-    found = importlib.util.find_spec(module)
-    if found is None or not found.submodule_search_locations:
-        raise FileNotFoundError(f"{spec}: package {module!r} is not installed")
-    return Path(next(iter(found.submodule_search_locations))) / sub_path
-
-
-def _resolve_hf_text(model_cfg: dict[str, Any], directory: Path | None) -> bool:
-    """Point hf_model_name/hf_tokenizer_name at something loadable here; True if it has real text weights."""
-    text_cfg = model_cfg["text_cfg"]
-    name = text_cfg.get("hf_model_name")
-    if not name:
-        return False
-    offline = os.environ.get("HF_HUB_OFFLINE") == "1" or os.environ.get("TRANSFORMERS_OFFLINE") == "1"
-    resolved: str = name
-    has_weights = True
-    if name.startswith(PACKAGE_PREFIX):
-        resolved = str(package_path(name))
-        has_weights = any((Path(resolved) / f).is_file() for f in ("model.safetensors", "pytorch_model.bin"))
-    elif Path(name).is_dir():
-        resolved = name
-        has_weights = any((Path(resolved) / f).is_file() for f in ("model.safetensors", "pytorch_model.bin"))
-    elif directory is not None and (directory / "config.json").is_file():
-        resolved = str(directory)  # an exported directory that was moved: its own config.json is the text config
-    elif offline and name in BUNDLED_HF_TEXT_CONFIGS:
-        resolved = str(HF_TEXT_CONFIG_DIR / BUNDLED_HF_TEXT_CONFIGS[name])
-        has_weights = False
-        LOGGER.warning("offline: building %s from its bundled architecture config (no text weights)", name)
-    text_cfg["hf_model_name"] = resolved
-    tokenizer = text_cfg.get("hf_tokenizer_name") or name
-    if directory is not None and (directory / "tokenizer_config.json").is_file():
-        text_cfg["hf_tokenizer_name"] = str(directory)
-    elif tokenizer.startswith(PACKAGE_PREFIX):
-        text_cfg["hf_tokenizer_name"] = str(package_path(tokenizer))
-    elif tokenizer == name:
-        text_cfg["hf_tokenizer_name"] = resolved
-    return has_weights
-
-
-def _register_model_cfg(model_cfg: dict[str, Any]) -> str:
-    import open_clip
-
-    text = json.dumps(model_cfg, sort_keys=True)
-    name = "biomed-" + hashlib.sha256(text.encode()).hexdigest()[:16]
-    if name not in open_clip.list_models():
-        folder = Path(tempfile.gettempdir()) / "biomed_open_clip_configs"
-        folder.mkdir(parents=True, exist_ok=True)
-        path = folder / f"{name}.json"
-        if not path.is_file():
-            tmp = path.with_suffix(f".{os.getpid()}.tmp")
-            tmp.write_text(text)
-            os.replace(tmp, path)
-        open_clip.add_model_config(path)
-    return name
-
-
-def _weights_in(directory: Path) -> Path | None:
-    for name in OPEN_CLIP_WEIGHT_FILES:
-        if (directory / name).is_file():
-            return directory / name
-    return None
-
-
-def _builtin_open_clip_models() -> list[str]:
-    import open_clip
-
-    return [name for name in open_clip.list_models() if not name.startswith("biomed-")]
-
-
-def read_open_clip_config(source: str, translate_stale: bool = True) -> tuple[dict[str, Any], Path | None, str | None]:
-    """Read and validate the config behind ``source``; return (config, directory or None, weights or None).
-
-    ``source`` is a preset name (``biomedclip``, ``demo``, ``tiny`` → ``configs/<name>_model.json``), a
-    JSON file, a directory / ``local-dir:DIR`` in the hub layout, ``hf-hub:org/repo``, or an open_clip
-    built-in architecture name (``ViT-B-16``; weights then come from ``checkpoint``).
-    """
-    directory: Path | None = None
-    weights: str | None = None
-    if source.startswith("hf-hub:"):
-        from huggingface_hub import hf_hub_download
-
-        repo = source.removeprefix("hf-hub:")
-        path = Path(hf_hub_download(repo, "open_clip_config.json"))
-        from open_clip.pretrained import download_pretrained_from_hf
-
-        try:
-            weights = download_pretrained_from_hf(repo)
-        except Exception as error:  # noqa: BLE001 — report and continue with random weights is wrong: re-raise
-            raise FileNotFoundError(f"{source}: no open_clip weights found in the repository ({error})") from error
-    else:
-        plain = source.removeprefix("local-dir:")
-        candidate = Path(plain)
-        preset = CONFIG_DIR / f"{plain}_model.json"
-        if candidate.is_dir():
-            directory = candidate.resolve()
-            path = directory / "open_clip_config.json"
-            if not path.is_file():
-                raise FileNotFoundError(f"{directory}: no open_clip_config.json (expected the hub layout)")
-            found = _weights_in(directory)
-            weights = str(found) if found else None
-        elif candidate.is_file():
-            path = candidate
-        elif preset.is_file():
-            path = preset
-        elif plain in _builtin_open_clip_models():
-            import open_clip
-
-            config = {"model_cfg": open_clip.get_model_config(plain)}
-            return validate_open_clip_config(config, f"open_clip built-in {plain}", translate_stale), None, None
-        else:
-            presets = sorted(p.name.removesuffix("_model.json") for p in CONFIG_DIR.glob("*_model.json"))
-            raise FileNotFoundError(f"{source}: not a directory, JSON file or preset (presets: {presets})")
-    try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as error:
-        raise OpenClipConfigError(f"{path}: not valid JSON ({error.msg} at line {error.lineno})") from error
-    return validate_open_clip_config(raw, str(path), translate_stale), directory, weights
-
-
-def load_open_clip_model(
-    source: str = "demo",
-    checkpoint: str | None = None,
-    pretrained_towers: bool = True,
-    translate_stale: bool = True,
-    device: str | torch.device = "cpu",
-    aug_cfg: dict[str, Any] | None = None,
-) -> LoadedOpenClip:
-    """Build an open_clip model with its transforms and tokenizer.
-
-    Args:
-        source: Preset name, JSON config, directory in the hub layout (``local-dir:`` optional) or
-            ``hf-hub:org/repo``. Weights in a directory / hub repository are loaded strictly.
-        checkpoint: Any open_clip checkpoint to load on top (``.safetensors``, ``.bin``, ``.pt`` with or
-            without a ``state_dict`` key / ``module.`` prefix): the start of continual pretraining.
-        pretrained_towers: Initialise HF text / timm image towers from their own pretrained weights when
-            no full CLIP checkpoint is loaded (e.g. MiniLM for the demo).
-        translate_stale: See :func:`validate_open_clip_config`.
-        device: Where to put the model.
-        aug_cfg: open_clip augmentation settings for the training transform (e.g. ``{"scale": [0.4, 1.0]}``).
-    """
-    import open_clip
-
-    config, directory, weights = read_open_clip_config(source, translate_stale)
-    model_cfg = copy.deepcopy(config["model_cfg"])
-    text_has_weights = _resolve_hf_text(model_cfg, directory)
-    if checkpoint is not None:
-        if not Path(checkpoint).is_file():
-            raise FileNotFoundError(f"{checkpoint}: checkpoint file not found")
-        weights = checkpoint
-    name = _register_model_cfg(model_cfg)
-    preprocess = {**dataclasses.asdict(open_clip.transform.PreprocessCfg()), **config.get("preprocess_cfg", {})}
-    with warnings.catch_warnings():
-        # open_clip warns about augmentation keys it did use (it pops only 'scale' from its dict).
-        warnings.filterwarnings("ignore", message="Unused augmentation cfg items")
-        model, preprocess_train, preprocess_val = open_clip.create_model_and_transforms(
-            name,
-            pretrained=str(weights) if weights else None,
-            pretrained_image=pretrained_towers and weights is None,
-            pretrained_text=pretrained_towers and text_has_weights and weights is None,
-            image_mean=tuple(preprocess["mean"]),
-            image_std=tuple(preprocess["std"]),
-            image_interpolation=preprocess["interpolation"],
-            image_resize_mode=preprocess["resize_mode"],
-            aug_cfg=aug_cfg,
-            device=device,
-        )
-    tokenizer = open_clip.get_tokenizer(name)
-    resolved = {"model_cfg": model_cfg, "preprocess_cfg": config.get("preprocess_cfg", {})}
-    return LoadedOpenClip(model, preprocess_train, preprocess_val, tokenizer, resolved, source)
-
-
-def count_parameters(model: nn.Module) -> int:
-    """Number of parameters (trainable or not)."""
-    return sum(p.numel() for p in model.parameters())
-
-
-# --------------------------------------------------------------------------------------------------
-# Training wrapper for the core trainer
-# --------------------------------------------------------------------------------------------------
-
-
-class BiomedClipModel(nn.Module):
-    """An open_clip model trained with the core contrastive loss, in the shape the core trainer expects.
+class BiomedClipModel(ContrastiveModel):
+    """An open_clip model trained with the core contrastive model and loss (see the module docstring).
 
     A batch is ``{"image": (B, 3, H, W) float, "text": (B, L) token ids, ...}``; other keys are ignored.
-    The temperature lives in the loss (learnable, clamped after every optimizer step) and is written
-    back into the open_clip model's ``logit_scale`` by :meth:`open_clip_model`.
 
     Args:
-        clip: The open_clip model.
+        clip: The open_clip model (``CLIP`` or ``CustomTextCLIP``).
         local_loss: Logits of local rows against all gathered columns (memory linear in the batch).
         gather_with_grad: All-gather features differentiably.
     """
 
     def __init__(self, clip: nn.Module, local_loss: bool = True, gather_with_grad: bool = True) -> None:
-        super().__init__()
-        from shared.contrastive_loss import ContrastiveLoss
-
-        self.clip = clip
+        embed_dim = open_clip_embed_dim(clip)
+        pairs = [("image", "text")]
         start_scale = float(clip.logit_scale.detach().exp().clamp(1.0, 100.0))
-        self.loss = ContrastiveLoss(
-            [("image", "text")], kind="clip", logit_scale_init=start_scale,
-            local_loss=local_loss, gather_with_grad=gather_with_grad,
-        )  # fmt: skip
-        # The loss owns the temperature during training; the CLIP copy is synced on export.
-        clip.logit_scale.requires_grad_(False)
-
-    def encode(self, modality: str, inputs: torch.Tensor, normalize: bool = True) -> torch.Tensor:
-        """Embed images (``"image"``) or token ids (``"text"``), L2-normalized by default."""
-        if modality == "image":
-            return self.clip.encode_image(inputs, normalize=normalize)
-        if modality == "text":
-            return self.clip.encode_text(inputs, normalize=normalize)
-        raise KeyError(f"unknown modality {modality!r}; use 'image' or 'text'")
-
-    def compute_features(self, batch: Mapping[str, Any]) -> dict[str, torch.Tensor]:
-        """Normalized image and text embeddings (the trainer's feature cache stores these)."""
-        return {"image": self.encode("image", batch["image"]), "text": self.encode("text", batch["text"])}
-
-    def loss_from_features(self, features: Mapping[str, torch.Tensor], loss_params_grad: bool = True) -> dict[str, Any]:
-        """``{"loss", "loss_terms", "embeddings"}`` from (possibly cache-spliced) embeddings."""
-        result = self.loss(dict(features), loss_params_grad=loss_params_grad)
-        return {"loss": result["loss"], "loss_terms": result["terms"], "embeddings": dict(features)}
-
-    def forward(self, batch: Mapping[str, Any], features_only: bool = False) -> dict[str, Any]:
-        """Loss dict for a batch, or only the embeddings with ``features_only``."""
-        features = self.compute_features(batch)
-        if features_only:
-            return features
-        return self.loss_from_features(features)
-
-    def after_optimizer_step(self) -> None:
-        """Clamp the temperature (called by the trainer after every optimizer step)."""
-        self.loss.clamp_logit_scales()
+        loss = ContrastiveLoss(pairs, kind="clip", logit_scale_init=start_scale, local_loss=local_loss,
+                               gather_with_grad=gather_with_grad)  # fmt: skip
+        towers = {"image": OpenClipTower(clip.encode_image, embed_dim),
+                  "text": OpenClipTower(clip.encode_text, embed_dim)}  # fmt: skip
+        super().__init__(towers, embed_dim, pairs=pairs, loss=loss, projection="none")
+        self.clip = clip
+        clip.logit_scale.requires_grad_(False)  # the loss owns the temperature while training
 
     def open_clip_model(self) -> nn.Module:
-        """The open_clip model with the learned temperature written into its ``logit_scale``."""
+        """The open_clip model with the loss's learned temperature written into its ``logit_scale`` (for export)."""
         with torch.no_grad():
             self.clip.logit_scale.copy_(
                 self.loss.logit_scales["image-text"].detach().reshape(self.clip.logit_scale.shape)
@@ -481,33 +180,103 @@ def build_training_model(
     return BiomedClipModel(loaded.model, local_loss=local_loss, gather_with_grad=gather_with_grad)
 
 
+@dataclass
+class TrainedModel:
+    """A model to evaluate, export or embed with, and where it came from."""
+
+    model: BiomedClipModel
+    """The wrapper (``encode``, ``compute_features``), in eval mode on the requested device."""
+    loaded: LoadedOpenClip
+    """Its transforms, tokenizer and open_clip config."""
+    run: RunFolder | None
+    """The pretrain run folder it was read from (None for a ``--model`` spec)."""
+    weights: Path | None
+    """The weights file (None for an architecture without weights)."""
+    source: str
+    """The architecture source (the run's ``model.source``, or the ``--model`` spec)."""
+
+    @property
+    def name(self) -> str:
+        """Model name recorded with its vectors in the store."""
+        return f"biomed-clip:{self.source}"
+
+    def weights_sha256(self) -> str | None:
+        """SHA-256 of the weights file (None without one)."""
+        return sha256_of(self.weights) if self.weights is not None else None
+
+
+def is_run_folder(path: str | Path) -> bool:
+    """Whether ``path`` is a pretrain run folder (``config.yaml`` and ``model.safetensors``)."""
+    folder = Path(path)
+    return (folder / "config.yaml").is_file() and (folder / RUN_WEIGHTS).is_file()
+
+
+def load_run_model(run: str | Path, device: str | torch.device = "cpu", flag: str = "--run") -> TrainedModel:
+    """The trained model of a pretrain run folder, rebuilt from its recorded ``model.source``.
+
+    Raises:
+        UserError: No such folder, no ``model.safetensors`` or ``config.yaml`` in it, or weights that do
+            not fit the recorded architecture (the message names ``flag``).
+    """
+    from shared.checkpoints import load_weights
+
+    folder = RunFolder.open(run, flag=flag, require=RUN_WEIGHTS)
+    model_section = folder.load_config().get("model") or {}
+    source = str(model_section.get("source", "demo"))
+    loaded = load_open_clip_model(source, pretrained_towers=False,
+                                  translate_stale=bool(model_section.get("translate_stale_keys", True)), device=device)  # fmt: skip
+    wrapper = BiomedClipModel(loaded.model)
+    try:
+        load_weights(wrapper, folder.path / RUN_WEIGHTS)
+    except Exception as error:  # noqa: BLE001 — safetensors and torch raise many types for a bad file
+        raise UserError(
+            f"{flag} {run}: {RUN_WEIGHTS} does not fit the recorded model {source!r} ({type(error).__name__})"
+        ) from error
+    loaded.source = str(folder.path)
+    wrapper.to(device).eval()
+    return TrainedModel(wrapper, loaded, folder, folder.path / RUN_WEIGHTS, source)
+
+
+def load_spec_model(spec: str, device: str | torch.device = "cpu") -> TrainedModel:
+    """A model from an open_clip spec: preset, JSON config, hub-layout/exported folder (``local-dir:``), ``hf-hub:``.
+
+    Raises:
+        UserError: The spec names nothing loadable (from :func:`load_open_clip_model`).
+    """
+    loaded = load_open_clip_model(spec, pretrained_towers=False, device=device)
+    wrapper = BiomedClipModel(loaded.model)
+    wrapper.to(device).eval()
+    folder = Path(spec.removeprefix("local-dir:"))
+    weights = folder / EXPORT_WEIGHTS if (folder / EXPORT_WEIGHTS).is_file() else None
+    return TrainedModel(wrapper, loaded, None, weights, spec)
+
+
+def load_trained_model(run: str | None, model: str | None, device: str | torch.device = "cpu",
+                       default_run: str = "runs/biomed/demo") -> TrainedModel:  # fmt: skip
+    """The model a command's ``--run`` / ``--model`` flags name (exactly one of them; ``default_run`` when neither).
+
+    Raises:
+        UserError: Both flags given, ``--model`` naming a run folder, or either naming nothing loadable.
+    """
+    if run and model:
+        raise UserError("--run and --model: give one (--run for a pretrain run folder, --model for an open_clip model)")
+    if model:
+        if is_run_folder(model):
+            raise UserError(f"--model {model}: this is a pretrain run folder; pass it as --run {model}")
+        try:
+            return load_spec_model(model, device)
+        except UserError as error:
+            raise UserError(f"--model {model}: {error}") from error
+    return load_run_model(run or default_run, device)
+
+
 def load_model_for_inference(
     path_or_source: str, device: str | torch.device = "cpu"
 ) -> tuple[BiomedClipModel, LoadedOpenClip]:
-    """Load a model to embed with: a pretrain run folder, an exported directory, or any :func:`load_open_clip_model` source.
-
-    A run folder (``config.yaml`` + ``model.safetensors``, as written by ``domains.biomed.pretrain``) is
-    rebuilt from its recorded ``model.source`` and loaded with the trained weights.
-    """
-    import yaml
-
-    from shared.checkpoints import load_weights
-
-    run_dir = Path(path_or_source)
-    if (run_dir / "config.yaml").is_file() and (run_dir / "model.safetensors").is_file():
-        config = yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8"))
-        model_section = config.get("model", {})
-        loaded = load_open_clip_model(
-            model_section.get("source", "demo"),
-            pretrained_towers=False,
-            translate_stale=model_section.get("translate_stale_keys", True),
-            device=device,
-        )
-        wrapper = BiomedClipModel(loaded.model)
-        load_weights(wrapper, run_dir / "model.safetensors")
-        loaded.source = str(run_dir)
-    else:
-        loaded = load_open_clip_model(path_or_source, pretrained_towers=False, device=device)
-        wrapper = BiomedClipModel(loaded.model)
-    wrapper.to(device).eval()
-    return wrapper, loaded
+    """Load a model to embed with: a pretrain run folder, an exported directory, or any :func:`load_open_clip_model` source."""
+    trained = (
+        load_run_model(path_or_source, device)
+        if is_run_folder(path_or_source)
+        else load_spec_model(path_or_source, device)
+    )
+    return trained.model, trained.loaded

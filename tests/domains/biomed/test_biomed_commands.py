@@ -15,14 +15,19 @@ from safetensors.torch import load_file
 
 from domains.biomed import embed, evaluate, export, ingest, pretrain
 from domains.biomed.demo import build_demo_corpus
-from domains.biomed.model import load_open_clip_model
+from domains.biomed.dicom import DicomChainConfig
+from domains.biomed.open_clip_loading import load_open_clip_model
 from shared.checkpoints import CheckpointManager
-from shared.cli import build_parser
+from shared.cli import build_parser, field_docstrings
 from shared.store import EmbeddingStore
 
 TINY = ["--model.source", "tiny", "--model.pretrained_towers", "false", "--data.demo_image_size", "32",
         "--data.batch_size", "16", "--trainer.log_every", "2", "--trainer.checkpoint_every", "4",
         "--trainer.warmup_steps", "1"]  # fmt: skip
+
+
+OWNED_CONFIGS = (pretrain.PretrainConfig, pretrain.ModelConfig, pretrain.DataConfig, evaluate.EvaluateConfig,
+                 export.ExportConfig, embed.EmbedConfig, ingest.IngestConfig, DicomChainConfig)  # fmt: skip
 
 
 def field_names(config_cls: type, prefix: str = "") -> list[str]:
@@ -36,15 +41,50 @@ def field_names(config_cls: type, prefix: str = "") -> list[str]:
     return names
 
 
+def field_docs(config_cls: type, prefix: str = "") -> dict[str, str]:
+    """``{flag name: docstring}`` of every field, recursively through the nested dataclasses this domain owns."""
+    docs = {}
+    texts = field_docstrings(config_cls)
+    for item in dataclasses.fields(config_cls):
+        default = item.default_factory() if item.default_factory is not dataclasses.MISSING else item.default
+        docs[prefix + item.name] = texts[item.name]
+        if dataclasses.is_dataclass(default) and type(default) in OWNED_CONFIGS:
+            docs.update(field_docs(type(default), f"{prefix}{item.name}."))
+    return docs
+
+
+def assert_documented(config_cls: type) -> None:
+    """Every option is in --help, and every owned field has a docstring whose first words --help shows."""
+    text = build_parser(config_cls).format_help()
+    for name in field_names(config_cls):
+        assert f"--{name}" in text, f"{config_cls.__name__}: --{name} missing from --help"
+    flat = " ".join(text.split())
+    for name, doc in field_docs(config_cls).items():
+        assert doc.strip(), f"{config_cls.__name__}: --{name} has no docstring"
+        first_words = " ".join(doc.split()[:4]).rstrip(".:")  # group titles drop the final period
+        assert first_words in flat, f"{config_cls.__name__}: --{name}'s doc {first_words!r} not shown by --help"
+
+
 @pytest.mark.parametrize(
     ("module", "config_cls"),
     [(pretrain, pretrain.PretrainConfig), (evaluate, evaluate.EvaluateConfig), (export, export.ExportConfig),
      (embed, embed.EmbedConfig), (ingest, ingest.IngestConfig)],
 )  # fmt: skip
 def test_help_documents_every_option(module, config_cls) -> None:
-    text = build_parser(config_cls).format_help()
-    for name in field_names(config_cls):
-        assert f"--{name}" in text, f"{module.__name__}: --{name} missing from --help"
+    assert_documented(config_cls)
+
+
+def test_help_check_fails_for_an_undocumented_field() -> None:
+    @dataclasses.dataclass
+    class Undocumented:
+        """A config with one undocumented field."""
+
+        documented: int = 1
+        """Documented."""
+        bare: int = 2
+
+    with pytest.raises(AssertionError, match="--bare has no docstring"):
+        assert_documented(Undocumented)
 
 
 @pytest.mark.parametrize("preset", ["demo", "biomedclip", "bmca", "gpu"])
@@ -94,24 +134,24 @@ def test_pretrain_demo_pipeline_then_evaluate_embed_export(tmp_path: Path, monke
     reader.close()
     assert counts["n"].tolist() == [45, 45]  # the held-out samples, image and text
 
-    evaluate.main(["--model", str(run), "--shards", "runs/biomed/demo_corpus/test", "--zero_shot", "demo"])
+    evaluate.main(["--run", str(run), "--input", "runs/biomed/demo_corpus/test", "--zero_shot", "demo"])
     again = json.loads((run / "eval" / "metrics.json").read_text())
     assert again["retrieval"]["image_to_text_R@1"] == pytest.approx(
         written["trained"]["retrieval"]["image_to_text_R@1"]
     )
 
-    exported = export.main(["--model", str(run), "--out_dir", str(tmp_path / "exported")])
-    count = embed.main(["--model", str(exported), "--shards", "runs/biomed/demo_corpus/test", "--store", str(store),
+    exported = export.main(["--run", str(run), "--out_dir", str(tmp_path / "exported")])
+    count = embed.main(["--model", str(exported), "--input", "runs/biomed/demo_corpus/test", "--store", str(store),
                         "--run_id", "from-export"])  # fmt: skip
     assert count == 45
     reader = EmbeddingStore(store)
     vectors = reader.sql("SELECT sample_id, run_id, vec FROM all_embeddings WHERE modality = 'image' "
-                         "AND run_id IN ('t', 'from-export')")  # fmt: skip
+                         "AND run_id IN ('biomed/t', 'from-export')")  # fmt: skip
     reader.close()
     by_run = {run_id: dict(zip(group["sample_id"], group["vec"])) for run_id, group in vectors.groupby("run_id")}
     assert len(by_run["from-export"]) == 45
     for key, vector in by_run["from-export"].items():  # the exported model gives the run's vectors
-        np.testing.assert_allclose(np.asarray(vector), np.asarray(by_run["t"][key]), atol=1e-5)
+        np.testing.assert_allclose(np.asarray(vector), np.asarray(by_run["biomed/t"][key]), atol=1e-5)
 
 
 def test_wise_ft_alpha_zero_returns_the_starting_checkpoint(tmp_path: Path, monkeypatch) -> None:

@@ -12,13 +12,8 @@ import pytest
 from biomed_fixtures import PHI, write_dicom
 from pydicom.data import get_testdata_file
 
-from domains.biomed.data import (
-    DicomChainConfig,
-    DicomReadError,
-    read_dicom_folder,
-    read_dicom_image,
-    read_reports_csv,
-)
+from domains.biomed.caption_tables import read_reports_csv
+from domains.biomed.dicom import DicomChainConfig, DicomReadError, read_dicom_folder, read_dicom_image
 
 
 def linear_window(x: np.ndarray, center: float, width: float) -> np.ndarray:
@@ -164,8 +159,9 @@ def test_ingest_keeps_patient_identifiers_out_of_shards_manifest_and_log(tmp_pat
     assert '"BodyPartExamined": "CHEST"' in text and "scale to [0, 1]" in text
 
     # ... and nothing identifying reaches the embedding store either
-    from domains.biomed.embed import embed_into_store
-    from domains.biomed.model import BiomedClipModel, load_open_clip_model
+    from domains.biomed.embedding import embed_into_store
+    from domains.biomed.model import BiomedClipModel
+    from domains.biomed.open_clip_loading import load_open_clip_model
     from shared.store import EmbeddingStore
 
     loaded = load_open_clip_model("tiny", pretrained_towers=False)

@@ -13,16 +13,14 @@ import pytest
 import torch
 from PIL import Image
 
-from domains.biomed.export import export_local_dir
-from domains.biomed.model import (
-    BiomedClipModel,
+from domains.biomed.export_open_clip import export_local_dir
+from domains.biomed.model import BiomedClipModel, lock_towers, wise_ft_merge
+from domains.biomed.open_clip_loading import (
     OpenClipConfigError,
     count_parameters,
     load_open_clip_model,
-    lock_towers,
     read_open_clip_config,
     validate_open_clip_config,
-    wise_ft_merge,
 )
 
 CAPTIONS = ["chest radiograph with a small opacity", "fluorescence microscopy of green nuclei", "brain MRI"]

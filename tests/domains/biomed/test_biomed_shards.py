@@ -11,7 +11,7 @@ import pytest
 import torch
 from biomed_fixtures import biomedica_sample
 
-from domains.biomed.data import (
+from domains.biomed.biomedica import (
     BiomedicaDecoder,
     BiomedicaFilter,
     huggingface_shard_urls,

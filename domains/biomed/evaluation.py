@@ -1,0 +1,211 @@
+"""Evaluating a biomedical CLIP: retrieval R@K on a held-out shard set and zero-shot classification.
+
+Zero-shot uses template ensembles (the mean of the normalised prompt embeddings per class, as open_clip
+and BiomedCLIP); presets carry BiomedCLIP's class names and templates for PCam and RSNA, and one for
+the demo corpus. The metrics themselves are the core's (``shared.evaluation``).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from domains.biomed.biomedica import BiomedicaDecoder, eval_stream
+from shared.user_errors import NothingProduced, UserError
+
+#: BiomedCLIP's zero-shot settings (two templates per task, from the paper), plus the demo corpus.
+ZERO_SHOT_PRESETS: dict[str, dict[str, Any]] = {
+    "pcam": {
+        "label_field": "label",
+        "classnames": {"0": "normal lymph node", "1": "lymph node metastasis"},
+        "templates": ["this is an image of {}", "{} presented in image"],
+    },
+    "rsna": {
+        "label_field": "label",
+        "classnames": {"0": "normal lung", "1": "pneumonia"},
+        "templates": ["a photo of {}", "{} presented in image"],
+    },
+    "demo": {
+        "label_field": "generator.kind",
+        "classnames": {
+            "fluorescence": "fluorescence microscopy",
+            "histology": "H&E stained histology",
+            "radiograph": "chest radiograph",
+            "mri": "brain MRI",
+            "ultrasound": "ultrasound image",
+        },
+        "templates": ["a photo of {}", "{} presented in image", "this is an image of {}"],
+    },
+}
+
+
+@dataclass
+class EncodedShards:
+    """Embeddings and identities of every sample of a shard set, in stream order."""
+
+    keys: list[str]
+    captions: list[str]
+    labels: list[str]
+    metadata: list[dict[str, Any]]
+    image: np.ndarray
+    """(N, D) L2-normalized image embeddings."""
+    text: np.ndarray
+    """(N, D) L2-normalized caption embeddings."""
+
+
+@torch.no_grad()
+def encode_shards(
+    model: Any, stream: Any, device: torch.device | str = "cpu", precision: str = "auto"
+) -> EncodedShards:
+    """Encode every sample of one pass of ``stream`` with a :class:`~domains.biomed.model.BiomedClipModel`.
+
+    Raises:
+        NothingProduced: The pass yielded no sample.
+    """
+    from shared.device import autocast_for
+
+    device = torch.device(device)
+    keys: list[str] = []
+    captions: list[str] = []
+    labels: list[str] = []
+    metadata: list[dict[str, Any]] = []
+    images, texts = [], []
+    model.eval()
+    for batch in stream.batches(0, 0):
+        with autocast_for(device, precision):
+            features = model.compute_features({"image": batch["image"].to(device), "text": batch["text"].to(device)})
+        images.append(features["image"].float().cpu().numpy())
+        texts.append(features["text"].float().cpu().numpy())
+        keys += list(batch["key"])
+        captions += list(batch["caption"])
+        labels += list(batch["label"])
+        metadata += [json.loads(m) for m in batch["metadata"]]
+    if not keys:
+        report = stream.report()
+        raise NothingProduced(
+            f"the shard set yielded no samples ({report['samples_failed']} failed, {report['filtered_out']} filtered "
+            f"out, {report['shards_failed']} unreadable shard(s)); check the path and the filters"
+        )
+    return EncodedShards(keys, captions, labels, metadata, np.concatenate(images), np.concatenate(texts))
+
+
+def retrieval_report(encoded: EncodedShards, ks: Sequence[int] = (1, 5, 10)) -> dict[str, float]:
+    """Image→text and text→image Recall@K and ranks (identical captions tie, they do not count as misses)."""
+    from shared.evaluation import retrieval_metrics
+
+    return retrieval_metrics(encoded.image, encoded.text, ks=tuple(ks), query_name="image", target_name="text")
+
+
+def zero_shot_report(
+    model: Any,
+    tokenizer: Any,
+    encoded: EncodedShards,
+    classnames: Mapping[str, str],
+    templates: Sequence[str],
+    device: torch.device | str = "cpu",
+) -> dict[str, Any]:
+    """Zero-shot accuracy of the image embeddings against template-ensemble class weights.
+
+    Samples whose label is not among ``classnames`` are left out (and counted).
+    """
+    from shared.evaluation import zero_shot_classifier, zero_shot_evaluate
+
+    label_values = list(classnames)
+    index = {value: i for i, value in enumerate(label_values)}
+    rows = [i for i, label in enumerate(encoded.labels) if label in index]
+    if not rows:
+        raise UserError(f"--zero_shot/--label_field: no sample has a label among {label_values}; check the label field")
+
+    def encode_text(prompts: list[str]) -> np.ndarray:
+        with torch.no_grad():
+            tokens = tokenizer(prompts).to(device)
+            return model.encode("text", tokens).float().cpu().numpy()
+
+    weights = zero_shot_classifier(encode_text, [classnames[v] for v in label_values], list(templates))
+    truth = np.array([index[encoded.labels[i]] for i in rows])
+    scores = zero_shot_evaluate(encoded.image[rows], truth, weights)
+    return {**scores, "num_samples": len(rows), "num_unlabelled": len(encoded.labels) - len(rows),
+            "classes": [classnames[v] for v in label_values]}  # fmt: skip
+
+
+def zero_shot_settings(
+    preset: str,
+    label_field: str = "",
+    classnames: Mapping[str, str] | None = None,
+    templates: Sequence[str] = (),
+    flag: str = "--zero_shot",
+) -> dict[str, Any] | None:
+    """The label field, class names and templates of a zero-shot preset, or of 'custom' (None for 'none').
+
+    Raises:
+        UserError: An unknown preset, or 'custom' without label field, class names and templates.
+    """
+    if preset == "none":
+        return None
+    if preset == "custom":
+        if not (label_field and classnames and templates):
+            raise UserError(f"{flag} custom: needs --label_field, --classnames and --templates")
+        if any("{}" not in template for template in templates):
+            raise UserError("--templates: every template needs a '{}' slot for the class name")
+        return {"label_field": label_field, "classnames": dict(classnames), "templates": list(templates)}
+    if preset not in ZERO_SHOT_PRESETS:
+        raise UserError(f"{flag} {preset!r}: unknown preset; choose {sorted(ZERO_SHOT_PRESETS)}, custom or none")
+    return ZERO_SHOT_PRESETS[preset]
+
+
+def evaluate_model(
+    model: Any,
+    loaded: Any,
+    shards: str,
+    batch_size: int = 64,
+    ks: Sequence[int] = (1, 5, 10),
+    zero_shot: Mapping[str, Any] | None = None,
+    device: torch.device | str = "cpu",
+    flag: str = "--input",
+) -> dict[str, Any]:
+    """Retrieval (and zero-shot, when settings are given) on one pass of ``shards``.
+
+    Args:
+        model: A :class:`~domains.biomed.model.BiomedClipModel`.
+        loaded: Its :class:`~domains.biomed.open_clip_loading.LoadedOpenClip` (transform, tokenizer).
+        shards: Held-out shard set (folder, brace pattern, URL; joined with ``::``).
+        batch_size: Samples per encoding batch.
+        ks: K values of Recall@K.
+        zero_shot: Settings from :func:`zero_shot_settings`, or None.
+        device: Where to encode.
+        flag: The flag that named ``shards`` (for error messages).
+
+    Raises:
+        UserError: A missing shard source, ``ks`` below 1.
+        NothingProduced: The shard set yielded no sample.
+    """
+    if not ks or min(ks) < 1:
+        raise UserError(f"--ks: Recall@K needs K >= 1, got {list(ks)}")
+    label_field = zero_shot["label_field"] if zero_shot else ""
+    decoder = BiomedicaDecoder(loaded.preprocess_val, loaded.tokenizer, label_field=label_field)
+    stream = eval_stream(shards, decoder, batch_size, flag)
+    encoded = encode_shards(model, stream, device)
+    results: dict[str, Any] = {"num_samples": len(encoded.keys), "retrieval": retrieval_report(encoded, ks)}
+    if zero_shot:
+        results["zero_shot"] = zero_shot_report(
+            model, loaded.tokenizer, encoded, zero_shot["classnames"], zero_shot["templates"], device
+        )
+    report = stream.report()
+    results["stream"] = {
+        k: report[k] for k in ("samples_decoded", "samples_failed", "filtered_out", "failures_by_reason")
+    }
+    return results
+
+
+def headline_metrics(results: Mapping[str, Any]) -> dict[str, float]:
+    """The numbers a run's marker and the explorer show: R@1 both ways and zero-shot top-1 (when measured)."""
+    retrieval = results["retrieval"]
+    summary = {name: float(retrieval[name]) for name in ("image_to_text_R@1", "text_to_image_R@1")}
+    if "zero_shot" in results:
+        summary["zero_shot_top1"] = float(results["zero_shot"]["top1"])
+    return summary

@@ -1,0 +1,93 @@
+"""Export a trained model as an open_clip ``local-dir:`` folder.
+
+The folder holds exactly what open_clip reads: ``open_clip_config.json``, ``open_clip_model.safetensors``,
+the tokenizer files and, for a Hugging Face text tower, that tower's ``config.json``. Then, anywhere::
+
+    model, _, preprocess = open_clip.create_model_and_transforms("local-dir:runs/biomed/demo/export")
+    tokenizer = open_clip.get_tokenizer("local-dir:runs/biomed/demo/export")
+
+reproduces the suite's embeddings exactly. The text tower's ``hf_model_name`` is the folder's absolute
+path (open_clip reads the text architecture from there); if the folder is moved, load it with
+``domains.biomed.open_clip_loading.load_open_clip_model(DIR)``, which resolves the path to the folder itself.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import shutil
+import tempfile
+from pathlib import Path
+
+from domains.biomed.model import EXPORT_WEIGHTS, BiomedClipModel
+from domains.biomed.open_clip_loading import LoadedOpenClip
+from shared.atomic_files import atomic_output, fsync_directory, fsync_file, write_text_atomically
+from shared.user_errors import UserError
+
+WEIGHTS_NAME = EXPORT_WEIGHTS
+
+
+def export_local_dir(model: BiomedClipModel, loaded: LoadedOpenClip, out_dir: str | Path) -> Path:
+    """Write ``model`` as an open_clip local-dir folder, with the loss's temperature in ``logit_scale``.
+
+    Every file is written with the core atomic writer into a staging folder beside the target, which is
+    then renamed into place, so a reader never sees half an export; an existing export at ``out_dir`` is
+    replaced.
+
+    Returns:
+        The export folder.
+
+    Raises:
+        UserError: ``out_dir`` exists and is not a folder.
+    """
+    from safetensors.torch import save_file
+
+    out_dir = Path(out_dir).resolve()
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UserError(f"{out_dir}: the export target exists and is not a folder")
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    clip = model.open_clip_model()
+    config = copy.deepcopy(loaded.config)
+    text_cfg = config["model_cfg"]["text_cfg"]
+    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    try:
+        if text_cfg.get("hf_model_name"):
+            clip.text.config.save_pretrained(staging)
+            text_cfg["hf_model_name"] = str(out_dir)
+            text_cfg["hf_tokenizer_name"] = str(out_dir)
+        tokenizer = getattr(loaded.tokenizer, "tokenizer", None)
+        if tokenizer is not None and hasattr(tokenizer, "save_pretrained"):
+            tokenizer.save_pretrained(staging)
+        write_text_atomically(staging / "open_clip_config.json", json.dumps(config, indent=2) + "\n")
+        state = {name: tensor.detach().cpu().contiguous() for name, tensor in clip.state_dict().items()}
+        with atomic_output(staging / WEIGHTS_NAME, suffix=".partial") as temporary:
+            save_file(state, str(temporary), metadata={"format": "pt"})
+        # Tokenizer saving may add a chat template or similar; open_clip takes any *.safetensors/*.bin as
+        # weights, so nothing but the expected weights file may carry those suffixes.
+        stray = [
+            p.name for p in staging.iterdir() if p.suffix in (".bin", ".pth", ".safetensors") and p.name != WEIGHTS_NAME
+        ]
+        if stray:
+            raise RuntimeError(f"unexpected weight-like files in the export: {stray}")
+        for path in staging.iterdir():  # the tokenizer's and HF config's own writers do not fsync
+            if path.is_file():
+                fsync_file(path)
+        fsync_directory(staging)
+        if out_dir.exists():
+            retired = out_dir.with_name(f".{out_dir.name}.old")
+            shutil.rmtree(retired, ignore_errors=True)
+            out_dir.rename(retired)
+            staging.rename(out_dir)
+            shutil.rmtree(retired, ignore_errors=True)
+        else:
+            staging.rename(out_dir)
+        fsync_directory(out_dir.parent)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return out_dir
+
+
+def export_files(export_dir: Path, base: Path) -> list[str]:
+    """The export's open_clip config and weights as paths relative to ``base`` (for a run's marker)."""
+    return [str((export_dir / name).relative_to(base)) for name in ("open_clip_config.json", WEIGHTS_NAME)]
