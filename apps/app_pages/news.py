@@ -76,7 +76,7 @@ if store_path().is_file() and not inventory("news").empty and news_samples_colum
                 except UploadRejected as error:
                     st.error(f"Upload refused: {error}")
                 else:
-                    from domains.news.detect import explain
+                    from domains.news.post_scoring import explain
 
                     detector = news_detector(run_dir)
                     prediction = detector.predict([text], [image], [text])

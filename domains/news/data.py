@@ -30,6 +30,9 @@ from typing import Any
 
 from PIL import Image, UnidentifiedImageError
 
+from shared.atomic_files import write_text_atomically
+from shared.user_errors import UserError
+
 FAKE = 1
 REAL = 0
 LABEL_NAMES = ("real", "fake")
@@ -38,8 +41,15 @@ LABEL_NAMES = ("real", "fake")
 _SAFE_KEY = re.compile(r"[^A-Za-z0-9_-]+")
 
 
-class NewsFormatError(ValueError):
-    """A raw news file that does not have the layout its reader expects."""
+class NewsFormatError(UserError, ValueError):
+    """A raw news file that does not have the layout its reader expects (the message names the file)."""
+
+
+def _not_text(path: Path, error: UnicodeDecodeError) -> NewsFormatError:
+    """The error for a file that is not UTF-8 text (binary, latin-1, UTF-16 …), naming file and byte."""
+    return NewsFormatError(
+        f"{path}: not UTF-8 text (byte {error.start} of a line: {error.reason}); convert the file to UTF-8"
+    )
 
 
 @dataclass
@@ -95,29 +105,46 @@ def read_jsonl_posts(path: str | Path, source_dataset: str = "jsonl") -> Iterato
         NewsFormatError: a line that is not a JSON object or lacks ``id``/``text``, naming file and line.
     """
     path = Path(path)
-    with path.open(encoding="utf-8") as stream:
-        for line_number, line in enumerate(stream, start=1):
-            if not line.strip():
-                continue
-            where = f"{path}:{line_number}"
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise NewsFormatError(f"{where}: not valid JSON ({error.msg})") from None
-            if not isinstance(record, dict) or "id" not in record or "text" not in record:
-                raise NewsFormatError(f"{where}: each line must be an object with 'id' and 'text'")
-            images = record.pop("image", None) or []
-            images = [images] if isinstance(images, str) else list(images)
-            yield NewsPost(
-                post_id=str(record.pop("id")),
-                text=str(record.pop("text") or ""),
-                label=_label_from_value(record.pop("label", None), where),
-                source_dataset=source_dataset,
-                image_paths=[path.parent / str(image) for image in images],
-                text_en=record.pop("text_en", None),
-                split=record.pop("split", None),
-                extra=record,
-            )
+    try:
+        stream = path.open(encoding="utf-8")
+    except IsADirectoryError:
+        raise NewsFormatError(f"{path}: is a folder; expected a JSON-lines file") from None
+    with stream:
+        try:
+            yield from _jsonl_records(path, stream, source_dataset)
+        except UnicodeDecodeError as error:
+            raise _not_text(path, error) from None
+
+
+def _jsonl_records(path: Path, lines: Iterable[str], source_dataset: str) -> Iterator[NewsPost]:
+    for line_number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        where = f"{path}:{line_number}"
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise NewsFormatError(f"{where}: not valid JSON ({error.msg})") from None
+        except RecursionError:
+            raise NewsFormatError(f"{where}: JSON nested too deeply") from None
+        if not isinstance(record, dict) or "id" not in record or "text" not in record:
+            raise NewsFormatError(f"{where}: each line must be an object with 'id' and 'text'")
+        images = record.pop("image", None) or []
+        images = [images] if isinstance(images, str) else images
+        if not isinstance(images, list) or not all(isinstance(image, str) for image in images):
+            raise NewsFormatError(f"{where}: 'image' must be a path or a list of paths")
+        if not isinstance(record["text"], str | None):
+            raise NewsFormatError(f"{where}: 'text' must be a string")
+        yield NewsPost(
+            post_id=str(record.pop("id")),
+            text=str(record.pop("text") or ""),
+            label=_label_from_value(record.pop("label", None), where),
+            source_dataset=source_dataset,
+            image_paths=[path.parent / str(image) for image in images],
+            text_en=record.pop("text_en", None),
+            split=record.pop("split", None),
+            extra=record,
+        )
 
 
 # ----------------------------------------------------------------------------------------- FakeNewsNet
@@ -145,6 +172,8 @@ def read_fakenewsnet(root: str | Path) -> Iterator[NewsPost]:
             content = json.loads(content_file.read_text(encoding="utf-8"))
         except json.JSONDecodeError as error:
             raise NewsFormatError(f"{content_file}: not valid JSON ({error.msg})") from None
+        except UnicodeDecodeError as error:
+            raise _not_text(content_file, error) from None
         if not isinstance(content, dict):
             raise NewsFormatError(f"{content_file}: expected a JSON object (newspaper3k article)")
         urls = [content.get("top_img")] + list(content.get("images") or [])
@@ -193,42 +222,52 @@ def read_fakeddit(tsv_path: str | Path, image_dir: str | Path | None = None) -> 
     tsv_path = Path(tsv_path)
     image_dir = Path(image_dir) if image_dir is not None else tsv_path.parent / "images"
     split = next((s for k, s in (("train", "train"), ("valid", "val"), ("test", "test")) if k in tsv_path.name), None)
+    if tsv_path.is_dir():
+        raise NewsFormatError(f"{tsv_path}: is a folder; expected a Fakeddit .tsv file")
     with tsv_path.open(encoding="utf-8", newline="") as stream:
-        reader = csv.DictReader(stream, delimiter="\t")
-        missing = [c for c in _FAKEDDIT_COLUMNS if c not in (reader.fieldnames or [])]
-        if missing:
-            raise NewsFormatError(f"{tsv_path}: missing Fakeddit column(s) {missing}")
-        for row_number, row in enumerate(reader, start=2):
-            where = f"{tsv_path}:{row_number}"
-            two_way = _int_field(row["2_way_label"], where, "2_way_label")
-            if two_way not in (0, 1):
-                raise NewsFormatError(f"{where}: 2_way_label must be 0 or 1, got {two_way}")
-            label = REAL if two_way == 1 else FAKE
-            six_way = row.get("6_way_label")
-            if six_way not in (None, ""):
-                six_way_value = _int_field(six_way, where, "6_way_label")
-                if (six_way_value == 0) != (label == REAL):
-                    raise NewsFormatError(
-                        f"{where}: 2_way_label={two_way} contradicts 6_way_label={six_way_value} "
-                        "(expected 2-way 1 = true exactly when 6-way 0 = True)"
-                    )
-            has_image = str(row.get("hasImage", "True")).strip().lower() in ("true", "1")
-            yield NewsPost(
-                post_id=row["id"],
-                text=row["clean_title"] or "",
-                label=label,
-                source_dataset="fakeddit",
-                image_paths=[image_dir / f"{row['id']}.jpg"] if has_image else [],
-                split=split,
-                extra={k: row.get(k) for k in ("subreddit", "domain", "score", "num_comments", "6_way_label")},
-            )
+        try:
+            yield from _fakeddit_rows(tsv_path, csv.DictReader(stream, delimiter="\t"), image_dir, split)
+        except UnicodeDecodeError as error:
+            raise _not_text(tsv_path, error) from None
+        except csv.Error as error:
+            raise NewsFormatError(f"{tsv_path}: not a readable TSV ({error})") from None
+
+
+def _fakeddit_rows(tsv_path: Path, reader: csv.DictReader, image_dir: Path, split: str | None) -> Iterator[NewsPost]:
+    missing = [c for c in _FAKEDDIT_COLUMNS if c not in (reader.fieldnames or [])]
+    if missing:
+        raise NewsFormatError(f"{tsv_path}: missing Fakeddit column(s) {missing}")
+    for row_number, row in enumerate(reader, start=2):
+        where = f"{tsv_path}:{row_number}"
+        two_way = _int_field(row["2_way_label"], where, "2_way_label")
+        if two_way not in (0, 1):
+            raise NewsFormatError(f"{where}: 2_way_label must be 0 or 1, got {two_way}")
+        label = REAL if two_way == 1 else FAKE
+        six_way = row.get("6_way_label")
+        if six_way not in (None, ""):
+            six_way_value = _int_field(six_way, where, "6_way_label")
+            if (six_way_value == 0) != (label == REAL):
+                raise NewsFormatError(
+                    f"{where}: 2_way_label={two_way} contradicts 6_way_label={six_way_value} "
+                    "(expected 2-way 1 = true exactly when 6-way 0 = True)"
+                )
+        has_image = str(row.get("hasImage", "True")).strip().lower() in ("true", "1")
+        yield NewsPost(
+            post_id=row["id"],
+            text=row["clean_title"] or "",
+            label=label,
+            source_dataset="fakeddit",
+            image_paths=[image_dir / f"{row['id']}.jpg"] if has_image else [],
+            split=split,
+            extra={k: row.get(k) for k in ("subreddit", "domain", "score", "num_comments", "6_way_label")},
+        )
 
 
 def _int_field(value: str, where: str, name: str) -> int:
     try:
         return int(float(value))
-    except (TypeError, ValueError):
-        raise NewsFormatError(f"{where}: {name} is not a number: {value!r}") from None
+    except (TypeError, ValueError, OverflowError):
+        raise NewsFormatError(f"{where}: {name} is not a finite number: {value!r}") from None
 
 
 # ----------------------------------------------------------------------------------------------- Weibo
@@ -262,7 +301,11 @@ def read_weibo(root: str | Path) -> Iterator[NewsPost]:
     for tweet_file in files:
         split_name, kind = tweet_file.stem.split("_", 1)
         label = FAKE if kind == "rumor" else REAL
-        lines = [line.rstrip("\r\n") for line in tweet_file.read_text(encoding="utf-8").splitlines()]
+        try:
+            text = tweet_file.read_text(encoding="utf-8")
+        except UnicodeDecodeError as error:
+            raise _not_text(tweet_file, error) from None
+        lines = [line.rstrip("\r\n") for line in text.splitlines()]
         while lines and not lines[-1].strip():
             lines.pop()
         if len(lines) % 3:
@@ -356,7 +399,6 @@ def write_post_shards(
     Returns:
         The counts also written to ``ingest_report.json``.
     """
-    from shared.cli import write_text_atomically
     from shared.shards import ShardWriter
 
     out_dir = Path(out_dir)

@@ -34,6 +34,8 @@ from pathlib import Path
 import numpy as np
 
 from domains.news.data import FAKE, REAL
+from shared.atomic_files import write_bytes_atomically, write_text_atomically
+from shared.user_errors import UserError
 
 EMOJI_PACKAGE = "emoji-datasource-google@16.0.0"
 EMOJI_TARBALL_NAME = "emoji-datasource-google-16.0.0.tgz"
@@ -46,8 +48,8 @@ INSTALL_HINT = (
 _BUILD_VERSION = 2
 
 
-class MissingSourcePackageError(FileNotFoundError):
-    """The npm tarball the built-in set is made from is not on this machine."""
+class MissingSourcePackageError(UserError, FileNotFoundError):
+    """The npm tarball the built-in set is made from is not on this machine (the message says how to fetch it)."""
 
 
 def find_emoji_tarball(path: str | Path | None = None) -> Path:
@@ -148,8 +150,6 @@ def build_emoji_outofcontext(
     Raises:
         MissingSourcePackageError: the tarball is absent (the message says how to fetch it).
     """
-    from shared.cli import write_text_atomically
-
     tarball = find_emoji_tarball(tarball)
     out_dir = Path(out_dir)
     source_sha = hashlib.sha256(tarball.read_bytes()).hexdigest()
@@ -160,15 +160,18 @@ def build_emoji_outofcontext(
         if json.loads(info_path.read_text(encoding="utf-8")) == info:
             return posts_path
 
-    with tarfile.open(tarball, "r:gz") as archive:
-        entries = None
-        pngs: dict[str, bytes] = {}
-        # One sequential pass: random access into a .tgz re-decompresses from the start each time.
-        for member in archive:
-            if member.name == "package/emoji.json":
-                entries = json.load(archive.extractfile(member))  # type: ignore[arg-type]
-            elif member.isfile() and member.name.startswith("package/img/google/64/"):
-                pngs[member.name.rsplit("/", 1)[-1]] = archive.extractfile(member).read()  # type: ignore[union-attr]
+    entries = None
+    pngs: dict[str, bytes] = {}
+    try:
+        with tarfile.open(tarball, "r:gz") as archive:
+            # One sequential pass: random access into a .tgz re-decompresses from the start each time.
+            for member in archive:
+                if member.name == "package/emoji.json":
+                    entries = json.load(archive.extractfile(member))  # type: ignore[arg-type]
+                elif member.isfile() and member.name.startswith("package/img/google/64/"):
+                    pngs[member.name.rsplit("/", 1)[-1]] = archive.extractfile(member).read()  # type: ignore[union-attr]
+    except (tarfile.TarError, EOFError, OSError, ValueError) as error:
+        raise MissingSourcePackageError(f"{tarball}: not a readable {EMOJI_PACKAGE} tarball ({error})") from None
     if entries is None:
         raise MissingSourcePackageError(f"{tarball}: no package/emoji.json; is it {EMOJI_PACKAGE}?")
     entries = [
@@ -181,7 +184,7 @@ def build_emoji_outofcontext(
     image_dir = out_dir / "images"
     image_dir.mkdir(parents=True, exist_ok=True)
     for entry in entries:
-        _write_bytes_atomically(image_dir / entry["image"], pngs[entry["image"]])
+        write_bytes_atomically(image_dir / entry["image"], pngs[entry["image"]])
 
     captions = [e["name"].lower() for e in entries]
     ids = [e["unified"].lower() for e in entries]
@@ -213,10 +216,3 @@ def build_emoji_outofcontext(
     write_text_atomically(posts_path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
     write_text_atomically(info_path, json.dumps(info))
     return posts_path
-
-
-def _write_bytes_atomically(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as stream:
-        stream.write(data)
-    os.replace(tmp, path)

@@ -1,13 +1,9 @@
-"""The FND-CLIP detector as a system: frozen encoders, cached features, the trainable model, save and load.
+"""The frozen encoders that feed FND-CLIP: the layer-mixed text tower, the image tower and the CLIP pair.
 
-:class:`NewsEncoders` builds the frozen parts from typed settings (:class:`EncoderConfig`) and turns posts
-into the feature dict :class:`~domains.news.model.FNDCLIPModel` reads. Features of a shard folder are
-computed once and cached (``<cache_dir>/<fingerprint>.pt``, the fingerprint covering the data and the
-encoder settings), so training, ablations and evaluation on CPU only run the small heads.
-
-A trained detector is a run folder: ``detector.json`` (encoder and head settings, input widths),
-``checkpoints/best.safetensors`` (the trainable model) and, for the offline stand-in CLIP,
-``clip_alignment.safetensors`` (its fitted projections).
+:class:`NewsEncoders` builds them from typed settings (:class:`EncoderConfig`) and turns posts into the
+feature dict :class:`~domains.news.model.FNDCLIPModel` reads. With the offline stand-in CLIP it also fits
+that CLIP's projections on the training split's genuine pairs (and cross-fits the training posts' CLIP
+features), and saves/loads those projections (``clip_alignment.safetensors`` in a run folder).
 """
 
 from __future__ import annotations
@@ -15,10 +11,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import hashlib
-import io
-import json
-import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,24 +20,19 @@ import numpy as np
 import torch
 from PIL import Image
 
-from domains.news.data import NewsFormatError, image_as_rgb
 from domains.news.model import (
-    BRANCHES,
     AlignedTowerPair,
     ClipPair,
     FNDCLIPDims,
-    FNDCLIPModel,
     OpenClipPair,
     build_layer_mixed_cls_text,
     tokenize_to_longest,
 )
 from shared.towers import create_tower, lock_tower
+from shared.user_errors import UserError
 
 ALIGNED_CLIP = "aligned-minilm-efficientnet"
-DETECTOR_FILE = "detector.json"
 ALIGNMENT_FILE = "clip_alignment.safetensors"
-FEATURE_KEYS = ("text_layers", "image_features", "image_pixels", "clip_text", "clip_image")
-"""Model inputs a feature dict may hold (``image_pixels`` instead of ``image_features`` for a trained image tower)."""
 
 
 @dataclass
@@ -76,37 +64,21 @@ class EncoderConfig:
     batch_size: int = 64
     """Posts per forward pass when computing features."""
 
+    def check(self, flag_prefix: str = "--encoders.") -> None:
+        """Refuse settings the encoders cannot be built with, naming the flag (before any model is loaded).
 
-@dataclass
-class HeadConfig:
-    """FND-CLIP head settings (defaults = the official code)."""
+        Raises:
+            UserError: an unknown image tower or CLIP text field, or a count below 1.
+        """
+        from shared.towers import list_towers
 
-    branches: list[str] = field(default_factory=lambda: list(BRANCHES))
-    """Branches used: any of text, image, cross."""
-    use_clip_in_unimodal: bool = True
-    """Concatenate CLIP features into the text and image branches."""
-    similarity: str = "affine"
-    """Cross-feature scaling: affine (official learned w·s+b), standardized (running mean/std), none."""
-    hidden_dim: int = 256
-    """First width of every branch head."""
-    feature_dim: int = 64
-    """Branch feature width."""
-    dropout: float = 0.5
-    """Dropout in the branch heads."""
-
-
-def build_model(dims: FNDCLIPDims, head: HeadConfig, image_tower: torch.nn.Module | None = None) -> FNDCLIPModel:
-    """The trainable FND-CLIP model for given input widths and head settings (and a tower to fine-tune)."""
-    return FNDCLIPModel(
-        dims,
-        branches=head.branches,
-        use_clip_in_unimodal=head.use_clip_in_unimodal,
-        similarity=head.similarity,
-        hidden_dim=head.hidden_dim,
-        feature_dim=head.feature_dim,
-        dropout=head.dropout,
-        image_tower=image_tower,
-    )
+        if self.image_tower not in list_towers():
+            raise UserError(f"{flag_prefix}image_tower: unknown tower {self.image_tower!r}; one of {list_towers()}")
+        if self.clip_text_field not in ("text", "text_en"):
+            raise UserError(f"{flag_prefix}clip_text_field: must be text or text_en, got {self.clip_text_field!r}")
+        for name in ("text_max_length", "aligned_embed_dim", "aligned_steps", "alignment_folds", "batch_size"):
+            if getattr(self, name) < 1:
+                raise UserError(f"{flag_prefix}{name}: must be >= 1, got {getattr(self, name)}")
 
 
 class NewsEncoders:
@@ -302,227 +274,6 @@ class NewsEncoders:
         if isinstance(self.clip, AlignedTowerPair):
             path = run_dir / ALIGNMENT_FILE
             if not path.is_file():
-                raise FileNotFoundError(f"{path}: the stand-in CLIP's fitted projections are missing")
+                raise UserError(f"{path}: the stand-in CLIP's fitted projections are missing")
             load_weights(self.clip.aligner, path)
             self.clip.aligner.to(self.device).eval()
-
-
-# ------------------------------------------------------------------------------------------ dataset features
-@dataclass
-class PostTable:
-    """All posts of a shard folder with their frozen base features (row-aligned)."""
-
-    keys: list[str]
-    texts: list[str]
-    labels: np.ndarray
-    splits: list[str | None]
-    base: dict[str, torch.Tensor]
-    meta: list[dict[str, Any]]
-
-    def rows(self, split: str) -> np.ndarray:
-        """Row indices of one split."""
-        return np.array([i for i, s in enumerate(self.splits) if s == split], dtype=np.int64)
-
-
-def _decode_for_features(sample: dict[str, Any]) -> dict[str, Any]:
-    """Shard sample → strings and numbers only (the core stream collates them): image bytes as hex."""
-    from domains.news.data import decode_news_sample
-
-    decoded = decode_news_sample(sample)
-    image_bytes = sample.get("jpg") or sample.get("png")
-    return {
-        "key": decoded["key"],
-        "text": decoded["text"],
-        "text_en": decoded["text_en"] or "",
-        "label": decoded["label"],
-        "split": decoded["split"] or "",
-        "meta_json": json.dumps(decoded["meta"], ensure_ascii=False),
-        "image_sha": hashlib.sha256(image_bytes).hexdigest(),
-        "image_hex": image_bytes.hex(),
-    }
-
-
-def _iterate_samples(shard_dir: Path) -> tuple[Iterator[dict[str, Any]], Any]:
-    from shared.shard_stream import ShardStream
-
-    stream = ShardStream(str(shard_dir), _decode_for_features, batch_size=1, shuffle_buffer=0)
-
-    def one_by_one() -> Iterator[dict[str, Any]]:
-        for batch in stream.batches(0):
-            yield {k: (v[0].item() if isinstance(v, torch.Tensor) else v[0]) for k, v in batch.items()}
-
-    return one_by_one(), stream
-
-
-def dataset_fingerprint(shard_dir: Path, encoders: NewsEncoders) -> str:
-    """sha256 over the shard manifest and the encoder settings."""
-    from shared.shards import read_manifest
-
-    manifest = read_manifest(shard_dir)
-    shards = [{k: v for k, v in s.items() if k in ("name", "sha256", "samples")} for s in manifest.get("shards", [])]
-    payload = json.dumps({"shards": shards, **encoders.identity()}, sort_keys=True, default=str)
-    return hashlib.sha256(payload.encode()).hexdigest()[:24]
-
-
-def load_post_table(shard_dir: str | Path, encoders: NewsEncoders, cache_dir: str | Path | None) -> PostTable:
-    """Decode every post of a shard folder and compute (or load cached) frozen features.
-
-    Each distinct image and each distinct text is encoded once (posts share their features). Corrupt
-    samples are skipped by the core stream and reported.
-
-    Raises:
-        NewsFormatError: the folder yields no decodable post.
-    """
-    shard_dir = Path(shard_dir)
-    cache_path = None
-    if cache_dir is not None:
-        cache_path = Path(cache_dir) / f"{dataset_fingerprint(shard_dir, encoders)}.pt"
-        if cache_path.is_file():
-            cached = torch.load(cache_path, map_location="cpu", weights_only=True)
-            return PostTable(
-                keys=cached["keys"],
-                texts=cached["texts"],
-                labels=np.asarray(cached["labels"], dtype=np.int64),
-                splits=[s or None for s in cached["splits"]],
-                base=cached["base"],
-                meta=[json.loads(m) for m in cached["meta"]],
-            )
-    samples, stream = _iterate_samples(shard_dir)
-    keys, texts, labels, splits, metas = [], [], [], [], []
-    image_index: dict[str, int] = {}
-    row_image: list[int] = []
-    text_index: dict[tuple[str, str], int] = {}
-    row_text: list[int] = []
-    pending_images: list[Image.Image] = []
-    pending_texts: list[tuple[str, str]] = []
-    text_chunks: list[dict[str, torch.Tensor]] = []
-    image_chunks: list[dict[str, torch.Tensor]] = []
-    use_en = encoders.config.clip_text_field == "text_en"
-
-    def flush_texts() -> None:
-        if pending_texts:
-            text_chunks.append(encoders.text_base([t for t, _ in pending_texts], [c for _, c in pending_texts]))
-            pending_texts.clear()
-
-    def flush_images() -> None:
-        if pending_images:
-            image_chunks.append(encoders.image_base(pending_images))
-            pending_images.clear()
-
-    for sample in samples:
-        clip_text = sample["text_en"] if use_en and sample["text_en"] else sample["text"]
-        keys.append(sample["key"])
-        texts.append(sample["text"])
-        labels.append(int(sample["label"]))
-        splits.append(sample["split"] or None)
-        metas.append(sample["meta_json"])
-        if (sample["text"], clip_text) not in text_index:
-            text_index[(sample["text"], clip_text)] = len(text_index)
-            pending_texts.append((sample["text"], clip_text))
-        row_text.append(text_index[(sample["text"], clip_text)])
-        if sample["image_sha"] not in image_index:
-            image_index[sample["image_sha"]] = len(image_index)
-            pending_images.append(image_as_rgb(Image.open(io.BytesIO(bytes.fromhex(sample["image_hex"])))))
-        row_image.append(image_index[sample["image_sha"]])
-        if len(pending_texts) >= encoders.config.batch_size:
-            flush_texts()
-        if len(pending_images) >= encoders.config.batch_size:
-            flush_images()
-    flush_texts()
-    flush_images()
-    if not keys:
-        raise NewsFormatError(f"{shard_dir}: no decodable post (stream report: {stream.report()})")
-    failed = stream.report().get("samples_failed", 0)
-    if failed:
-        print(f"{shard_dir}: skipped {failed} corrupt sample(s): {stream.report().get('failures_by_reason')}")
-    gather_text, gather_image = torch.as_tensor(row_text), torch.as_tensor(row_image)
-    base = {k: torch.cat([c[k] for c in text_chunks])[gather_text] for k in text_chunks[0]}
-    base |= {k: torch.cat([c[k] for c in image_chunks])[gather_image] for k in image_chunks[0]}
-    table = PostTable(keys, texts, np.asarray(labels, dtype=np.int64), splits, base, [json.loads(m) for m in metas])
-    if cache_path is not None:
-        cache_path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache_path.with_name(f".{cache_path.name}.{os.getpid()}.tmp")
-        payload = {"keys": keys, "texts": texts, "labels": labels, "splits": [s or "" for s in splits]}
-        torch.save(payload | {"base": base, "meta": metas}, tmp)
-        os.replace(tmp, cache_path)
-    return table
-
-
-# ----------------------------------------------------------------------------------------------- save/load
-def save_detector(run_dir: Path, encoders: NewsEncoders, head: HeadConfig) -> Path:
-    """Write ``detector.json`` (and the stand-in CLIP's projections) into ``run_dir``."""
-    from shared.cli import write_text_atomically
-
-    encoders.save_alignment(run_dir)
-    description = {
-        "encoders": dataclasses.asdict(encoders.config),
-        "head": dataclasses.asdict(head),
-        "dims": dataclasses.asdict(encoders.dims),
-        "labels": ["real", "fake"],
-    }
-    path = run_dir / DETECTOR_FILE
-    write_text_atomically(path, json.dumps(description, indent=2))
-    return path
-
-
-@dataclass
-class LoadedDetector:
-    """A trained detector ready for inference."""
-
-    encoders: NewsEncoders
-    model: FNDCLIPModel
-    head: HeadConfig
-    run_dir: Path
-
-    @torch.no_grad()
-    def predict(
-        self, texts: Sequence[str], images: Sequence[Image.Image], clip_texts: Sequence[str] | None = None
-    ) -> dict[str, np.ndarray]:
-        """``prob_fake`` (N,), ``label`` (N,) (1 = fake), ``similarity`` (N,), ``attention`` (N, branches)."""
-        features = self.encoders.features_for_posts(texts, images, clip_texts)
-        return self.predict_from_features(features)
-
-    @torch.no_grad()
-    def predict_from_features(self, features: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
-        """Same as :meth:`predict` from precomputed model inputs."""
-        self.model.eval()
-        device = self.encoders.device
-        output = self.model({k: v.to(device) for k, v in features.items() if k in FEATURE_KEYS})
-        prob_fake = output["probs"][:, 1].float().cpu().numpy()
-        return {
-            "prob_fake": prob_fake,
-            "label": (prob_fake >= 0.5).astype(np.int64),
-            "similarity": output["similarity"].float().cpu().numpy(),
-            "attention": output["attention"].float().cpu().numpy(),
-            "fused": output["fused"].float().cpu().numpy(),
-        }
-
-
-def load_detector(run_dir: str | Path, weights: str = "best", device: torch.device | None = None) -> LoadedDetector:
-    """Rebuild a trained detector from its run folder.
-
-    Args:
-        run_dir: ``runs/news/<run-name>``.
-        weights: ``best`` (validation-selected) or ``last`` (``model.safetensors``).
-        device: where to run (default CPU).
-
-    Raises:
-        FileNotFoundError: naming the missing file of the run folder.
-    """
-    from shared.checkpoints import load_weights
-
-    run_dir = Path(run_dir)
-    description_path = run_dir / DETECTOR_FILE
-    if not description_path.is_file():
-        raise FileNotFoundError(f"{description_path} not found: is {run_dir} a news training run?")
-    description = json.loads(description_path.read_text(encoding="utf-8"))
-    encoders = NewsEncoders(EncoderConfig(**description["encoders"]), device=device)
-    encoders.load_alignment(run_dir)
-    head = HeadConfig(**description["head"])
-    model = build_model(FNDCLIPDims(**description["dims"]), head, image_tower=encoders.trainable_image_tower)
-    weights_path = run_dir / "checkpoints" / "best.safetensors" if weights == "best" else run_dir / "model.safetensors"
-    if not weights_path.is_file():
-        raise FileNotFoundError(f"{weights_path} not found (train first, or choose --weights last)")
-    load_weights(model, weights_path)
-    model.to(encoders.device).eval()
-    return LoadedDetector(encoders, model, head, run_dir)

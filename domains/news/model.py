@@ -22,7 +22,7 @@ The frozen parts (text encoder, CLIP pair, and the image tower when not trained)
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -31,9 +31,12 @@ from PIL import Image
 from torch import nn
 
 from shared.towers import create_tower, lock_tower, register_tower
+from shared.user_errors import UserError
 
 BRANCHES = ("text", "image", "cross")
 SIMILARITY_MODES = ("affine", "standardized", "none")
+FEATURE_KEYS = ("text_layers", "image_features", "image_pixels", "clip_text", "clip_image")
+"""Model inputs a feature dict may hold (``image_pixels`` instead of ``image_features`` for a trained image tower)."""
 
 
 # ------------------------------------------------------------------------------------------------ towers
@@ -435,3 +438,56 @@ class FNDCLIPModel(nn.Module):
         if "label" in batch:
             output["loss"] = F.cross_entropy(logits.float(), batch["label"].long())
         return output
+
+
+@dataclass
+class HeadConfig:
+    """FND-CLIP head settings (defaults = the official code)."""
+
+    branches: list[str] = field(default_factory=lambda: list(BRANCHES))
+    """Branches used: any of text, image, cross."""
+    use_clip_in_unimodal: bool = True
+    """Concatenate CLIP features into the text and image branches."""
+    similarity: str = "affine"
+    """Cross-feature scaling: affine (official learned w·s+b), standardized (running mean/std), none."""
+    hidden_dim: int = 256
+    """First width of every branch head."""
+    feature_dim: int = 64
+    """Branch feature width."""
+    dropout: float = 0.5
+    """Dropout in the branch heads."""
+
+    def check(self, flag_prefix: str = "--head.") -> None:
+        """Refuse settings the model cannot build, naming the flag.
+
+        Raises:
+            UserError: unknown or no branches, an unknown similarity mode, a non-positive width, a dropout
+                outside [0, 1).
+        """
+        if not self.branches or set(self.branches) - set(BRANCHES):
+            raise UserError(
+                f"{flag_prefix}branches: must be a non-empty subset of {list(BRANCHES)}, got {self.branches}"
+            )
+        if self.similarity not in SIMILARITY_MODES:
+            raise UserError(
+                f"{flag_prefix}similarity: must be one of {list(SIMILARITY_MODES)}, got {self.similarity!r}"
+            )
+        for name in ("hidden_dim", "feature_dim"):
+            if getattr(self, name) < 1:
+                raise UserError(f"{flag_prefix}{name}: must be >= 1, got {getattr(self, name)}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise UserError(f"{flag_prefix}dropout: must be in [0, 1), got {self.dropout}")
+
+
+def build_model(dims: FNDCLIPDims, head: HeadConfig, image_tower: nn.Module | None = None) -> FNDCLIPModel:
+    """The trainable FND-CLIP model for given input widths and head settings (and a tower to fine-tune)."""
+    return FNDCLIPModel(
+        dims,
+        branches=head.branches,
+        use_clip_in_unimodal=head.use_clip_in_unimodal,
+        similarity=head.similarity,
+        hidden_dim=head.hidden_dim,
+        feature_dim=head.feature_dim,
+        dropout=head.dropout,
+        image_tower=image_tower,
+    )

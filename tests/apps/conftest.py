@@ -133,7 +133,7 @@ def run_news(root: Path, store: Path) -> None:
     shards = root / "news_shards"
     ingest.main(["--format", "jsonl", "--input", str(posts), "--out_dir", str(shards)])
     cache = str(root / "news_cache")
-    train.main(["--data", str(shards), "--runs_root", str(root / "runs"), "--cache_dir", cache, "--run_name", "demo",
+    train.main(["--input", str(shards), "--runs_root", str(root / "runs"), "--cache_dir", cache, "--run_name", "demo",
                 "--encoders.image_tower_args", '{"image_size": 64}', "--encoders.aligned_steps", "10",
                 "--encoders.text_max_length", "16", "--trainer.max_steps", "10", "--trainer.validate_every", "5",
                 "--trainer.checkpoint_every", "10", "--batch_size", "8"])  # fmt: skip

@@ -190,8 +190,8 @@ def test_biomed_refuses_a_dicom_that_is_not_decodable(explorer_env: Path, dicom_
 def test_news_detection_matches_the_detector_and_explains(explorer_env: Path, shape_png: bytes) -> None:
     from PIL import Image
 
-    from domains.news.detect import explain
-    from domains.news.detector import load_detector
+    from domains.news.post_scoring import explain
+    from domains.news.trained_detector import load_detector
 
     app = app_at("news")
     app.text_area(key="news_text").set_value("a red circle").run()

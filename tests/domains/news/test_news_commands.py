@@ -70,7 +70,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     summary = ingest.main(["--format", "jsonl", "--input", str(posts), "--out_dir", str(shards)])
     assert summary["written"] == 24 and summary["dropped"] == {"image file missing": 1}
     runs = root / "runs"
-    common = ["--data", str(shards), "--runs_root", str(runs), "--cache_dir", str(root / "cache")]
+    common = ["--input", str(shards), "--runs_root", str(runs), "--cache_dir", str(root / "cache")]
     result = train.main([*common, "--run_name", "tiny", *FAST])
     return {
         "root": root,
@@ -122,8 +122,8 @@ def test_detect_agrees_with_evaluation_and_explains(trained: dict, tmp_path: Pat
     from_json = detect.main(["--run", str(run), "--post", str(post_file), "--device", "cpu"])[0]
     assert from_json["prob_fake"] == pytest.approx(single["prob_fake"], abs=1e-5)
 
-    output = tmp_path / "results.jsonl"
-    results = detect.main(["--run", str(run), "--input_jsonl", str(trained["posts"]), "--output", str(output)])
+    output = tmp_path / "posts.results.jsonl"
+    results = detect.main(["--run", str(run), "--input", str(trained["posts"]), "--out_dir", str(tmp_path)])
     lines = [json.loads(line) for line in output.read_text().splitlines()]
     assert len(lines) == len(results) == 25
     assert lines[-1] == {"id": "broken", "skipped": "no readable image"}
@@ -132,7 +132,8 @@ def test_detect_agrees_with_evaluation_and_explains(trained: dict, tmp_path: Pat
     assert by_id["0-r"]["true_label"] == "real"
 
     # the evaluation path (cached features) gives the same probabilities as detect (features from raw posts)
-    from domains.news.detector import load_detector, load_post_table
+    from domains.news.feature_cache import load_post_table
+    from domains.news.trained_detector import load_detector
 
     detector = load_detector(run)
     table = load_post_table(trained["shards"], detector.encoders, trained["root"] / "cache")
@@ -145,7 +146,7 @@ def test_detect_agrees_with_evaluation_and_explains(trained: dict, tmp_path: Pat
 def test_evaluate_and_embed(trained: dict) -> None:
     run = trained["run"]
     val = evaluate.main(["--run", str(run), "--split", "val", "--cache_dir", str(trained["root"] / "cache")])
-    assert val["num_posts"] == 4 and (run / "split-val" / "eval" / "metrics.json").is_file()
+    assert val["num_posts"] == 4 and (run / "eval" / "val" / "metrics.json").is_file()
     test_metrics = evaluate.main(["--run", str(run), "--cache_dir", str(trained["root"] / "cache")])
     stored = json.loads((run / "eval" / "metrics.json").read_text())
     assert test_metrics["accuracy"] == stored["accuracy"] and test_metrics["roc_auc"] == stored["roc_auc"]
@@ -175,7 +176,7 @@ def test_evaluate_and_embed(trained: dict) -> None:
 def test_ablate_writes_a_table_per_variant_and_seed(trained: dict) -> None:
     result = ablate.main(
         [
-            "--data",
+            "--input",
             str(trained["shards"]),
             "--runs_root",
             str(trained["runs"]),
@@ -217,10 +218,10 @@ def test_config_presets_parse(preset: str) -> None:
 def test_fine_tuning_the_image_tower_as_the_paper(trained: dict) -> None:
     import torch
 
-    from domains.news.detector import load_detector
+    from domains.news.trained_detector import load_detector
     from shared.towers import create_tower
 
-    args = ["--data", str(trained["shards"]), "--runs_root", str(trained["runs"]), "--run_name", "tuned"]
+    args = ["--input", str(trained["shards"]), "--runs_root", str(trained["runs"]), "--run_name", "tuned"]
     args += ["--cache_dir", str(trained["root"] / "cache"), *FAST, "--encoders.train_image_tower", "true"]
     args += ["--trainer.max_steps", "4", "--trainer.validate_every", "2"]
     train.main(args)
@@ -248,11 +249,12 @@ def test_fine_tuning_the_image_tower_as_the_paper(trained: dict) -> None:
 
 
 def test_training_posts_get_cross_fitted_clip_features(trained: dict, tmp_path: Path) -> None:
+    from domains.news.detector_training import prepare_data
     from shared.cli import parse_config
 
-    args = ["--data", str(trained["shards"]), "--cache_dir", str(trained["root"] / "cache"), *FAST]
+    args = ["--input", str(trained["shards"]), "--cache_dir", str(trained["root"] / "cache"), *FAST]
     config = parse_config(train.TrainConfig, [*args, "--encoders.alignment_folds", "2"])
-    prepared = train.prepare_data(config, tmp_path)
+    prepared = prepare_data(config, tmp_path)
     in_sample = prepared.encoders.finish(prepared.table.base)  # final projections, fitted on all train pairs
     rows = prepared.rows
     assert not np.allclose(prepared.features["clip_text"][rows["train"]], in_sample["clip_text"][rows["train"]])
