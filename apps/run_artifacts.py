@@ -118,8 +118,7 @@ def _biomed_encoder(export_dir: str, stamp: int) -> tuple[Any, Any]:
 @st.cache_resource(show_spinner="Loading the news detector …", max_entries=2)
 def _news_detector(run_dir: str, stamp: int) -> Any:
     """Cached :func:`news_detector` (``stamp`` only keys the cache)."""
-    from domains.news.detector import load_detector
-
+    from domains.news.trained_detector import load_detector
     from shared.device import pick_device
 
     return load_detector(run_dir, "best", device=pick_device())

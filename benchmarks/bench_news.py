@@ -27,8 +27,9 @@ from PIL import Image
 
 from benchmarks._report import print_result
 from domains.news.demo import DEFAULT_BUILTIN_DIR
-from domains.news.detector import EncoderConfig, HeadConfig, LoadedDetector, NewsEncoders, build_model
-from domains.news.model import tokenize_to_longest
+from domains.news.frozen_encoders import EncoderConfig, NewsEncoders
+from domains.news.model import HeadConfig, build_model, tokenize_to_longest
+from domains.news.trained_detector import LoadedDetector
 from shared.device import autocast_for, pick_device
 
 
