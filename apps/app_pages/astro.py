@@ -26,7 +26,7 @@ def ingest_sources(run_config: dict) -> dict[str, str] | None:
     the built-in demo ingest beside the store; the paths come from that run's ``ingest_report.json``.
     None when no such finished ingest run is there.
     """
-    from domains.astro.training_data import DEMO_INGEST_RUN
+    from domains.astro.ingest_pipeline import DEMO_INGEST_RUN
 
     ingests = {folder.resolve(): folder for folder in finished_run_folders("astro", ASTRO_INGEST_COMMAND)}
     named = [ingests.get(_resolved(value)) for value in _string_values(run_config)]
@@ -59,7 +59,7 @@ def _resolved(path: str) -> Path:
 @st.cache_data(show_spinner=False, max_entries=4)
 def catalogue_rows(catalogue: str) -> pd.DataFrame:
     """Name, id, class and period of every catalogue star (astro's own catalogue reader)."""
-    from domains.astro.data import read_asassn_catalogue
+    from domains.astro.catalogue import read_asassn_catalogue
 
     frame = read_asassn_catalogue(catalogue)
     frame = frame.dropna(subset=["edr3_source_id"])
@@ -70,7 +70,7 @@ def catalogue_rows(catalogue: str) -> pd.DataFrame:
 @st.cache_data(show_spinner=False, max_entries=4)
 def spectrum_files(spectrum_index: str) -> dict[str, str]:
     """Gaia EDR3 id → spectrum file name (astro's own index reader)."""
-    from domains.astro.data import read_spectrum_index
+    from domains.astro.catalogue import read_spectrum_index
 
     frame = read_spectrum_index(spectrum_index).dropna(subset=["edr3_source_id"])
     return dict(zip(frame["edr3_source_id"].astype("int64").astype(str), frame["spec_filename"].astype(str)))
@@ -80,7 +80,7 @@ def light_curve_figures(path: Path, period_days: float | None):
     """Raw and phase-folded light-curve figures (astropy's ``TimeSeries.fold``)."""
     import astropy.units as u
 
-    from domains.astro.data import read_asassn_lightcurve
+    from domains.astro.lightcurve_readers import read_asassn_lightcurve
 
     series = read_asassn_lightcurve(path)
     raw = pd.DataFrame({"HJD": series.time.jd, "flux_mJy": np.asarray(series["flux"].value)})
@@ -97,7 +97,7 @@ def light_curve_figures(path: Path, period_days: float | None):
 
 def spectrum_figure(path: Path):
     """Flux against wavelength (Å) of a LAMOST spectrum (astro's reader, either FITS layout)."""
-    from domains.astro.data import read_lamost_spectrum
+    from domains.astro.spectrum_readers import read_lamost_spectrum
 
     spectrum = read_lamost_spectrum(path)
     frame = pd.DataFrame({"wavelength_A": spectrum.wavelength.to_value("Angstrom"), "flux": spectrum.flux})

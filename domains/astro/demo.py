@@ -30,6 +30,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from shared.atomic_files import atomic_output
+
 #: OGLE-III (Type, Subtype) → AstroM3 class. δ Scuti stars are split by amplitude (see HADS_MIN_I_AMPLITUDE).
 OGLE_TO_ASTROM3: dict[tuple[str, str], str] = {
     ("RRLyr", "RRab"): "RRAB",
@@ -158,9 +160,8 @@ def _usable_ogle_rows(cache_dir: Path) -> pd.DataFrame:
     classes = astrom3_class_of(ogle)
     mapped = ogle.loc[classes.notna()].drop(columns=[c for c in ogle.columns if c.startswith("ID_")])
     mapped = mapped.astype({"Remarks": str, "Subtype": str})
-    staging = cached.with_suffix(".tmp")
-    mapped.reset_index(drop=True).to_parquet(staging)
-    os.replace(staging, cached)
+    with atomic_output(cached, suffix=".parquet") as staging:
+        mapped.reset_index(drop=True).to_parquet(staging)
     return mapped.reset_index(drop=True)
 
 

@@ -23,7 +23,9 @@ import numpy as np
 import pandas as pd
 from astropy.stats import median_absolute_deviation
 
-from domains.astro.data import ALL_COLUMNS, META_COLUMNS, PHOTO_COLUMNS, AstroInputError
+from domains.astro.catalogue import ALL_COLUMNS, META_COLUMNS, PHOTO_COLUMNS
+from domains.astro.input_errors import AstroInputError
+from shared.atomic_files import write_json_atomically
 
 #: The five split seeds of the paper.
 SPLIT_SEEDS: tuple[int, ...] = (42, 66, 0, 12, 123)
@@ -255,7 +257,7 @@ class SplitInfo:
             meta_cols=list(META_COLUMNS),
             photo_cols=list(PHOTO_COLUMNS),
             all_cols=list(ALL_COLUMNS),
-            metadata_func="domains.astro.data.catalogue_features",
+            metadata_func="domains.astro.catalogue.catalogue_features",
             mean=[float(v) for v in scaler.mean_],
             std=[float(v) for v in scaler.scale_],
         )
@@ -266,11 +268,7 @@ class SplitInfo:
 
     def save(self, path: str | Path) -> Path:
         """Write ``info.json`` atomically."""
-        from shared.cli import write_text_atomically
-
-        path = Path(path)
-        write_text_atomically(path, json.dumps(asdict(self), indent=2))
-        return path
+        return write_json_atomically(path, asdict(self))
 
     @classmethod
     def load(cls, path: str | Path) -> SplitInfo:

@@ -15,9 +15,9 @@ import pandas as pd
 import pytest
 import torch
 
-from domains.astro.data import IngestedObject, encode_shard_sample
-from domains.astro.ingest import write_splits
+from domains.astro.ingest_pipeline import write_splits
 from domains.astro.model import AstroModelConfig, MetadataTowerConfig, PhotometryTowerConfig, SpectraTowerConfig
+from domains.astro.shard_samples import IngestedObject, encode_shard_sample
 from shared.shards import ShardWriter
 
 CLASSES = ["EW", "SR", "RRAB"]

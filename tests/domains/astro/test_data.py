@@ -1,4 +1,4 @@
-"""Readers, feature transforms, cross-matching, period search and the trimodal dataset (domains.astro.data)."""
+"""Readers, feature transforms, cross-matching, period search and the trimodal dataset (domains.astro readers, shard samples and datasets)."""
 
 from __future__ import annotations
 
@@ -11,26 +11,22 @@ from astropy.io import fits
 from astropy.table import QTable, Table
 from astropy.time import Time
 
-from domains.astro.data import (
+from domains.astro.catalogue import (
     ALL_COLUMNS,
     META_COLUMNS,
-    AstroInputError,
-    AstroTrimodalDataset,
-    IngestedObject,
-    LightCurveColumns,
     catalogue_features,
     crossmatch_on_gaia_id,
     crossmatch_on_sky,
-    decode_shard_sample,
-    encode_shard_sample,
-    estimate_period,
     read_asassn_catalogue,
-    read_asassn_lightcurve,
-    read_lamost_spectrum,
-    read_lightcurve_table,
     read_spectrum_index,
 )
+from domains.astro.datasets import AstroTrimodalDataset
+from domains.astro.input_errors import AstroInputError
+from domains.astro.lightcurve_readers import LightCurveColumns, read_asassn_lightcurve, read_lightcurve_table
+from domains.astro.period_search import estimate_period
 from domains.astro.preprocessing import SplitInfo, prepare_spectrum
+from domains.astro.shard_samples import IngestedObject, decode_shard_sample, encode_shard_sample
+from domains.astro.spectrum_readers import read_lamost_spectrum
 
 VBAND_TEXT = """#Variable: ASASSN-V J052614.62-691503.1
 #HJD\tMAG\tMAG_ERR\tFLUX\tFLUX_ERR

@@ -9,14 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from domains.astro.data import (
-    ASTROM3_CLASSES,
-    catalogue_features,
-    read_asassn_catalogue,
-    read_asassn_lightcurve,
-    read_lamost_spectrum,
-    read_spectrum_index,
-)
+from domains.astro.catalogue import ASTROM3_CLASSES, catalogue_features, read_asassn_catalogue, read_spectrum_index
 from domains.astro.demo import (
     SIMULATED_CLASSES,
     DemoSpec,
@@ -26,6 +19,8 @@ from domains.astro.demo import (
     lafler_kinman_statistic,
     ogle3_catalogue_path,
 )
+from domains.astro.lightcurve_readers import read_asassn_lightcurve
+from domains.astro.spectrum_readers import read_lamost_spectrum
 
 SMALL_DEMO = DemoSpec(n_stars=40, min_per_class=4, seed=3)
 

@@ -8,11 +8,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from domains.astro.clip_pretraining import PretrainConfig, load_pretrained_clip, run_pretrain
+from domains.astro.datasets import load_astro_splits, map_batches
 from domains.astro.downstream import anomaly_scores, fused_embeddings
-from domains.astro.embed import EmbedConfig, run_embed
+from domains.astro.embedding_export import EmbedConfig, run_embed
 from domains.astro.model import MODALITIES, AstroModelConfig
-from domains.astro.pretrain import PretrainConfig, load_pretrained_clip, run_pretrain
-from domains.astro.training_data import load_astro_splits, map_batches
+from domains.astro.training_budget import with_epoch_budget
 from shared.store import EmbeddingStore
 from shared.trainer import TrainerConfig
 
@@ -27,16 +28,19 @@ def test_embed_writes_every_modality_with_scores_and_flags(
         PretrainConfig(
             run_name="clip",
             runs_root=str(tmp_path / "runs"),
-            data=str(ingest_dir),
+            input=str(ingest_dir),
             seed=1,
             batch_size=16,
-            epochs=1,
             model=tiny_astro_config(),
-            trainer=TrainerConfig(progress_bar=False, select_metric="val_loss", select_mode="min"),
+            trainer=with_epoch_budget(
+                TrainerConfig(progress_bar=False, select_metric="val_loss", select_mode="min"),
+                max_epochs=1,
+                warmup_epochs=1.0,
+            ),
         )
     )
     store_path = tmp_path / "store.duckdb"
-    result = run_embed(EmbedConfig(clip_run=str(pretrained.run_dir), store=str(store_path), top_k=3, min_modalities=2))
+    result = run_embed(EmbedConfig(run=str(pretrained.run_dir), store=str(store_path), top_k=3, min_modalities=2))
 
     splits = load_astro_splits(ingest_dir, "full", 1, seq_len=32)
     n_objects = len(splits.train) + len(splits.val) + len(splits.test)
@@ -77,8 +81,8 @@ def test_embed_writes_every_modality_with_scores_and_flags(
     neighbours = store.nearest(sample_id=test_ids[0], k=3, domain="astro", modality="photometry")
     assert len(neighbours) == 3 and test_ids[0] not in neighbours["sample_id"].tolist()
     # Re-running replaces rather than duplicates.
-    run_embed(EmbedConfig(clip_run=str(pretrained.run_dir), store=str(store_path)))
+    run_embed(EmbedConfig(run=str(pretrained.run_dir), store=str(store_path)))
     again = store.sql("SELECT sum(num_vectors) AS n FROM embedding_inventory")
     assert int(again["n"].iloc[0]) == 4 * n_objects
     with pytest.raises(FileNotFoundError, match="finished domains.astro.pretrain run"):
-        run_embed(EmbedConfig(clip_run=str(tmp_path), store=str(store_path)))
+        run_embed(EmbedConfig(run=str(tmp_path), store=str(store_path)))

@@ -10,10 +10,14 @@ import pandas as pd
 import pytest
 from astropy.io import fits
 
-from domains.astro.data import ALL_COLUMNS, AstroTrimodalDataset, read_ingested_objects
+from domains.astro.catalogue import ALL_COLUMNS
+from domains.astro.datasets import AstroTrimodalDataset
 from domains.astro.demo import DemoSpec, build_demo_dataset
-from domains.astro.ingest import IngestConfig, main, run_ingest
+from domains.astro.ingest import main
+from domains.astro.ingest_pipeline import IngestConfig, run_ingest
 from domains.astro.preprocessing import SplitInfo
+from domains.astro.shard_samples import read_ingested_objects
+from shared.cli import run_command
 
 SMALL_DEMO = DemoSpec(n_stars=40, min_per_class=4, seed=3)
 
@@ -164,6 +168,7 @@ def test_help_documents_every_option(capsys):
     assert "1/sqrt(IVAR)" in text
 
 
-def test_catalogue_without_file_folders_is_refused(tmp_path):
-    with pytest.raises(SystemExit, match="--lightcurve_dir"):
-        run_ingest(IngestConfig(catalogue=str(tmp_path / "c.csv"), runs_root=str(tmp_path)))
+def test_catalogue_without_file_folders_is_refused(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        run_command(main, ["--catalogue", str(tmp_path / "c.csv"), "--runs_root", str(tmp_path)])
+    assert "--lightcurve_dir" in capsys.readouterr().err

@@ -6,7 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from domains.astro.data import ALL_COLUMNS, AstroInputError
+from domains.astro.catalogue import ALL_COLUMNS
+from domains.astro.input_errors import AstroInputError
 from domains.astro.preprocessing import (
     SPECTRUM_GRID_AA,
     SplitInfo,

@@ -12,9 +12,10 @@ import pytest
 import torch
 
 from domains.astro import pretrain
+from domains.astro.clip_pretraining import PretrainConfig, load_pretrained_clip, run_pretrain, validation_metrics
+from domains.astro.datasets import collate_astro_batch, load_astro_splits
 from domains.astro.model import AstroModelConfig, build_astrom3_model
-from domains.astro.pretrain import PretrainConfig, load_pretrained_clip, run_pretrain, validation_metrics
-from domains.astro.training_data import collate_astro_batch, load_astro_splits
+from domains.astro.training_budget import with_epoch_budget
 from shared.cli import config_to_dict, parse_config
 from shared.trainer import TrainerConfig
 
@@ -37,22 +38,24 @@ def make_tiny_pretrain_config(
     return PretrainConfig(
         run_name="clip",
         runs_root=str(runs_root),
-        data=str(ingest_dir),
+        input=str(ingest_dir),
         seed=1,
         batch_size=16,
-        epochs=epochs,
-        warmup_epochs=0.5,
         eval_batch_size=64,
         model=model,
-        trainer=TrainerConfig(
-            lr=3e-3,
-            weight_decay=0.0,
-            schedule="constant",
-            grad_clip_norm=45.0,
-            select_metric="val_loss",
-            select_mode="min",
-            progress_bar=False,
-            log_every=1,
+        trainer=with_epoch_budget(
+            TrainerConfig(
+                lr=3e-3,
+                weight_decay=0.0,
+                schedule="constant",
+                grad_clip_norm=45.0,
+                select_metric="val_loss",
+                select_mode="min",
+                progress_bar=False,
+                log_every=1,
+            ),
+            max_epochs=epochs,
+            warmup_epochs=0.5,
         ),
     )
 
@@ -98,7 +101,7 @@ def test_pretrained_run_reloads_exactly(
 ) -> None:
     result = run_pretrain(tiny_pretrain_config(ingest_dir, tmp_path, epochs=1))
     model, values = load_pretrained_clip(result.run_dir)
-    assert values["seed"] == 1 and values["data"] == str(ingest_dir)
+    assert values["seed"] == 1 and values["input"] == str(ingest_dir)
     splits = load_astro_splits(ingest_dir, "full", 1, seq_len=32)
     batch = collate_astro_batch([splits.val[i] for i in range(4)])
     with torch.no_grad():
@@ -109,7 +112,7 @@ def test_pretrained_run_reloads_exactly(
 
 def test_missing_or_wrong_run_folders_are_reported(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="not an astro ingest folder"):
-        run_pretrain(PretrainConfig(data=str(tmp_path), runs_root=str(tmp_path)))
+        run_pretrain(PretrainConfig(input=str(tmp_path), runs_root=str(tmp_path)))
     with pytest.raises(FileNotFoundError, match="finished domains.astro.pretrain run"):
         load_pretrained_clip(tmp_path)
 
@@ -119,7 +122,7 @@ def test_help_documents_every_option(capsys: pytest.CaptureFixture[str]) -> None
         pretrain.main(["--help"])
     assert stopped.value.code == 0
     text = capsys.readouterr().out
-    for option in ("--run_name", "--data", "--seed", "--batch_size", "--epochs", "--warmup_epochs",
+    for option in ("--run_name", "--input", "--seed", "--batch_size", "--trainer.max_epochs", "--trainer.warmup_epochs",
                    "--model.photometry.attention", "--model.photometry.pooling", "--trainer.lr"):  # fmt: skip
         assert option in text
     assert "ProbSparse" in text
@@ -136,7 +139,7 @@ def test_presets_parse_into_the_pretraining_config(preset: str) -> None:
         # The preset documents exactly what running the command with no arguments does.
         assert config_to_dict(config) == config_to_dict(PretrainConfig())
         return
-    assert config.batch_size == 512 and config.warmup_epochs == 10 and config.trainer.grad_clip_norm == 45.0
+    assert config.batch_size == 512 and config.trainer.warmup_epochs == 10 and config.trainer.grad_clip_norm == 45.0
     assert config.trainer.lr == pytest.approx(0.0039210) and config.trainer.betas == (0.92619, 0.999)
     assert (config.model.photometry.dropout, config.model.spectra.dropout, config.model.metadata.dropout) == (
         0.245,

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from domains.astro.model import AstroModelConfig
-from domains.astro.table import TableConfig, check_claims, format_cell, run_table
+from domains.astro.paper_table import TableConfig, check_claims, format_cell, run_table
+from domains.astro.training_budget import with_epoch_budget
 from shared.trainer import TrainerConfig
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -24,18 +25,22 @@ def test_table_cells_summarise_the_per_seed_runs(
     config = TableConfig(
         run_name="table",
         runs_root=str(tmp_path / "runs"),
-        data=str(ingest_dir),
+        input=str(ingest_dir),
         seeds=[1, 2],
         subsets=["full", "sub50"],
         modes=["meta", "all"],
         model=tiny_astro_config(),
-        pretrain_epochs=1,
         pretrain_batch_size=16,
-        pretrain_trainer=TrainerConfig(**{**vars(trainer), "select_metric": "val_loss", "select_mode": "min"}),
-        finetune_epochs=1,
+        pretrain_trainer=with_epoch_budget(
+            TrainerConfig(**{**vars(trainer), "select_metric": "val_loss", "select_mode": "min"}),
+            max_epochs=1,
+            warmup_epochs=0.25,
+        ),
         finetune_min_steps=3,
         finetune_batch_size=16,
-        finetune_trainer=TrainerConfig(**{**vars(trainer), "select_metric": "val_accuracy"}),
+        finetune_trainer=with_epoch_budget(
+            TrainerConfig(**{**vars(trainer), "select_metric": "val_accuracy"}), max_epochs=1
+        ),
     )
     payload = run_table(config)
     table_dir = tmp_path / "runs" / "astro" / "table"
@@ -52,7 +57,8 @@ def test_table_cells_summarise_the_per_seed_runs(
         ]
         assert cell["values"] == pytest.approx(values)
         assert cell["mean"] == pytest.approx(np.mean(values))
-        assert cell["std"] == pytest.approx(np.std(values))
+        # Sample standard deviation over seeds (ddof 1, shared.seed_statistics).
+        assert cell["std"] == pytest.approx(np.std(values, ddof=1))
     # CLIP runs were initialised from the pretraining of their own split seed.
     spec = json.loads((table_dir / "astro" / "all-clip-sub50" / "seed-2" / "classifier.json").read_text())
     assert spec["clip_run"] == str(table_dir / "astro" / "pretrain-seed2")
