@@ -27,8 +27,8 @@ def user_history(loaded, user: str) -> pd.DataFrame:
 
 
 def recommendations(run_dir: str, user: str, top_n: int) -> pd.DataFrame:
-    """Top-N unseen items of a run for one user (recsys's own ``recommend``)."""
-    from domains.recsys.recommend import recommend
+    """Top-N unseen items of a run for one user (recsys's library ``recommend``)."""
+    from domains.recsys.llmrec.recommendations import recommend
 
     return recommend(recsys_run(run_dir), [user], top_n)[["rank", "item_id", "title", "score"]]
 

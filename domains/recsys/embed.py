@@ -7,14 +7,11 @@ items/users. The store lives under ``runs/`` (never in the repository: MovieLens
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
-from pathlib import Path
 
-import pandas as pd
-
-from domains.recsys.recommender import LoadedRun, load_run
-from shared.cli import parse_config
+from domains.recsys.llmrec.store_export import DEFAULT_MODEL_NAME, embed_into_store
+from domains.recsys.llmrec.training import load_run
+from shared.cli import parse_config, run_command
 
 
 @dataclass
@@ -25,47 +22,8 @@ class EmbedConfig:
     """Run folder written by domains.recsys.train."""
     store: str = "runs/embeddings.duckdb"
     """DuckDB embedding store (created if missing)."""
-    model_name: str = "llmrec-lightgcn"
+    model_name: str = DEFAULT_MODEL_NAME
     """Model name recorded with every vector."""
-
-
-def embed_into_store(loaded: LoadedRun, store_path: str | Path, model_name: str = "llmrec-lightgcn") -> tuple[int, int]:
-    """Writes user and item vectors (sample ids ``<dataset>:user:<id>`` / ``<dataset>:item:<id>``).
-
-    Returns:
-        (users written, items written).
-    """
-    from shared.store import EmbeddingStore
-
-    data = loaded.data
-    weights = loaded.run_dir / "model.safetensors"
-    checkpoint_sha = hashlib.sha256(weights.read_bytes()).hexdigest()
-    version = checkpoint_sha[:12]
-    run_id = f"recsys-{loaded.run_dir.name}-{version}"
-    users, items = loaded.model.user_item_embeddings()
-    user_ids = [f"{data.name}:user:{raw}" for raw in data.user_ids]
-    item_ids = [f"{data.name}:item:{raw}" for raw in data.item_ids]
-    store = EmbeddingStore(store_path)
-    try:
-        with store.writing() as writer:
-            writer.register_run(run_id, "recsys", model_name, version, loaded.config, checkpoint_sha)
-            common = {"domain": "recsys", "model_name": model_name, "model_version": version, "run_id": run_id}
-            writer.write_embeddings(modality="user", sample_ids=user_ids, vectors=users.float().cpu().numpy(), **common)
-            writer.write_embeddings(modality="item", sample_ids=item_ids, vectors=items.float().cpu().numpy(), **common)
-            samples = pd.DataFrame(
-                {
-                    "sample_id": item_ids + user_ids,
-                    "dataset": data.name,
-                    "kind": ["item"] * len(item_ids) + ["user"] * len(user_ids),
-                    "raw_id": list(data.item_ids) + list(data.user_ids),
-                    "title": list(data.item_titles) + [""] * len(user_ids),
-                    "text": list(data.item_texts) + [""] * len(user_ids),
-                }
-            )
-            writer.upsert_samples("recsys", samples)
-    finally:
-        store.close()
-    return len(user_ids), len(item_ids)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -82,4 +40,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_command(main)

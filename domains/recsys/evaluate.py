@@ -1,7 +1,8 @@
 """Evaluate a trained recommender: ``python -m domains.recsys.evaluate --run runs/recsys/demo``.
 
 Full ranking over all items, excluding each user's known interactions (training, plus validation when
-scoring test); Recall/Precision/NDCG at the requested cut-offs. Writes ``<run>/eval/<split>_metrics.json``.
+scoring test); Recall/Precision/NDCG at the requested cut-offs. Writes ``<out_dir>/<split>_metrics.json``
+(default ``<run>/eval/``).
 """
 
 from __future__ import annotations
@@ -9,8 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from domains.recsys.recommender import evaluate_split, load_run, write_json_atomically
-from shared.cli import parse_config
+from domains.recsys.llmrec.training import NDCG_VARIANTS, evaluate_split, load_run
+from shared.atomic_files import write_json_atomically
+from shared.cli import parse_config, run_command
+from shared.device import pick_device
+from shared.user_errors import UserError
 
 
 @dataclass
@@ -29,13 +33,25 @@ class EvaluateConfig:
     """Users scored at once (memory: batch_users × n_items scores)."""
     device: str = "auto"
     """'auto' (CUDA when available) or a torch device."""
+    out_dir: str | None = None
+    """Folder for <split>_metrics.json (null: <run>/eval)."""
+
+
+def _check(config: EvaluateConfig) -> None:
+    if config.split not in ("test", "val"):
+        raise UserError(f"--split: must be 'test' or 'val', got {config.split!r}")
+    if config.ndcg_variant not in NDCG_VARIANTS:
+        raise UserError(f"--ndcg_variant: must be one of {NDCG_VARIANTS}, got {config.ndcg_variant!r}")
+    if not config.ks or min(config.ks) < 1:
+        raise UserError(f"--ks: give one or more cut-offs >= 1, got {list(config.ks)}")
+    if config.batch_users < 1:
+        raise UserError(f"--batch_users: must be >= 1, got {config.batch_users}")
 
 
 def main(argv: list[str] | None = None) -> None:
     """Command line entry point."""
-    from shared.device import pick_device
-
     config = parse_config(EvaluateConfig, argv, prog="python -m domains.recsys.evaluate")
+    _check(config)
     loaded = load_run(config.run, device=pick_device(config.device))
     metrics = evaluate_split(
         loaded.model,
@@ -46,7 +62,8 @@ def main(argv: list[str] | None = None) -> None:
         ndcg_variant=config.ndcg_variant,
     )
     metrics["ndcg_variant"] = config.ndcg_variant
-    out = write_json_atomically(Path(config.run) / "eval" / f"{config.split}_metrics.json", metrics)
+    out_dir = Path(config.out_dir) if config.out_dir else loaded.run_dir / "eval"
+    out = write_json_atomically(out_dir / f"{config.split}_metrics.json", metrics)
     for k in config.ks:
         print(
             f"@{k}: recall {metrics[f'recall@{k}']:.4f}  ndcg {metrics[f'ndcg@{k}']:.4f}  "
@@ -57,4 +74,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_command(main)

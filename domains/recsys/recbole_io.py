@@ -8,6 +8,7 @@ applications of the recsys domain.
 from __future__ import annotations
 
 import csv
+import errno
 import io
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -31,6 +32,13 @@ class DataFormatError(ValueError):
     """A data file is malformed; the message names the file (and line where one applies)."""
 
 
+def _not_utf8(path: Path, error: UnicodeDecodeError) -> DataFormatError:
+    return DataFormatError(
+        f"{path}: not UTF-8 text (byte {error.start} is {error.object[error.start : error.start + 1]!r}); "
+        "convert the file to UTF-8"
+    )
+
+
 # --------------------------------------------------------------------------------------------------------------
 # RecBole atomic files
 # --------------------------------------------------------------------------------------------------------------
@@ -50,7 +58,10 @@ def read_atomic_header(path: str | Path) -> dict[str, str]:
     """
     path = Path(path)
     with path.open(encoding="utf-8") as handle:
-        first = handle.readline().rstrip("\n").rstrip("\r")
+        try:
+            first = handle.readline().rstrip("\n").rstrip("\r")
+        except UnicodeDecodeError as error:
+            raise _not_utf8(path, error) from None
     if not first:
         raise DataFormatError(f"{path}:1: empty file or missing 'name:type' header")
     columns: dict[str, str] = {}
@@ -74,8 +85,9 @@ def read_atomic_header(path: str | Path) -> dict[str, str]:
 def read_atomic_file(path: str | Path, required_columns: Sequence[str] = ()) -> pd.DataFrame:
     """Reads a RecBole atomic file into a DataFrame with the ``:type`` suffixes stripped.
 
-    ``token`` and sequence columns stay strings; ``float`` columns become float64. The column types are kept in
-    ``frame.attrs["atomic_types"]``. Row ``i`` of the frame is line ``i + 2`` of the file.
+    ``token`` and sequence columns stay strings; ``float`` columns become float64 (an empty field is NaN; the
+    texts ``nan`` and ``inf`` are refused). The column types are kept in ``frame.attrs["atomic_types"]``. Row
+    ``i`` of the frame is line ``i + 2`` of the file.
 
     Args:
         path: The atomic file (tab-separated, UTF-8).
@@ -85,8 +97,8 @@ def read_atomic_file(path: str | Path, required_columns: Sequence[str] = ()) -> 
         The table.
 
     Raises:
-        DataFormatError: Malformed header, wrong number of fields on a line, a non-numeric ``float``, or a
-            missing required column; the message names the file and line.
+        DataFormatError: Not UTF-8 text, malformed header, wrong number of fields on a line, a non-numeric or
+            non-finite ``float``, or a missing required column; the message names the file and line.
     """
     path = Path(path)
     types = read_atomic_header(path)
@@ -95,8 +107,11 @@ def read_atomic_file(path: str | Path, required_columns: Sequence[str] = ()) -> 
         raise DataFormatError(f"{path}:1: missing required column(s) {missing}; header has {list(types)}")
     names = list(types)
     with path.open(encoding="utf-8", newline="") as handle:
-        handle.readline()
-        text = handle.read()
+        try:
+            handle.readline()
+            text = handle.read()
+        except UnicodeDecodeError as error:
+            raise _not_utf8(path, error) from None
     rows = []
     for line_number, line in enumerate(text.splitlines(), start=2):
         if not line:
@@ -114,16 +129,25 @@ def read_atomic_file(path: str | Path, required_columns: Sequence[str] = ()) -> 
             frame[name] = frame[name].astype(str)
             continue
         values = pd.to_numeric(frame[name], errors="coerce")
-        bad = np.flatnonzero(values.isna().to_numpy() & (frame[name].astype(str).str.strip() != "").to_numpy())
+        given = (frame[name].astype(str).str.strip() != "").to_numpy()
+        bad = np.flatnonzero(~np.isfinite(values.to_numpy(dtype="float64")) & given)
         if bad.size:
             row = int(bad[0])
-            raise DataFormatError(
-                f"{path}:{row + 2}: column {name!r} (float) has non-numeric value {frame[name].iloc[row]!r}"
-            )
+            text = frame[name].iloc[row]
+            problem = "non-numeric" if pd.isna(values.iloc[row]) and _not_a_number(text) else "non-finite"
+            raise DataFormatError(f"{path}:{row + 2}: column {name!r} (float) has {problem} value {text!r}")
         frame[name] = values.astype("float64")
     frame.attrs["atomic_types"] = dict(types)
     frame.attrs["source"] = str(path)
     return frame
+
+
+def _not_a_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return True
+    return False
 
 
 def write_atomic_file(frame: pd.DataFrame, path: str | Path, types: dict[str, str]) -> Path:
@@ -224,11 +248,12 @@ def read_recbole_dataset(folder: str | Path, name: str | None = None) -> Recbole
     if name is None:
         inters = sorted(folder.glob("*.inter"))
         if len(inters) != 1:
-            raise FileNotFoundError(f"{folder}: expected exactly one *.inter file, found {[p.name for p in inters]}")
+            found = [p.name for p in inters]
+            raise FileNotFoundError(errno.ENOENT, f"expected exactly one *.inter file, found {found}", str(folder))
         name = inters[0].stem
     paths = {suffix: folder / f"{name}.{suffix}" for suffix in RECBOLE_SUFFIXES}
     if not paths["inter"].exists():
-        raise FileNotFoundError(f"{paths['inter']}: interaction file not found")
+        raise FileNotFoundError(errno.ENOENT, "interaction file not found", str(paths["inter"]))
     inter = read_atomic_file(paths["inter"], required_columns=("user_id", "item_id"))
     if "timestamp" not in inter.columns:
         check_unique_rows(inter, ("user_id", "item_id"), paths["inter"])
@@ -249,8 +274,3 @@ def read_recbole_dataset(folder: str | Path, name: str | None = None) -> Recbole
         if tables.item is not None:
             check_known_ids(tables.link["item_id"], tables.item["item_id"], "item_id", paths["link"])
     return tables
-
-
-# --------------------------------------------------------------------------------------------------------------
-# Interaction data, splits, graphs
-# --------------------------------------------------------------------------------------------------------------

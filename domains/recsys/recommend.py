@@ -1,7 +1,8 @@
 """Top-N recommendations with titles: ``python -m domains.recsys.recommend --run runs/recsys/demo --users '[1, 2]'``.
 
 Items the user already interacted with (any split) are never recommended. Users are raw ids as in the data.
-Prints a table and writes ``<run>/recommendations.tsv`` (RecBole-style atomic file).
+Prints a table and writes ``<out_dir>/recommendations.tsv`` (RecBole-style atomic file; default the run
+folder).
 """
 
 from __future__ import annotations
@@ -9,14 +10,17 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
-import torch
 
-from domains.recsys.data import items_by_user, write_atomic_file
-from domains.recsys.ranking_metrics import top_k_items
-from domains.recsys.recommender import LoadedRun, load_run
-from shared.cli import parse_config
+from domains.recsys.llmrec.recommendations import (
+    RECOMMENDATIONS_FILE,
+    UnknownUsers,
+    recommend,
+    write_recommendations,
+)
+from domains.recsys.llmrec.training import load_run
+from shared.cli import parse_config, run_command
+from shared.user_errors import NothingProduced, UserError
 
 
 @dataclass
@@ -28,43 +32,27 @@ class RecommendConfig:
     users: list[str | int] = field(default_factory=lambda: ["1"])
     """Raw user ids (as in the dataset's .inter file), e.g. --users '[1, 2, 3]'."""
     top_n: int = 10
-    """Recommendations per user."""
-    out: str | None = None
-    """Output file (default: <run>/recommendations.tsv)."""
-
-
-def recommend(loaded: LoadedRun, users: list[str], top_n: int = 10) -> pd.DataFrame:
-    """Top-``top_n`` unseen items per raw user id with rank, score and title.
-
-    Raises:
-        KeyError: A user id is not in the data (the message lists a few known ids).
-    """
-    data = loaded.data
-    lookup = data.user_index()
-    missing = [user for user in users if user not in lookup]
-    if missing:
-        raise KeyError(f"unknown user id(s) {missing}; known ids look like {data.user_ids[:5]}")
-    indices = np.asarray([lookup[user] for user in users], dtype=np.int64)
-    seen = items_by_user(np.concatenate([data.train, data.val, data.test]), data.n_users, data.n_items)
-    user_emb, item_emb = loaded.model.user_item_embeddings()
-    top = top_k_items(user_emb, item_emb, seen, top_n, users=indices)
-    scores = (user_emb[indices] @ item_emb.T).gather(1, torch.as_tensor(top, device=user_emb.device)).cpu().numpy()
-    rows = []
-    for position, user in enumerate(users):
-        for rank, (item, score) in enumerate(zip(top[position], scores[position]), start=1):
-            rows.append((user, rank, data.item_ids[item], float(score), data.item_titles[item]))
-    return pd.DataFrame(rows, columns=["user_id", "rank", "item_id", "score", "title"])
+    """Recommendations per user (1 to the number of items)."""
+    out_dir: str | None = None
+    """Folder for recommendations.tsv (null: the run folder)."""
 
 
 def main(argv: list[str] | None = None) -> None:
     """Command line entry point."""
     config = parse_config(RecommendConfig, argv, prog="python -m domains.recsys.recommend")
+    if config.top_n < 1:
+        raise UserError(f"--top_n: must be >= 1, got {config.top_n}")
+    if not config.users:
+        raise NothingProduced("--users is empty: no user to recommend for")
     loaded = load_run(config.run)
-    table = recommend(loaded, [str(user) for user in config.users], config.top_n)
-    out = Path(config.out) if config.out else Path(config.run) / "recommendations.tsv"
-    write_atomic_file(
-        table, out, {"user_id": "token", "rank": "float", "item_id": "token", "score": "float", "title": "token"}
-    )
+    if config.top_n > loaded.data.n_items:
+        raise UserError(f"--top_n: must be <= {loaded.data.n_items} (the items of the run's data), got {config.top_n}")
+    try:
+        table = recommend(loaded, [str(user) for user in config.users], config.top_n)
+    except UnknownUsers as error:
+        raise UserError(f"--users: {error}") from None
+    out = (Path(config.out_dir) if config.out_dir else loaded.run_dir) / RECOMMENDATIONS_FILE
+    write_recommendations(table, out)
     with pd.option_context("display.max_rows", None, "display.width", 160):
         print(table.to_string(index=False))
     print(f"Wrote {out}")
@@ -72,4 +60,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_command(main)

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from domains.recsys.data import write_atomic_file
+from domains.recsys.recbole_io import write_atomic_file
 
 N_USERS, N_ITEMS, GROUPS = 36, 45, 3
 

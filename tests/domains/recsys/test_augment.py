@@ -12,18 +12,13 @@ import numpy as np
 import pytest
 import torch
 
-from domains.recsys.augment import (
-    PromptCache,
-    knowledge_graph_backend,
-    parse_attribute_answer,
-    parse_edge_answer,
-    parse_profile_answer,
-    read_augmentation,
-    run_augmentation,
-    write_augmentation,
-)
-from domains.recsys.augmentation_backends import ChatCompletionsBackend, TransformersBackend
-from domains.recsys.data import DataFormatError, read_recbole_interactions
+from domains.recsys.llmrec.augmentation import DecodingSettings, knowledge_graph_backend, run_augmentation
+from domains.recsys.llmrec.augmentation_files import read_augmentation, write_augmentation
+from domains.recsys.llmrec.backends import ChatCompletionsBackend, TransformersBackend
+from domains.recsys.llmrec.prompt_cache import PromptCache
+from domains.recsys.llmrec.prompts import parse_attribute_answer, parse_edge_answer, parse_profile_answer
+from domains.recsys.llmrec.recbole_dataset import read_recbole_interactions
+from domains.recsys.recbole_io import DataFormatError
 
 
 class ScriptedChatServer:
@@ -207,8 +202,6 @@ def test_local_transformers_backend_generates_parses_and_caches(data, tmp_path: 
     model_dir = _tiny_causal_lm(tmp_path / "tiny-lm")
     backend = TransformersBackend(str(model_dir), device="cpu", seed=0)
     cache = PromptCache(tmp_path / "cache")
-    from domains.recsys.augment import DecodingSettings
-
     decoding = DecodingSettings(max_tokens=6)
     first = run_augmentation(loaded, backend, cache, tasks=("attributes",), items=np.arange(3), decoding=decoding)
     counts = first.summary["attributes"]

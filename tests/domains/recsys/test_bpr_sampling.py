@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from domains.recsys.bpr_sampling import BprBatches
+from domains.recsys.llmrec.bpr_sampling import BprBatches
 
 
 def _pairs() -> np.ndarray:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import typing
 from pathlib import Path
 
 import numpy as np
@@ -10,34 +12,77 @@ import pandas as pd
 import pytest
 
 from domains.recsys import ablate, augment, embed, evaluate, ingest, recommend, train
-from domains.recsys.data import read_atomic_file
+from domains.recsys.embed import EmbedConfig
+from domains.recsys.evaluate import EvaluateConfig
+from domains.recsys.ingest import IngestConfig
+from domains.recsys.llmrec.ablation import VARIANTS, AblateConfig
+from domains.recsys.llmrec.augmentation import AugmentConfig, DecodingSettings
+from domains.recsys.llmrec.datasets import DatasetConfig
+from domains.recsys.llmrec.model import RecommenderConfig
+from domains.recsys.llmrec.pipeline import TrainConfig, run_training
+from domains.recsys.llmrec.recommendations import recommend as recommend_for_users
+from domains.recsys.llmrec.training import FitConfig, load_run
+from domains.recsys.recbole_io import read_atomic_file
+from domains.recsys.recommend import RecommendConfig
+from shared.cli import field_docstrings, parse_config
 
-FAST = ["--fit.batch_size", "64", "--fit.validate_every_epochs", "1", "--dataset.text_features", "false"]
+FAST = ["--fit.batch_size", "64", "--trainer.validate_every_epochs", "1", "--dataset.text_features", "false"]
+COMMAND_CONFIGS = [
+    (train, TrainConfig),
+    (evaluate, EvaluateConfig),
+    (recommend, RecommendConfig),
+    (embed, EmbedConfig),
+    (ingest, IngestConfig),
+    (augment, AugmentConfig),
+    (ablate, AblateConfig),
+]
+OWN_NESTED_CONFIGS = (DatasetConfig, FitConfig, RecommenderConfig, DecodingSettings)
 
 
-@pytest.mark.parametrize("command", [train, evaluate, recommend, embed, ingest, augment, ablate])
-def test_help_documents_every_option(command, capsys) -> None:
+def documented_fields(config_class: type, prefix: str = "") -> list[tuple[str, str]]:
+    """``(flag, docstring)`` of every field, recursing into the nested configs this domain owns."""
+    docs = field_docstrings(config_class)
+    hints = typing.get_type_hints(config_class)
+    fields = []
+    for field in dataclasses.fields(config_class):
+        fields.append((f"{prefix}{field.name}", docs[field.name]))
+        if hints[field.name] in OWN_NESTED_CONFIGS:
+            fields += documented_fields(hints[field.name], f"{prefix}{field.name}.")
+    return fields
+
+
+@pytest.mark.parametrize(("command", "config_class"), COMMAND_CONFIGS, ids=lambda v: getattr(v, "__name__", ""))
+def test_help_documents_every_option(command, config_class, capsys) -> None:
     with pytest.raises(SystemExit) as exit_info:
         command.main(["--help"])
     assert exit_info.value.code == 0
     text = capsys.readouterr().out
-    config_class = next(
-        value
-        for name, value in vars(command).items()
-        if name.endswith("Config") and value.__module__ == command.__name__
-    )
-    for field_name in config_class.__dataclass_fields__:
+    flat = " ".join(text.split())
+    for field_name, doc in documented_fields(config_class):
         assert f"--{field_name}" in text, f"{command.__name__} --help lacks --{field_name}"
+        assert doc.strip(), f"{config_class.__name__}.{field_name} has no docstring"
+        first_words = " ".join(doc.split()[:4]).rstrip(".:,;")
+        assert first_words in flat, f"{command.__name__} --help does not show the doc of --{field_name}"
+
+
+def test_help_check_fails_for_an_undocumented_field() -> None:
+    @dataclasses.dataclass
+    class Undocumented:
+        """A config whose field has no docstring."""
+
+        count: int = 1
+
+    assert documented_fields(Undocumented) == [("count", "")]
 
 
 def test_train_pipeline_then_evaluate_recommend_embed(synthetic_recbole: Path, tmp_path: Path, capsys) -> None:
     runs = tmp_path / "runs"
-    args = ["--dataset.source", str(synthetic_recbole), "--runs_root", str(runs), "--run_name", "synth"]
+    args = ["--input", str(synthetic_recbole), "--runs_root", str(runs), "--run_name", "synth"]
     train.main(
         [
             *args,
             *FAST,
-            "--fit.epochs",
+            "--trainer.max_epochs",
             "4",
             "--base_epochs",
             "3",
@@ -71,14 +116,12 @@ def test_train_pipeline_then_evaluate_recommend_embed(synthetic_recbole: Path, t
     table = read_atomic_file(run_dir / "recommendations.tsv")
     assert table["user_id"].tolist() == ["1", "1", "1", "2", "2", "2"]
     assert table["title"].str.startswith("Movie ").all()
-    from domains.recsys.recommender import load_run
-
     loaded = load_run(run_dir)
     seen = {(u, i) for part in (loaded.data.train, loaded.data.val, loaded.data.test) for u, i in part.tolist()}
     user_index, item_index = loaded.data.user_index(), loaded.data.item_index()
     assert not any((user_index[u], item_index[i]) in seen for u, i in zip(table["user_id"], table["item_id"]))
     with pytest.raises(KeyError, match="unknown user id"):
-        recommend.recommend(loaded, ["nobody"])
+        recommend_for_users(loaded, ["nobody"])
 
     store_path = tmp_path / "store.duckdb"
     embed.main(["--run", str(run_dir), "--store", str(store_path)])
@@ -95,7 +138,7 @@ def test_train_pipeline_then_evaluate_recommend_embed(synthetic_recbole: Path, t
 
 
 def test_ingest_writes_validated_tables(synthetic_recbole: Path, tmp_path: Path) -> None:
-    ingest.main(["--dataset.source", str(synthetic_recbole), "--runs_root", str(tmp_path), "--run_name", "tables"])
+    ingest.main(["--input", str(synthetic_recbole), "--runs_root", str(tmp_path), "--run_name", "tables"])
     out = tmp_path / "recsys" / "tables" / "tables"
     interactions = pd.read_parquet(out / "interactions.parquet")
     assert len(interactions) == 36 * 12 and set(interactions["split"]) == {"train", "val", "test"}
@@ -109,19 +152,19 @@ def test_ablation_runs_every_variant_and_writes_a_table(
     def random_text_features(texts, batch_size=64, max_length=64):
         return np.random.default_rng(0).normal(size=(len(texts), 16)).astype(np.float32)
 
-    monkeypatch.setattr("domains.recsys.data.encode_texts_minilm", random_text_features)
+    monkeypatch.setattr("domains.recsys.llmrec.text_features.encode_texts_minilm", random_text_features)
     ablate.main(
         [
-            "--dataset.source", str(synthetic_recbole), "--runs_root", str(tmp_path), "--seeds", "[1, 2]",
-            "--fit.epochs", "2", "--fit.batch_size", "128", "--fit.validate_every_epochs", "1",
+            "--input", str(synthetic_recbole), "--runs_root", str(tmp_path), "--seeds", "[1, 2]",
+            "--trainer.max_epochs", "2", "--fit.batch_size", "128", "--trainer.validate_every_epochs", "1",
             "--dataset.cache_dir", str(tmp_path / "cache"),
         ]
     )  # fmt: skip
     results = json.loads((tmp_path / "recsys" / "ablation" / "ablation.json").read_text())
-    assert set(results) == set(ablate.VARIANTS) and all(len(runs) == 2 for runs in results.values())
+    assert set(results) == set(VARIANTS) and all(len(runs) == 2 for runs in results.values())
     assert results["+mae"] != results["+prune"], "MAE changes training when text features exist"
     table = (tmp_path / "recsys" / "ablation" / "ablation.md").read_text()
-    assert table.count("\n") == 2 + len(ablate.VARIANTS) and "± " in table
+    assert table.count("\n") == 2 + len(VARIANTS) and "± " in table
 
 
 @pytest.mark.parametrize(
@@ -130,10 +173,8 @@ def test_ablation_runs_every_variant_and_writes_a_table(
     ids=lambda p: p.name,
 )
 def test_config_presets_parse(preset: Path) -> None:
-    from shared.cli import parse_config
-
-    config = parse_config(train.TrainConfig, ["--config", str(preset)])
-    assert config.run_name == preset.stem and config.dataset.source == "movielens-100k"
+    config = parse_config(TrainConfig, ["--config", str(preset)])
+    assert config.run_name == preset.stem and config.input == "movielens-100k"
 
 
 def test_training_on_an_llmrec_layout_with_its_shipped_augmentation(
@@ -164,17 +205,16 @@ def test_training_on_an_llmrec_layout_with_its_shipped_augmentation(
         encoded.append(list(texts))
         return np.ones((len(texts), 4), dtype=np.float32)
 
-    monkeypatch.setattr("domains.recsys.data.encode_texts_minilm", fake_minilm)
-    run_dir = train.run_training(
-        train.parse_config(
-            train.TrainConfig,
-            ["--dataset.source", str(folder), "--augmentation", "layout", "--runs_root", str(tmp_path / "runs"),
-             "--run_name", "layout", "--fit.epochs", "2", "--fit.batch_size", "16"],
+    monkeypatch.setattr("domains.recsys.llmrec.text_features.encode_texts_minilm", fake_minilm)
+    run, _ = run_training(
+        parse_config(
+            TrainConfig,
+            ["--input", str(folder), "--augmentation", "layout", "--runs_root", str(tmp_path / "runs"),
+             "--run_name", "layout", "--trainer.max_epochs", "2", "--fit.batch_size", "16"],
         )
     )  # fmt: skip
+    run_dir = run.path
     assert encoded and encoded[0][0] == "likes dramas" and encoded[0][1] == ""
-    from domains.recsys.recommender import load_run
-
     loaded = load_run(run_dir)
     assert loaded.model.profile_projection is not None
     assert loaded.model.user_profile_features[1].abs().sum() == 0, "users without a profile get a zero feature"

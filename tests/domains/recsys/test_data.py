@@ -10,20 +10,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from domains.recsys.data import (
-    DataFormatError,
-    bipartite_graph,
-    cached_text_features,
-    interactions_from_llmrec,
-    items_by_user,
-    load_restricted_pickle,
-    read_atomic_file,
-    read_llmrec_dataset,
-    read_recbole_dataset,
-    read_recbole_interactions,
-    split_interactions,
-    write_atomic_file,
-)
+from domains.recsys.llmrec.graphs import bipartite_graph, items_by_user
+from domains.recsys.llmrec.interactions import split_interactions
+from domains.recsys.llmrec.recbole_dataset import read_recbole_interactions
+from domains.recsys.llmrec.released_layout import interactions_from_llmrec, read_llmrec_dataset
+from domains.recsys.llmrec.restricted_pickle import load_restricted_pickle
+from domains.recsys.llmrec.text_features import cached_text_features
+from domains.recsys.recbole_io import DataFormatError, read_atomic_file, read_recbole_dataset, write_atomic_file
 
 
 def test_atomic_file_round_trip_keeps_values_and_types(tmp_path: Path) -> None:
@@ -205,7 +198,7 @@ def test_text_features_are_cached_by_content(tmp_path: Path, monkeypatch: pytest
         calls.append(list(texts))
         return np.full((len(texts), 3), len(calls), dtype=np.float32)
 
-    monkeypatch.setattr("domains.recsys.data.encode_texts_minilm", fake_encoder)
+    monkeypatch.setattr("domains.recsys.llmrec.text_features.encode_texts_minilm", fake_encoder)
     first = cached_text_features(["a", "b"], tmp_path)
     second = cached_text_features(["a", "b"], tmp_path)
     third = cached_text_features(["a", "c"], tmp_path)

@@ -8,8 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch_geometric.nn import LightGCN
 
-from domains.recsys.data import bipartite_graph
-from domains.recsys.model import LLMRecModel, RecommenderConfig, attribute_vocabulary
+from domains.recsys.llmrec.graphs import bipartite_graph
+from domains.recsys.llmrec.model import LLMRecModel, RecommenderConfig, attribute_vocabulary
 
 N_USERS, N_ITEMS = 12, 9
 

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from domains.recsys.data import items_by_user
-from domains.recsys.ranking_metrics import full_ranking_metrics, top_k_items
+from domains.recsys.llmrec.graphs import items_by_user
+from domains.recsys.llmrec.ranking_metrics import full_ranking_metrics, top_k_items
 
 # Two users, five items; scores are user_embedding · item_embedding with 1-d embeddings.
 USERS = torch.tensor([[1.0], [-1.0]])

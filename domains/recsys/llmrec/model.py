@@ -21,12 +21,14 @@ from __future__ import annotations
 
 import math
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from domains.recsys.llmrec.graphs import bipartite_graph
 
 
 @dataclass
@@ -61,6 +63,19 @@ class RecommenderConfig:
     """L2 penalty on the batch's layer-0 ID embeddings, divided by the batch size."""
 
 
+def base_model_config(model: RecommenderConfig) -> RecommenderConfig:
+    """Plain LightGCN (no side features, pruning or MAE) with the same width and depth as ``model``."""
+    return replace(
+        model,
+        use_text_features=False,
+        use_item_attributes=False,
+        use_user_profiles=False,
+        prune_drop_fraction=0.0,
+        mae_mask_rate=0.0,
+        mae_loss_weight=0.0,
+    )
+
+
 class LLMRecModel(nn.Module):
     """LightGCN recommender with LLMRec's side features, augmented BPR, pruning and MAE.
 
@@ -88,8 +103,6 @@ class LLMRecModel(nn.Module):
     ) -> None:
         super().__init__()
         from torch_geometric.nn import LightGCN
-
-        from domains.recsys.data import bipartite_graph
 
         self.config = config = config or RecommenderConfig()
         self.n_users, self.n_items = n_users, n_items

@@ -1,4 +1,4 @@
-"""The built-in default dataset: MovieLens-100K with its knowledge graph, read from the installed recbole package.
+"""LLMRec's built-in default dataset: MovieLens-100K with its knowledge graph, read from the installed recbole package.
 
 MovieLens data may be used for research but not redistributed (GroupLens terms), so it is read from the
 ``recbole`` wheel at run time and never copied into the repository.
@@ -9,7 +9,10 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
-from domains.recsys.data import InteractionData, RecboleTables, cached_text_features, read_recbole_interactions
+from domains.recsys.llmrec.interactions import InteractionData
+from domains.recsys.llmrec.recbole_dataset import read_recbole_interactions
+from domains.recsys.llmrec.text_features import cached_text_features
+from domains.recsys.recbole_io import RecboleTables
 
 DEFAULT_CACHE_DIR = Path("runs/recsys/cache")
 

@@ -1,0 +1,61 @@
+"""A trained run's user and item vectors into the DuckDB embedding store.
+
+The final representations ``h_u`` (modality ``user``) and ``h_i`` (modality ``item``) are written with a
+``samples_recsys`` row per item (title, text) and user, so ``EmbeddingStore.nearest`` finds similar
+items/users. The store lives under ``runs/`` (never in the repository: MovieLens rows may not be
+redistributed).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from domains.recsys.llmrec.training import WEIGHTS_FILE, LoadedRun
+from shared.run_folder import RunFolder, sha256_of
+
+DEFAULT_MODEL_NAME = "llmrec-lightgcn"
+
+
+def embed_into_store(
+    loaded: LoadedRun, store_path: str | Path, model_name: str = DEFAULT_MODEL_NAME
+) -> tuple[int, int]:
+    """Writes user and item vectors (sample ids ``<dataset>:user:<id>`` / ``<dataset>:item:<id>``).
+
+    The run is registered under its run id (``recsys/<run-name>``) with its ``config.yaml``; the model
+    version is the first 12 hex digits of the weights' SHA-256.
+
+    Returns:
+        (users written, items written).
+    """
+    from shared.store import EmbeddingStore
+
+    data = loaded.data
+    checkpoint_sha = sha256_of(loaded.run_dir / WEIGHTS_FILE)
+    version = checkpoint_sha[:12]
+    run_id = RunFolder(loaded.run_dir).run_id
+    users, items = loaded.model.user_item_embeddings()
+    user_ids = [f"{data.name}:user:{raw}" for raw in data.user_ids]
+    item_ids = [f"{data.name}:item:{raw}" for raw in data.item_ids]
+    store = EmbeddingStore(store_path)
+    try:
+        with store.writing() as writer:
+            writer.register_run(run_id, "recsys", model_name, version, loaded.config, checkpoint_sha)
+            common = {"domain": "recsys", "model_name": model_name, "model_version": version, "run_id": run_id}
+            writer.write_embeddings(modality="user", sample_ids=user_ids, vectors=users.float().cpu().numpy(), **common)
+            writer.write_embeddings(modality="item", sample_ids=item_ids, vectors=items.float().cpu().numpy(), **common)
+            samples = pd.DataFrame(
+                {
+                    "sample_id": item_ids + user_ids,
+                    "dataset": data.name,
+                    "kind": ["item"] * len(item_ids) + ["user"] * len(user_ids),
+                    "raw_id": list(data.item_ids) + list(data.user_ids),
+                    "title": list(data.item_titles) + [""] * len(user_ids),
+                    "text": list(data.item_texts) + [""] * len(user_ids),
+                }
+            )
+            writer.upsert_samples("recsys", samples)
+    finally:
+        store.close()
+    return len(user_ids), len(item_ids)
