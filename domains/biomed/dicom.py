@@ -133,11 +133,13 @@ class DicomChainConfig:
     def __post_init__(self) -> None:
         named = {"auto", "window", "minmax", *WINDOW_PRESETS_HU}
         if self.voi not in named:
-            raise ValueError(f"unknown voi {self.voi!r}; choose one of {sorted(named)}")
+            raise ValueError(f"voi (--dicom.voi) {self.voi!r}: unknown; choose one of {sorted(named)}")
         if self.frame_policy not in ("first", "middle", "all"):
-            raise ValueError(f"unknown frame_policy {self.frame_policy!r}; choose first, middle or all")
+            raise ValueError(
+                f"frame_policy (--dicom.frame_policy) {self.frame_policy!r}: unknown; choose first, middle or all"
+            )
         if self.image_size < 8:
-            raise ValueError(f"image_size must be at least 8 px, got {self.image_size}")
+            raise ValueError(f"image_size (--dicom.image_size): must be at least 8 px, got {self.image_size}")
 
 
 @dataclass

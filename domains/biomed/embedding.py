@@ -6,13 +6,28 @@ Each vector is stored with the sample key, the model name/version and run id, an
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from domains.biomed.biomedica import BiomedicaDecoder, eval_stream
 from domains.biomed.evaluation import encode_shards
+from shared.user_errors import UserError
 
 DOMAIN = "biomed"
+
+
+@contextlib.contextmanager
+def _store_file_errors_named(store_path: str | Path) -> Iterator[None]:
+    """A store file DuckDB cannot open (not a database, a newer format) is the user's: name it."""
+    import duckdb
+
+    try:
+        yield
+    except duckdb.IOException as error:
+        detail = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise UserError(f"--store {store_path}: not a usable DuckDB store ({detail})") from error
 
 
 def embed_into_store(
@@ -46,7 +61,7 @@ def embed_into_store(
         flag: The flag that named ``shards`` (for error messages).
 
     Raises:
-        UserError: A missing shard source.
+        UserError: A missing shard source, a store file DuckDB cannot open.
         NothingProduced: The shard set yielded no sample (nothing is written).
     """
     import pandas as pd
@@ -54,11 +69,11 @@ def embed_into_store(
     from shared.store import EmbeddingStore
 
     decoder = BiomedicaDecoder(loaded.preprocess_val, loaded.tokenizer)
-    encoded = encode_shards(model, eval_stream(shards, decoder, batch_size, flag), device)
+    encoded = encode_shards(model, eval_stream(shards, decoder, batch_size, flag), device, source=f"{flag} {shards}")
     metadata = [{"caption": caption, **meta} for caption, meta in zip(encoded.captions, encoded.metadata)]
     store = EmbeddingStore(store_path)
     try:
-        with store.writing() as writer:
+        with _store_file_errors_named(store_path), store.writing() as writer:
             writer.register_run(run_id, DOMAIN, model_name, model_version, run_config or {}, checkpoint_sha256)
             for modality, vectors in (("image", encoded.image), ("text", encoded.text)):
                 writer.write_embeddings(domain=DOMAIN, modality=modality, model_name=model_name,

@@ -60,9 +60,11 @@ class EncodedShards:
 
 @torch.no_grad()
 def encode_shards(
-    model: Any, stream: Any, device: torch.device | str = "cpu", precision: str = "auto"
+    model: Any, stream: Any, device: torch.device | str = "cpu", precision: str = "auto", source: str = "the shard set"
 ) -> EncodedShards:
     """Encode every sample of one pass of ``stream`` with a :class:`~domains.biomed.model.BiomedClipModel`.
+
+    ``source`` names the shards in the message when nothing could be read (e.g. ``"--input data/test"``).
 
     Raises:
         NothingProduced: The pass yielded no sample.
@@ -88,7 +90,7 @@ def encode_shards(
     if not keys:
         report = stream.report()
         raise NothingProduced(
-            f"the shard set yielded no samples ({report['samples_failed']} failed, {report['filtered_out']} filtered "
+            f"{source}: no sample could be read ({report['samples_failed']} failed, {report['filtered_out']} filtered "
             f"out, {report['shards_failed']} unreadable shard(s)); check the path and the filters"
         )
     return EncodedShards(keys, captions, labels, metadata, np.concatenate(images), np.concatenate(texts))
@@ -143,8 +145,11 @@ def zero_shot_settings(
     """The label field, class names and templates of a zero-shot preset, or of 'custom' (None for 'none').
 
     Raises:
-        UserError: An unknown preset, or 'custom' without label field, class names and templates.
+        UserError: An unknown preset, 'custom' without label field, class names and templates, or those given
+            with a preset (which would silently ignore them).
     """
+    if preset != "custom" and (label_field or classnames or templates):
+        raise UserError(f"--label_field/--classnames/--templates: only read with {flag} custom (got {flag} {preset})")
     if preset == "none":
         return None
     if preset == "custom":
@@ -189,7 +194,7 @@ def evaluate_model(
     label_field = zero_shot["label_field"] if zero_shot else ""
     decoder = BiomedicaDecoder(loaded.preprocess_val, loaded.tokenizer, label_field=label_field)
     stream = eval_stream(shards, decoder, batch_size, flag)
-    encoded = encode_shards(model, stream, device)
+    encoded = encode_shards(model, stream, device, source=f"{flag} {shards}")
     results: dict[str, Any] = {"num_samples": len(encoded.keys), "retrieval": retrieval_report(encoded, ks)}
     if zero_shot:
         results["zero_shot"] = zero_shot_report(

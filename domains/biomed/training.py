@@ -32,7 +32,7 @@ from domains.biomed.model import RUN_WEIGHTS, BiomedClipModel, build_training_mo
 from domains.biomed.open_clip_loading import LoadedOpenClip, load_open_clip_model
 from shared.run_folder import RunFolder, is_main_process, sha256_of
 from shared.trainer import TrainerConfig, resolve_budget
-from shared.user_errors import UserError
+from shared.user_errors import NothingProduced, UserError
 
 DOMAIN = "biomed"
 COMMAND = "domains.biomed.pretrain"
@@ -215,6 +215,25 @@ def check_pretrain_config(config: PretrainConfig) -> None:
         )
 
 
+def check_resume(resume: str, run: RunFolder) -> None:
+    """Refuse ``--trainer.resume`` when there is nothing to resume from (never a silent fresh start).
+
+    Raises:
+        UserError: No checkpoint in the run folder (``latest``), or no such checkpoint file or folder.
+    """
+    from shared.checkpoints import CheckpointError, CheckpointManager
+
+    manager = CheckpointManager(run.checkpoints_dir)
+    try:
+        if resume == "latest" and manager.latest() is None:
+            raise UserError(
+                f"--trainer.resume latest: no checkpoint in {run.checkpoints_dir}; run without --trainer.resume to start"
+            )
+        manager.resolve(resume)
+    except CheckpointError as error:
+        raise UserError(f"--trainer.resume {resume}: {str(error).partition(': ')[2] or error}") from None
+
+
 def training_urls(config: PretrainConfig, say: Callable[[str], None] = _say) -> tuple[str, str]:
     """The training and validation shard sources; builds the demo corpus (saying so) when none is given."""
     data = config.data
@@ -286,7 +305,7 @@ def pretrain(config: PretrainConfig, say: Callable[[str], None] = _say) -> Pretr
     Raises:
         UserError: Bad settings or inputs (naming the flag or file), ``--trainer.resume`` without a checkpoint.
     """
-    from shared.checkpoints import CheckpointManager, save_weights_atomically
+    from shared.checkpoints import save_weights_atomically
     from shared.device import pick_device
     from shared.trainer import Trainer, seed_everything
 
@@ -294,7 +313,7 @@ def pretrain(config: PretrainConfig, say: Callable[[str], None] = _say) -> Pretr
     check_pretrain_config(config)
     run = RunFolder.create(DOMAIN, config.run_name, config.runs_root)
     if config.trainer.resume:  # a resume without a checkpoint fails here, before any data or model is built
-        CheckpointManager(run.checkpoints_dir, config.trainer.keep_last).resolve(config.trainer.resume)
+        check_resume(config.trainer.resume, run)
     train_urls, validation_urls = training_urls(config, say)
     if validation_urls:
         eval_stream(validation_urls, None, config.eval_batch_size, "--data.validation")  # fail before training
@@ -317,6 +336,14 @@ def pretrain(config: PretrainConfig, say: Callable[[str], None] = _say) -> Pretr
     stream = make_train_stream(config, train_urls, loaded)
     batches = stream.batches_per_epoch()
     steps_per_epoch = batches // config.trainer.accum_steps if batches is not None else None
+    epoch_settings = [name for name in ("max_epochs", "warmup_epochs", "validate_every_epochs",
+                                        "checkpoint_every_epochs") if getattr(config.trainer, name) is not None]  # fmt: skip
+    if steps_per_epoch is None and epoch_settings:
+        # A shard stream in epoch mode cannot count its batches before reading them (filters drop samples).
+        raise UserError(
+            f"--trainer.{epoch_settings[0]}: budgets in epochs need --data.mode resampled with "
+            "--data.samples_per_epoch; in epoch mode give steps (--trainer.max_steps, ...)"
+        )
     config = dataclasses.replace(config, trainer=resolve_budget(config.trainer, steps_per_epoch))
     run.save_config(config)  # every derived value is settled: this is exactly what runs
 
@@ -338,8 +365,22 @@ def pretrain(config: PretrainConfig, say: Callable[[str], None] = _say) -> Pretr
                                 flag="--data.validation")  # fmt: skip
         return {k: v for k, v in result["retrieval"].items() if "R@" in k}
 
+    def batches(epoch: int, start_batch: int) -> Any:
+        produced = False
+        for batch in stream.batches(epoch, start_batch):
+            produced = True
+            yield batch
+        if not produced and start_batch == 0:
+            report = stream.report()
+            raise NothingProduced(
+                f"{'--data.hf_repo' if config.data.hf_repo else '--data.train'} {train_urls}: no full batch of "
+                f"{config.data.batch_size} samples in epoch {epoch} ({report['samples_decoded']} decoded, "
+                f"{report['samples_failed']} failed, {report['filtered_out']} filtered out, "
+                f"{report['shards_failed']} unreadable shard(s))"
+            )
+
     trainer = Trainer(model, config.trainer, run.path)
-    result = trainer.fit(stream.batches, validate if validation_urls and config.trainer.validate_every else None)
+    result = trainer.fit(batches, validate if validation_urls and config.trainer.validate_every else None)
     metrics["training"] = {"steps": result.step, "stop_reason": result.stop_reason, "stream": stream.report()}
     if start_state is not None:
         merged = wise_ft_merge(start_state, {k: v.detach().cpu() for k, v in loaded.model.state_dict().items()},

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import yaml
 from PIL import Image
 from safetensors.torch import load_file
 
@@ -19,6 +20,7 @@ from domains.biomed.dicom import DicomChainConfig
 from domains.biomed.open_clip_loading import load_open_clip_model
 from shared.checkpoints import CheckpointManager
 from shared.cli import build_parser, field_docstrings
+from shared.run_folder import RunFolder, finished_runs
 from shared.store import EmbeddingStore
 
 TINY = ["--model.source", "tiny", "--model.pretrained_towers", "false", "--data.demo_image_size", "32",
@@ -128,6 +130,18 @@ def test_pretrain_demo_pipeline_then_evaluate_embed_export(tmp_path: Path, monke
         assert written[phase]["num_samples"] == 45 and written[phase]["zero_shot"]["num_samples"] == 45
     assert metrics["training"]["steps"] == 4
     assert f"Run folder: {Path('runs/biomed/t')}" in out and "Next:" in out and "local-dir:" in out
+    # Each step beyond training is announced with the command that does it alone, before it runs.
+    for announcement in ("python -m domains.biomed.evaluate --run", "python -m domains.biomed.export --run",
+                         "python -m domains.biomed.embed --run"):  # fmt: skip
+        assert announcement in out.split("Done in")[0], announcement
+    # The run folder contract: the marker the explorer finds, listing the export inside the run folder.
+    finished = finished_runs(tmp_path / "runs", "biomed", command="domains.biomed.pretrain")
+    assert [folder.path for folder in finished] == [run]
+    marker = finished[0].marker()
+    assert {"config.yaml", "metrics.csv", "model.safetensors", "eval/metrics.json",
+            "export/open_clip_config.json", "export/open_clip_model.safetensors"} <= set(marker["outputs"])  # fmt: skip
+    assert marker["summary"]["image_to_text_R@1"] == written["trained"]["retrieval"]["image_to_text_R@1"]
+    assert yaml.safe_load((run / "config.yaml").read_text())["trainer"]["max_steps"] == 4
 
     reader = EmbeddingStore(store)
     counts = reader.sql("SELECT modality, count(*) AS n FROM all_embeddings GROUP BY modality ORDER BY modality")
@@ -183,3 +197,6 @@ def test_ingest_image_folder_with_captions(tmp_path: Path, monkeypatch, capsys) 
     reasons = sorted(item["reason"].split(" (")[0] for item in summary["skipped"])
     assert reasons == ["empty caption", "image file not found", "unreadable image"]
     assert "Skipped 3 input(s)" in capsys.readouterr().out
+    marker = RunFolder(tmp_path / "runs" / "biomed" / "ingest").marker()
+    assert marker["command"] == "domains.biomed.ingest" and "shards/manifest.json" in marker["outputs"]
+    assert marker["summary"]["samples"] == 1 and marker["summary"]["skipped"] == 3

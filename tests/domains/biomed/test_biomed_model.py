@@ -22,6 +22,8 @@ from domains.biomed.open_clip_loading import (
     read_open_clip_config,
     validate_open_clip_config,
 )
+from shared.contrastive_model import ContrastiveModel
+from shared.trainer import ContrastiveTrainable
 
 CAPTIONS = ["chest radiograph with a small opacity", "fluorescence microscopy of green nuclei", "brain MRI"]
 
@@ -179,3 +181,18 @@ def test_hf_hub_source_reads_the_hub_layout(tiny, tmp_path: Path, monkeypatch) -
     ]
     for name, tensor in tiny.model.state_dict().items():
         assert torch.equal(loaded.model.state_dict()[name], tensor), name
+
+
+def test_the_model_is_the_core_contrastive_model_and_the_loss_owns_the_temperature(tiny) -> None:
+    model = BiomedClipModel(tiny.model)
+    assert isinstance(model, ContrastiveModel) and isinstance(model, ContrastiveTrainable)
+    trainable_scales = [name for name, p in model.named_parameters() if "logit_scale" in name and p.requires_grad]
+    assert trainable_scales == ["loss.logit_scales.image-text"]
+    assert all(name.startswith(("clip.", "loss.")) for name in model.state_dict())  # open_clip's names, no copies
+    before = float(tiny.model.logit_scale.detach())
+    with torch.no_grad():
+        model.loss.logit_scales["image-text"].fill_(2.5)
+    assert float(tiny.model.logit_scale.detach()) == before  # untouched while training ...
+    assert float(model.open_clip_model().logit_scale.detach()) == pytest.approx(2.5)  # ... written at export
+    with torch.no_grad():
+        tiny.model.logit_scale.fill_(before)  # the fixture is shared by this module's tests
