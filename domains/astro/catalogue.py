@@ -86,6 +86,10 @@ ABSOLUTE_MAGNITUDE_COLUMNS: tuple[str, ...] = (
 CATALOGUE_ID_COLUMNS: tuple[str, ...] = ("asassn_name", "edr3_source_id", "variable_type")
 
 
+def _not_utf8(error: UnicodeDecodeError) -> str:
+    return f"not UTF-8 text (byte {error.start}: {error.reason}); save the table as UTF-8 CSV"
+
+
 def read_asassn_catalogue(path: str | Path) -> pd.DataFrame:
     """Read the ASAS-SN variable-star catalogue (CSV) joined with Gaia EDR3, 2MASS and WISE columns.
 
@@ -101,6 +105,8 @@ def read_asassn_catalogue(path: str | Path) -> pd.DataFrame:
     path = Path(path)
     try:
         frame = pd.read_csv(path, dtype={"edr3_source_id": "Int64", "asassn_name": str, "variable_type": str})
+    except UnicodeDecodeError as error:
+        raise AstroInputError(path, _not_utf8(error)) from None
     except (OSError, ValueError, pd.errors.ParserError) as error:
         raise AstroInputError(path, f"unreadable catalogue ({error})") from error
     missing = [c for c in CATALOGUE_ID_COLUMNS + ALL_COLUMNS if c not in frame.columns]
@@ -121,6 +127,8 @@ def read_spectrum_index(path: str | Path) -> pd.DataFrame:
     path = Path(path)
     try:
         frame = pd.read_csv(path, dtype={"edr3_source_id": "Int64", "spec_filename": str})
+    except UnicodeDecodeError as error:
+        raise AstroInputError(path, _not_utf8(error)) from None
     except (OSError, ValueError, pd.errors.ParserError) as error:
         raise AstroInputError(path, f"unreadable spectrum index ({error})") from error
     columns = set(frame.columns)

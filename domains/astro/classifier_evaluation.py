@@ -16,7 +16,7 @@ import torch
 
 from domains.astro.datasets import AstroSplits, device_from_flag, load_astro_splits, map_batches
 from domains.astro.ingest_pipeline import resolve_ingest_dir
-from domains.astro.input_errors import MissingAstroFolderError
+from domains.astro.input_errors import AstroInputError, MissingAstroFolderError
 from domains.astro.model import AstroClassifier, model_config_from_dict
 from shared.atomic_files import write_json_atomically, write_text_atomically
 from shared.checkpoints import load_weights
@@ -108,10 +108,13 @@ def load_finetuned_classifier(seed_dir: str | Path) -> tuple[AstroClassifier, di
             raise MissingAstroFolderError(
                 f"{path}: missing; is {seed_dir} a finished domains.astro.finetune seed folder?"
             )
-    spec = json.loads(spec_path.read_text(encoding="utf-8"))
-    classifier = AstroClassifier(
-        spec["mode"], len(spec["classes"]), model_config_from_dict(spec["model"]), fusion=spec["fusion"]
-    )
+    try:
+        spec = json.loads(spec_path.read_text(encoding="utf-8"))
+        classifier = AstroClassifier(
+            spec["mode"], len(spec["classes"]), model_config_from_dict(spec["model"]), fusion=spec["fusion"]
+        )
+    except (ValueError, KeyError, TypeError) as error:  # JSON and UTF-8 errors are ValueErrors
+        raise AstroInputError(spec_path, f"not a classifier spec ({type(error).__name__}: {error})") from None
     load_weights(classifier, weights)
     return classifier.eval(), spec
 
@@ -164,8 +167,8 @@ def evaluate_run(config: EvaluateConfig) -> dict[str, Any]:
         raise UserError(f"--split: must be one of {list(SPLITS_EVALUATED)}, got {config.split!r}")
     if config.batch_size < 1:
         raise UserError(f"--batch_size: must be >= 1, got {config.batch_size}")
-    folders = seed_folders(config.run)
     device = device_from_flag(config.device)
+    folders = seed_folders(config.run)
     per_seed: dict[int, dict[str, Any]] = {}
     for folder in folders:
         classifier, spec = load_finetuned_classifier(folder)

@@ -24,8 +24,8 @@ import torch
 import torch.nn.functional as F
 
 from domains.astro.classifier_evaluation import evaluate_classifier, summarize_seeds
-from domains.astro.clip_pretraining import load_pretrained_clip
-from domains.astro.datasets import SUBSETS, epoch_aware_batches, load_astro_splits, map_batches
+from domains.astro.clip_pretraining import check_validation_metrics, load_pretrained_clip
+from domains.astro.datasets import SUBSETS, device_from_flag, epoch_aware_batches, load_astro_splits, map_batches
 from domains.astro.ingest_pipeline import resolve_ingest_dir
 from domains.astro.model import (
     FINETUNE_MODES,
@@ -135,7 +135,9 @@ def clip_run_for_seed(run: str | None, seed: int) -> str | None:
     return run.replace("{seed}", str(seed)) if run else None
 
 
-def finetune_one_seed(config: FinetuneConfig, seed: int, run_dir: Path) -> dict[str, Any]:
+def finetune_one_seed(
+    config: FinetuneConfig, seed: int, run_dir: Path, trainer_flags: str = "--trainer."
+) -> dict[str, Any]:
     """Train, select on validation and test one seed into ``run_dir/seed-<seed>``; returns test metrics."""
     clip_run = clip_run_for_seed(config.run, seed)
     model_config = config.model
@@ -153,7 +155,9 @@ def finetune_one_seed(config: FinetuneConfig, seed: int, run_dir: Path) -> dict[
     splits = load_astro_splits(
         ingest_dir, config.subset, seed, model_config.photometry.seq_len, window_seed=config.trainer.seed
     )
-    trainer_config = resolve_epoch_budget(config.trainer, len(splits.train), config.batch_size, config.min_steps)
+    trainer_config = resolve_epoch_budget(
+        config.trainer, len(splits.train), config.batch_size, config.min_steps, flag_prefix=trainer_flags
+    )
     seed_folder = RunFolder(run_dir / f"seed-{seed}")
     resolved = dataclasses.replace(
         config, input=str(ingest_dir), seeds=[seed], run=clip_run, model=model_config, trainer=trainer_config
@@ -193,7 +197,13 @@ def finetune_one_seed(config: FinetuneConfig, seed: int, run_dir: Path) -> dict[
     return metrics
 
 
-def _check_config(config: FinetuneConfig) -> None:
+VALIDATION_METRICS = ("val_accuracy", "val_loss")
+"""What fine-tuning's validation reports (the choices of ``trainer.select_metric``/``trainer.stop_metric``)."""
+
+
+def _check_config(config: FinetuneConfig, trainer_flags: str) -> None:
+    check_validation_metrics(config.trainer, VALIDATION_METRICS, trainer_flags)
+    device_from_flag(config.trainer.device, f"{trainer_flags}device")
     if config.mode not in FINETUNE_MODES:
         raise UserError(f"--mode: must be one of {list(FINETUNE_MODES)}, got {config.mode!r}")
     if config.subset not in SUBSETS:
@@ -213,16 +223,21 @@ def _check_config(config: FinetuneConfig) -> None:
         )
 
 
-def run_finetune(config: FinetuneConfig) -> FinetuneResult:
-    """Fine-tune every seed of ``config`` and summarise the test accuracy over seeds."""
-    _check_config(config)
+def run_finetune(config: FinetuneConfig, trainer_flags: str = "--trainer.") -> FinetuneResult:
+    """Fine-tune every seed of ``config`` and summarise the test accuracy over seeds.
+
+    Args:
+        config: The settings as given (the trainer's budget may be in epochs).
+        trainer_flags: How the calling command spells the trainer's flags, for messages.
+    """
+    _check_config(config, trainer_flags)
     config = dataclasses.replace(
         config, input=str(resolve_ingest_dir(config.input, config.runs_root, config.demo_stars))
     )
     folder = RunFolder.create("astro", config.run_name, config.runs_root)
     folder.clear_finished()
     folder.save_config(config)
-    per_seed = {seed: finetune_one_seed(config, seed, folder.path) for seed in config.seeds}
+    per_seed = {seed: finetune_one_seed(config, seed, folder.path, trainer_flags) for seed in config.seeds}
     summary = summarize_seeds(per_seed)
     summary.update(mode=config.mode, subset=config.subset, clip=bool(config.run))
     write_json_atomically(folder.path / "eval" / "summary.json", summary)

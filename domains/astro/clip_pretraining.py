@@ -16,7 +16,13 @@ from typing import Any
 
 import torch
 
-from domains.astro.datasets import SUBSETS, collate_astro_batch, epoch_aware_batches, load_astro_splits
+from domains.astro.datasets import (
+    SUBSETS,
+    collate_astro_batch,
+    device_from_flag,
+    epoch_aware_batches,
+    load_astro_splits,
+)
 from domains.astro.ingest_pipeline import resolve_ingest_dir
 from domains.astro.input_errors import MissingAstroFolderError
 from domains.astro.model import (
@@ -135,7 +141,29 @@ def validation_metrics(
     return {name: value / weight_sum for name, value in totals.items()}
 
 
-def _check_config(config: PretrainConfig) -> None:
+VALIDATION_METRICS = ("val_loss", "clip_accuracy", *(f"val_loss_{a}-{b}" for a, b in CLIP_PAIRS))
+"""What pretraining's validation reports (the choices of ``trainer.select_metric``/``trainer.stop_metric``)."""
+
+
+def check_validation_metrics(
+    trainer: TrainerConfig, available: tuple[str, ...], flag_prefix: str = "--trainer."
+) -> None:
+    """Refuse a selection or stopping metric the validation does not report (before any training).
+
+    Raises:
+        UserError: naming the flag and the metrics there are.
+    """
+    for name in ("select_metric", "stop_metric"):
+        metric = getattr(trainer, name)
+        if metric is not None and metric not in available:
+            raise UserError(
+                f"{flag_prefix}{name}: {metric!r} is not a validation metric; choose from {list(available)}"
+            )
+
+
+def _check_config(config: PretrainConfig, trainer_flags: str) -> None:
+    check_validation_metrics(config.trainer, VALIDATION_METRICS, trainer_flags)
+    device_from_flag(config.trainer.device, f"{trainer_flags}device")
     if config.subset not in SUBSETS:
         raise UserError(f"--subset: must be one of {list(SUBSETS)}, got {config.subset!r}")
     if config.eval_batch_size < 1:
@@ -146,15 +174,22 @@ def _check_config(config: PretrainConfig) -> None:
         )
 
 
-def run_pretrain(config: PretrainConfig) -> PretrainResult:
+def run_pretrain(config: PretrainConfig, trainer_flags: str = "--trainer.") -> PretrainResult:
     """Pretrain and evaluate; the run folder gets ``config.yaml`` (resolved), ``metrics.csv``,
-    ``checkpoints/``, ``model.safetensors``, ``eval/metrics.json`` and the ``run.json`` marker."""
-    _check_config(config)
+    ``checkpoints/``, ``model.safetensors``, ``eval/metrics.json`` and the ``run.json`` marker.
+
+    Args:
+        config: The settings as given (the trainer's budget may be in epochs).
+        trainer_flags: How the calling command spells the trainer's flags, for messages.
+    """
+    _check_config(config, trainer_flags)
     ingest_dir = resolve_ingest_dir(config.input, config.runs_root, config.demo_stars)
     splits = load_astro_splits(
         ingest_dir, config.subset, config.seed, config.model.photometry.seq_len, window_seed=config.trainer.seed
     )
-    trainer_config = resolve_epoch_budget(config.trainer, len(splits.train), config.batch_size)
+    trainer_config = resolve_epoch_budget(
+        config.trainer, len(splits.train), config.batch_size, flag_prefix=trainer_flags
+    )
     config = dataclasses.replace(config, input=str(ingest_dir), trainer=trainer_config)
     folder = RunFolder.create("astro", config.run_name, config.runs_root)
     folder.save_config(config)
@@ -201,6 +236,8 @@ def load_pretrained_clip(run_dir: str | Path, flag: str = "--run") -> tuple[Cont
         MissingAstroFolderError: The folder is not a finished pretraining run.
     """
     folder = RunFolder(Path(run_dir))
+    if not folder.path.is_dir():
+        raise MissingAstroFolderError(f"{flag} {folder.path}: no such run folder (a finished {PRETRAIN_COMMAND} run)")
     for name in (FINISHED_MARKER, "config.yaml", "model.safetensors"):
         if not (folder.path / name).is_file():
             raise MissingAstroFolderError(
@@ -209,7 +246,10 @@ def load_pretrained_clip(run_dir: str | Path, flag: str = "--run") -> tuple[Cont
     command = folder.marker().get("command")
     if command != PRETRAIN_COMMAND:
         raise UserError(f"{flag} {folder.path}: a {command} run, not a finished {PRETRAIN_COMMAND} run")
-    values = folder.load_config()
+    try:
+        values = folder.load_config()
+    except UnicodeDecodeError:
+        raise UserError(f"{folder.config_path}: not UTF-8 text") from None
     if "model" not in values or "trainer" not in values:
         raise UserError(f"{folder.config_path}: not a pretraining config (no model/trainer sections)")
     model = build_astrom3_model(model_config_from_dict(values["model"]))

@@ -162,7 +162,9 @@ def load_astro_splits(
     split_dir = ingest_dir / "splits" / subset / str(seed)
     if not (split_dir / "info.json").is_file():
         available = sorted(p.name for p in (ingest_dir / "splits" / subset).glob("*")) if subset else []
-        raise MissingAstroFolderError(f"{split_dir}: no such split (seeds ingested for {subset}: {available})")
+        raise MissingAstroFolderError(
+            f"{split_dir}: no such split (seeds ingested for {subset}: {available}); choose --seed among them"
+        )
     info = SplitInfo.load(split_dir / "info.json")
     objects = ingested_objects(ingest_dir)
     datasets = {}

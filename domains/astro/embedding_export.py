@@ -109,9 +109,9 @@ def _check_config(config: EmbedConfig) -> None:
 def run_embed(config: EmbedConfig) -> EmbedResult:
     """Embed, score and write; see the module docstring."""
     _check_config(config)
+    device = device_from_flag(config.device)
     folder = RunFolder(Path(config.run))
     model, values = load_pretrained_clip(folder.path, flag="--run")
-    device = device_from_flag(config.device)
     ingest_dir = resolve_ingest_dir(values["input"], values.get("runs_root", "runs"), values.get("demo_stars", 2000))
     splits = load_astro_splits(ingest_dir, values["subset"], values["seed"], values["model"]["photometry"]["seq_len"])
     frame, vectors = embed_splits(model, splits, config.batch_size, device)

@@ -270,7 +270,7 @@ def run_table(config: TableConfig) -> dict[str, Any]:
             print(f"[table] CLIP pretraining, split seed {seed}: reusing the finished run", flush=True)
             continue
         print(f"[table] CLIP pretraining, split seed {seed}", flush=True)
-        run_pretrain(pretrain_config)
+        run_pretrain(pretrain_config, trainer_flags="--pretrain_trainer.")
     cells: dict[str, dict[str, Any]] = {}
     for mode in config.modes:
         for init in ("scratch", "clip"):
@@ -295,7 +295,9 @@ def run_table(config: TableConfig) -> dict[str, Any]:
                     cells[f"{mode}|{init}|{subset}"] = reused
                     continue
                 print(f"[table] fine-tuning {mode}, {init}, {subset}, seeds {config.seeds}", flush=True)
-                cells[f"{mode}|{init}|{subset}"] = _cell_of(run_finetune(finetune_config).summary)
+                cells[f"{mode}|{init}|{subset}"] = _cell_of(
+                    run_finetune(finetune_config, trainer_flags="--finetune_trainer.").summary
+                )
     claims = check_claims(cells, config.modes, config.subsets)
     payload = {
         "seeds": config.seeds,

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -109,11 +110,16 @@ def read_ingested_objects(shard_dir: str | Path) -> list[IngestedObject]:
     shard_dir = Path(shard_dir)
     if not shard_dir.is_dir():
         raise MissingAstroFolderError(f"{shard_dir}: no such shard folder (run `python -m domains.astro.ingest` first)")
+    stream_logger = logging.getLogger(ShardStream.__module__)
+    level = stream_logger.level
+    stream_logger.setLevel(logging.ERROR)  # the stream's per-sample warnings are summarised in one line below
     try:
         stream = ShardStream(str(shard_dir), _stream_fields, batch_size=1, shuffle_buffer=1)
         batches = list(stream.batches(epoch=0))
     except (FileNotFoundError, ManifestError, TooManyFailuresError) as error:
         raise AstroInputError(shard_dir, f"unreadable shards ({error}); run `python -m domains.astro.ingest`") from None
+    finally:
+        stream_logger.setLevel(level)
     shard_order = {url: position for position, url in enumerate(stream.shard_urls)}
     # The stream visits shards in a seeded order; put them back in the order the ingest wrote them.
     batches.sort(key=lambda batch: shard_order.get(batch["shard"][0], len(shard_order)))

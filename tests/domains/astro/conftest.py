@@ -7,6 +7,8 @@ few optimizer steps are enough to beat chance in every modality.
 
 from __future__ import annotations
 
+import dataclasses
+import typing
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -18,6 +20,7 @@ import torch
 from domains.astro.ingest_pipeline import write_splits
 from domains.astro.model import AstroModelConfig, MetadataTowerConfig, PhotometryTowerConfig, SpectraTowerConfig
 from domains.astro.shard_samples import IngestedObject, encode_shard_sample
+from shared.cli import field_docstrings
 from shared.shards import ShardWriter
 
 CLASSES = ["EW", "SR", "RRAB"]
@@ -102,3 +105,43 @@ def tiny_astro_config() -> Callable[[], AstroModelConfig]:
 def write_astro_ingest() -> Callable[..., Path]:
     """:func:`write_synthetic_ingest`, for tests that need an ingest folder."""
     return write_synthetic_ingest
+
+
+def check_help_documents_every_option(config_cls: type, text: str) -> None:
+    """Every field of ``config_cls`` (recursively through astro's own nested dataclasses) has a docstring,
+    its flag is in the ``--help`` text, and so are the first words of its docstring."""
+    squeezed = "".join(text.split())  # argparse wraps lines (also at hyphens)
+
+    def check(cls: type, prefix: str) -> None:
+        docs = field_docstrings(cls)
+        hints = typing.get_type_hints(cls)
+        for item in dataclasses.fields(cls):
+            flag = f"--{prefix}{item.name}"
+            assert docs[item.name], f"{flag} ({cls.__name__}.{item.name}) has no docstring"
+            assert flag in text, f"{flag} missing from --help"
+            first_words = "".join(docs[item.name].split()[:4]).rstrip(".,;:")  # group titles end in ":"
+            assert first_words in squeezed, f"{flag}: {docs[item.name][:40]!r} missing from --help"
+            nested = hints[item.name]
+            if dataclasses.is_dataclass(nested) and nested.__module__.startswith("domains.astro"):
+                check(nested, f"{prefix}{item.name}.")
+
+    check(config_cls, "")
+
+
+@pytest.fixture(scope="session")
+def help_text() -> Callable[[Callable[[list[str]], object], pytest.CaptureFixture[str]], str]:
+    """Run a command's ``main(["--help"])`` and return what it printed (it must exit 0)."""
+
+    def run(main: Callable[[list[str]], object], capsys: pytest.CaptureFixture[str]) -> str:
+        with pytest.raises(SystemExit) as exited:
+            main(["--help"])
+        assert exited.value.code == 0
+        return capsys.readouterr().out
+
+    return run
+
+
+@pytest.fixture(scope="session")
+def assert_help_documents_every_option() -> Callable[..., None]:
+    """:func:`check_help_documents_every_option`, for the per-command help tests."""
+    return check_help_documents_every_option

@@ -86,3 +86,11 @@ def test_embed_writes_every_modality_with_scores_and_flags(
     assert int(again["n"].iloc[0]) == 4 * n_objects
     with pytest.raises(FileNotFoundError, match="finished domains.astro.pretrain run"):
         run_embed(EmbedConfig(run=str(tmp_path), store=str(store_path)))
+
+
+def test_help_documents_every_option(
+    capsys: pytest.CaptureFixture[str], help_text: Callable[..., str], assert_help_documents_every_option: Callable
+) -> None:
+    from domains.astro import embed
+
+    assert_help_documents_every_option(EmbedConfig, help_text(embed.main, capsys))

@@ -11,12 +11,15 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+import yaml
 
 from domains.astro.classifier_evaluation import EvaluateConfig, evaluate_run, load_finetuned_classifier
 from domains.astro.classifier_finetuning import FinetuneConfig, run_finetune
 from domains.astro.clip_pretraining import PretrainConfig, load_pretrained_clip, run_pretrain
 from domains.astro.model import AstroModelConfig
 from domains.astro.training_budget import with_epoch_budget
+from shared.cli import config_to_dict, run_command
+from shared.run_folder import RunFolder, read_metrics
 from shared.trainer import TrainerConfig
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -174,3 +177,60 @@ def test_clip_run_from_another_split_seed_is_refused(
         run_finetune(config)
     with pytest.raises(ValueError, match="'\\{seed\\}'"):
         run_finetune(finetune_config(ingest_dir, tmp_path, seeds=[1, 2], run=str(clip_runs / "clip-seed1")))
+
+
+@pytest.mark.parametrize("command", ["finetune", "evaluate"])
+def test_help_documents_every_option(
+    command: str,
+    capsys: pytest.CaptureFixture[str],
+    help_text: Callable[..., str],
+    assert_help_documents_every_option: Callable,
+) -> None:
+    from domains.astro import evaluate, finetune
+
+    main, config_cls = {"finetune": (finetune.main, FinetuneConfig), "evaluate": (evaluate.main, EvaluateConfig)}[
+        command
+    ]
+    assert_help_documents_every_option(config_cls, help_text(main, capsys))
+
+
+def test_max_steps_on_a_step_budget_is_exactly_what_runs_and_what_is_saved(
+    ingest_dir: Path,
+    tmp_path: Path,
+    tiny_astro_config: Callable[[], AstroModelConfig],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from domains.astro import finetune
+
+    model_yaml = tmp_path / "model.yaml"
+    model_yaml.write_text(yaml.safe_dump({"model": config_to_dict(tiny_astro_config())}), encoding="utf-8")
+    common = ["--config", str(model_yaml), "--input", str(ingest_dir), "--runs_root", str(tmp_path), "--mode", "meta",
+              "--seeds", "[1]", "--batch_size", "16"]  # fmt: skip
+    run_command(finetune.main, [*common, "--trainer.max_epochs", "null", "--trainer.max_steps", "3",
+                                "--trainer.seed", "5"])  # fmt: skip
+    run_dir = tmp_path / "astro" / "finetune-demo"
+    for folder in (run_dir, run_dir / "seed-1"):
+        saved = yaml.safe_load((folder / "config.yaml").read_text())
+        assert saved["trainer"]["max_steps"] == 3 and saved["trainer"]["seed"] == 5
+    train_steps = [row["step"] for row in read_metrics(run_dir / "seed-1") if row["phase"] == "train"]
+    assert max(train_steps) == 3
+    assert RunFolder(run_dir).marker()["command"] == "domains.astro.finetune"
+    capsys.readouterr()
+
+    with pytest.raises(SystemExit) as exited:
+        run_command(finetune.main, [*common, "--run_name", "refused", "--trainer.max_steps", "3"])
+    assert exited.value.code == 2
+    error = capsys.readouterr().err
+    assert "--trainer.max_steps" in error and "--trainer.max_epochs" in error
+
+
+def test_min_steps_floor_is_visible_in_the_seed_config(
+    ingest_dir: Path, tmp_path: Path, finetune_config: Callable[..., FinetuneConfig]
+) -> None:
+    # 96 training objects / 16 = 6 steps per epoch: 1 epoch is under the floor of 10 steps.
+    result = run_finetune(finetune_config(ingest_dir, tmp_path, epochs=1, min_steps=10))
+    saved = yaml.safe_load((result.run_dir / "seed-1" / "config.yaml").read_text())
+    assert saved["min_steps"] == 10 and saved["trainer"]["max_steps"] == 10 and saved["trainer"]["max_epochs"] is None
+    assert result.per_seed[1]["steps"] == 10
+    top = yaml.safe_load((result.run_dir / "config.yaml").read_text())
+    assert top["trainer"]["max_epochs"] == 1 and top["trainer"]["max_steps"] is None

@@ -10,13 +10,15 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 from domains.astro import pretrain
 from domains.astro.clip_pretraining import PretrainConfig, load_pretrained_clip, run_pretrain, validation_metrics
 from domains.astro.datasets import collate_astro_batch, load_astro_splits
 from domains.astro.model import AstroModelConfig, build_astrom3_model
 from domains.astro.training_budget import with_epoch_budget
-from shared.cli import config_to_dict, parse_config
+from shared.cli import config_to_dict, parse_config, run_command
+from shared.run_folder import RunFolder, read_metrics
 from shared.trainer import TrainerConfig
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -117,11 +119,11 @@ def test_missing_or_wrong_run_folders_are_reported(tmp_path: Path) -> None:
         load_pretrained_clip(tmp_path)
 
 
-def test_help_documents_every_option(capsys: pytest.CaptureFixture[str]) -> None:
-    with pytest.raises(SystemExit) as stopped:
-        pretrain.main(["--help"])
-    assert stopped.value.code == 0
-    text = capsys.readouterr().out
+def test_help_documents_every_option(
+    capsys: pytest.CaptureFixture[str], help_text: Callable[..., str], assert_help_documents_every_option: Callable
+) -> None:
+    text = help_text(pretrain.main, capsys)
+    assert_help_documents_every_option(PretrainConfig, text)
     for option in ("--run_name", "--input", "--seed", "--batch_size", "--trainer.max_epochs", "--trainer.warmup_epochs",
                    "--model.photometry.attention", "--model.photometry.pooling", "--trainer.lr"):  # fmt: skip
         assert option in text
@@ -150,3 +152,66 @@ def test_presets_parse_into_the_pretraining_config(preset: str) -> None:
     assert config.trainer.early_stopping_patience == 6
     model = build_astrom3_model(config.model)
     assert 15.5e6 < sum(p.numel() for p in model.parameters()) < 16.2e6
+
+
+def _tiny_model_yaml(path: Path, model: AstroModelConfig) -> Path:
+    path.write_text(yaml.safe_dump({"model": config_to_dict(model)}), encoding="utf-8")
+    return path
+
+
+def test_max_steps_on_a_step_budget_is_exactly_what_runs_and_what_is_saved(
+    ingest_dir: Path, tmp_path: Path, tiny_astro_config: Callable[[], AstroModelConfig]
+) -> None:
+    model_yaml = _tiny_model_yaml(tmp_path / "model.yaml", tiny_astro_config())
+    losses = {}
+    for trainer_seed in (7, 8):
+        argv = ["--config", str(model_yaml), "--input", str(ingest_dir), "--runs_root", str(tmp_path), "--seed", "1",
+                "--run_name", f"steps-{trainer_seed}", "--batch_size", "16", "--trainer.max_epochs", "null",
+                "--trainer.max_steps", "3", "--trainer.seed", str(trainer_seed)]  # fmt: skip
+        run_command(pretrain.main, argv)
+        run_dir = tmp_path / "astro" / f"steps-{trainer_seed}"
+        saved = yaml.safe_load((run_dir / "config.yaml").read_text())
+        assert saved["trainer"]["max_steps"] == 3 and saved["trainer"]["max_epochs"] is None
+        assert saved["trainer"]["seed"] == trainer_seed
+        train_rows = [row for row in read_metrics(run_dir) if row["phase"] == "train"]
+        assert max(row["step"] for row in train_rows) == 3
+        losses[trainer_seed] = [row["value"] for row in train_rows if row["metric"] == "loss" and row["step"] == 3]
+        assert RunFolder(run_dir).marker()["command"] == "domains.astro.pretrain"
+    # The saved seed is the one used: another seed starts from other weights and windows.
+    assert losses[7] != losses[8]
+
+
+def test_max_steps_on_an_epoch_preset_is_refused_naming_both_flags(
+    ingest_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["--input", str(ingest_dir), "--runs_root", str(tmp_path), "--seed", "1", "--batch_size", "16",
+            "--model.photometry.seq_len", "32", "--trainer.max_steps", "3"]  # fmt: skip
+    with pytest.raises(SystemExit) as exited:
+        run_command(pretrain.main, argv)
+    assert exited.value.code == 2
+    error = capsys.readouterr().err
+    assert "--trainer.max_steps" in error and "--trainer.max_epochs" in error
+    assert not (tmp_path / "astro").exists()  # refused before any run folder was written
+
+
+def test_missing_demo_ingest_is_announced_in_one_line_naming_the_ingest_command(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import domains.astro.ingest_pipeline as ingest_pipeline
+
+    calls = []
+
+    def fake_ingest(config: ingest_pipeline.IngestConfig) -> None:
+        calls.append((config, capsys.readouterr().out))
+        RunFolder.create("astro", config.run_name, config.runs_root).mark_finished("domains.astro.ingest", [])
+
+    monkeypatch.setattr(ingest_pipeline, "run_ingest", fake_ingest)
+    folder = ingest_pipeline.resolve_ingest_dir(None, str(tmp_path), demo_stars=300)
+    assert folder == tmp_path / "astro" / "ingest-demo-300"
+    ((config, announced),) = calls
+    assert config.demo_stars == 300 and config.run_name == "ingest-demo-300"
+    lines = announced.strip().splitlines()
+    assert len(lines) == 1 and "python -m domains.astro.ingest" in lines[0] and "--demo_stars 300" in lines[0]
+    # Once built, it is reused without a word.
+    assert ingest_pipeline.resolve_ingest_dir(None, str(tmp_path), demo_stars=300) == folder
+    assert len(calls) == 1 and capsys.readouterr().out == ""

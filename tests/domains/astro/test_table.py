@@ -93,3 +93,11 @@ def test_claims_read_the_table_correctly() -> None:
     assert claims["clip_gain"]["meta"]["full"] == pytest.approx(-0.01)
     assert claims["fusion_vs_best_single"]["scratch|sub10"]["best_single"] == "meta"
     assert not claims["fusion_beats_best_single_everywhere"]  # 0.55 < 0.60 without CLIP on sub10
+
+
+def test_help_documents_every_option(
+    capsys: pytest.CaptureFixture[str], help_text: Callable[..., str], assert_help_documents_every_option: Callable
+) -> None:
+    from domains.astro import table
+
+    assert_help_documents_every_option(TableConfig, help_text(table.main, capsys))
