@@ -380,6 +380,12 @@ def augment_run(config: AugmentConfig) -> tuple[RunFolder, AugmentationRun]:
     """
     check_augment_config(config)
     loaded = load_run(config.run)
+    if config.candidates_k > loaded.data.n_items:
+        raise UserError(
+            f"--candidates_k: must be <= {loaded.data.n_items} (the items of --run), got {config.candidates_k}"
+        )
+    if config.backend == "kg" and not has_knowledge_graph(loaded.tables):
+        knowledge_graph_backend(loaded.data, loaded.tables)  # raises, naming the flag
     run = RunFolder.create("recsys", config.run_name, config.runs_root)
     run.clear_finished()
     run.save_config(config)

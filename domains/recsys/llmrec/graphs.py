@@ -2,10 +2,22 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
 import torch
+
+
+def import_torch_geometric() -> None:
+    """Imports torch_geometric without its ``torch.jit.script`` deprecation warning.
+
+    The warning concerns torch_geometric's own code, not ours; left alone it lands on stderr before a
+    command's one-line error message.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.*deprecated", category=FutureWarning)
+        import torch_geometric  # noqa: F401
 
 
 def bipartite_graph(pairs: np.ndarray, n_users: int, n_items: int) -> Any:
@@ -14,6 +26,7 @@ def bipartite_graph(pairs: np.ndarray, n_users: int, n_items: int) -> Any:
     Nodes ``0..n_users-1`` are users and ``n_users..n_users+n_items-1`` items; each ``(user, item)`` pair
     becomes two directed edges, as ``torch_geometric.nn.LightGCN`` expects.
     """
+    import_torch_geometric()
     from torch_geometric.data import Data
 
     pairs = torch.as_tensor(np.asarray(pairs, dtype=np.int64)).reshape(-1, 2)

@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from domains.recsys.llmrec.graphs import bipartite_graph
+from domains.recsys.llmrec.graphs import bipartite_graph, import_torch_geometric
 
 
 @dataclass
@@ -102,6 +102,7 @@ class LLMRecModel(nn.Module):
         user_profile_features: np.ndarray | None = None,
     ) -> None:
         super().__init__()
+        import_torch_geometric()
         from torch_geometric.nn import LightGCN
 
         self.config = config = config or RecommenderConfig()
@@ -240,6 +241,7 @@ class LLMRecModel(nn.Module):
 
 def normalized_adjacency(edge_index: torch.Tensor, num_nodes: int) -> torch.Tensor:
     """``D^{-1/2} A D^{-1/2}`` of an undirected graph as a sparse CSR tensor (LightGCN's propagation matrix)."""
+    import_torch_geometric()
     from torch_geometric.nn.conv.gcn_conv import gcn_norm
     from torch_geometric.utils import to_torch_csr_tensor
 
