@@ -8,8 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from domains.recsys.data import DataFormatError
-from domains.recsys.mnar_data import (
+from domains.recsys.mnar.data import (
     MnarDataError,
     read_click_log,
     read_coat,
@@ -18,6 +17,7 @@ from domains.recsys.mnar_data import (
     split_validation_clicks,
     training_feedback,
 )
+from domains.recsys.recbole_io import DataFormatError
 
 
 def _write(path: Path, text: str) -> Path:

@@ -8,19 +8,12 @@ import numpy as np
 import pytest
 import torch
 
-from domains.recsys.mnar_estimators import (
-    EstimatorSpec,
-    ImplicitFeedback,
-    PairSampler,
-    PointwiseMF,
-    ReplicatedPointwiseMF,
-    fit_expomf,
-    fit_pointwise,
-    fit_ubpr,
-    item_popularity_propensity,
-    pointwise_debiasing_loss,
-    unbiased_pairwise_loss,
-)
+from domains.recsys.mnar.expomf import fit_expomf
+from domains.recsys.mnar.feedback import ImplicitFeedback, item_popularity_propensity
+from domains.recsys.mnar.losses import EstimatorSpec, pointwise_debiasing_loss, unbiased_pairwise_loss
+from domains.recsys.mnar.models import PointwiseMF, ReplicatedPointwiseMF
+from domains.recsys.mnar.sampling import PairSampler
+from domains.recsys.mnar.training import fit_pointwise, fit_ubpr, mnar_trainer_config
 
 
 @pytest.fixture(autouse=True)
@@ -162,13 +155,14 @@ def _mnar_clicks(seed: int = 0):
     return ImplicitFeedback.from_clicks(n_users, n_items, users, items, theta_item[items]), gamma
 
 
-def test_relmf_recovers_the_relevance_rate_that_the_naive_loss_underestimates():
+def test_relmf_recovers_the_relevance_rate_that_the_naive_loss_underestimates(tmp_path):
     feedback, gamma = _mnar_clicks()
     results = {}
     for name in ("naive", "relmf"):
         sampler = PairSampler(feedback, seed=0)
+        trainer = mnar_trainer_config(max_steps=400, lr=0.05, weight_decay=0.0, progress_bar=False)
         fit = fit_pointwise(
-            sampler, EstimatorSpec(name), dim=2, iterations=400, batch_size=512, lr=0.05, l2=0.0, use_bias=True
+            sampler, EstimatorSpec(name), dim=2, batch_size=512, use_bias=True, trainer=trainer, run_dir=tmp_path / name
         )
         results[name] = float(torch.sigmoid(fit.model.score_matrix()).mean())
     click_rate = feedback.users.size / (60 * 40)
@@ -176,9 +170,12 @@ def test_relmf_recovers_the_relevance_rate_that_the_naive_loss_underestimates():
     assert abs(results["relmf"] - gamma) < abs(results["naive"] - gamma) / 2
 
 
-def test_ubpr_training_ranks_clicked_items_above_unclicked():
+def test_ubpr_training_ranks_clicked_items_above_unclicked(tmp_path):
     feedback, _ = _mnar_clicks(1)
-    fit = fit_ubpr(feedback, EstimatorSpec("ubpr", clip_min=0.05), dim=4, iterations=150, batch_size=256, lr=0.05)
+    trainer = mnar_trainer_config(max_steps=150, lr=0.05, progress_bar=False)
+    fit = fit_ubpr(
+        feedback, EstimatorSpec("ubpr", clip_min=0.05), dim=4, batch_size=256, trainer=trainer, run_dir=tmp_path
+    )
     scores = fit.model.score_matrix().numpy()
     clicked = np.zeros_like(scores, dtype=bool)
     clicked[feedback.users, feedback.items] = True

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from domains.recsys.mnar_metrics import (
+from domains.recsys.mnar.metrics import (
     mar_ranking_metrics,
     propensity_weighted_ranking_metrics,
     rare_item_mask,

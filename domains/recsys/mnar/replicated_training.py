@@ -1,16 +1,13 @@
-"""The Rel-MF semi-synthetic MNAR protocol on MovieLens-100K (Saito et al., WSDM 2020, Section 5.1).
+"""Step 4 of the semi-synthetic protocol: the compared models, every (estimator, seed) trained at once.
 
-1. Fit MF (no biases) to the observed ratings → predicted rating ``R̂``; relevance probability
-   ``γ = σ(clip(R̂, 1, 5) − ε)`` (ε = 5).
-2. Fit logistic MF to "rated vs not rated" over all pairs → logits ``z``; exposure ``θ = σ(z)^p``; larger
-   ``p`` makes exposure rarer and more skewed (stronger MNAR).
-3. Sample ``R ~ Bern(γ)``, ``O ~ Bern(θ)``, ``Y = O·R``.
-4. Train on a random 90 % of all pairs (10 % validation for model selection): the oracle on ``γ``, the naive
-   model on ``Y``, Rel-MF on ``Y`` with the true ``θ`` (and clipped variants). Test: log loss against ``R`` on
-   every pair with ``Y = 0``, reported relative to the oracle.
+On a random 90 % of all pairs (10 % validation for model selection): the oracle on ``γ``, the naive model on
+``Y``, Rel-MF on ``Y`` with the true ``θ`` (and clipped variants). Test: log loss against ``R`` on every pair
+with ``Y = 0``, reported relative to the oracle.
 
-``R`` and the uniforms behind ``O`` are drawn once, so the exposures for different ``p`` are coupled
-(common random numbers): differences between powers come from θ, not from sampling noise.
+The fits are tiny and many (estimators × seeds × powers), so they train as the replicas of one
+:class:`~domains.recsys.mnar.models.ReplicatedPointwiseMF` in one batched loop rather than one trainer run
+each. Each replica keeps its own best weights (lowest validation loss), which a single scalar selection
+metric cannot express; a non-finite loss stops the loop with the core trainer's :class:`TrainingDiverged`.
 """
 
 from __future__ import annotations
@@ -21,137 +18,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from domains.recsys.mnar_data import MnarDataset
-from domains.recsys.mnar_estimators import (
-    POINTWISE_ESTIMATORS,
-    EstimatorSpec,
-    PairBatch,
-    PointwiseMF,
-    ReplicatedPointwiseMF,
-    fit_mf,
-)
-
-
-@dataclass
-class SemiSyntheticWorld:
-    """Ground truth of one semi-synthetic dataset (all matrices are ``n_users × n_items``).
-
-    Attributes:
-        relevance_probability: γ.
-        exposure_logits: logits ``z`` of the logistic exposure MF (θ = σ(z)^p).
-        relevance: sampled ``R``.
-        exposure_uniforms: the uniforms ``u`` with ``O = [u < θ]``.
-        epsilon: the ε used for γ.
-    """
-
-    relevance_probability: np.ndarray
-    exposure_logits: np.ndarray
-    relevance: np.ndarray
-    exposure_uniforms: np.ndarray
-    epsilon: float
-
-    @property
-    def shape(self) -> tuple[int, int]:
-        """``(n_users, n_items)``."""
-        return self.relevance_probability.shape
-
-    def exposure_propensity(self, power: float) -> np.ndarray:
-        """θ = σ(z)^p."""
-        if power <= 0:
-            raise ValueError(f"exposure power p must be > 0, got {power}")
-        return (1.0 / (1.0 + np.exp(-self.exposure_logits))) ** power
-
-    def sample(self, power: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """``(θ, O, Y)`` for exposure power ``p``."""
-        theta = self.exposure_propensity(power)
-        exposure = (self.exposure_uniforms < theta).astype(np.int8)
-        return theta, exposure, exposure * self.relevance
-
-
-def fit_rating_model(
-    dataset: MnarDataset,
-    dim: int = 20,
-    iterations: int = 300,
-    batch_size: int = 256,
-    lr: float = 0.01,
-    seed: int = 12345,
-) -> np.ndarray:
-    """Step 1: MF (no biases) fitted to ratings by squared error with Adam; returns predicted ratings ``R̂``."""
-    if "rating" not in dataset.train:
-        raise ValueError(f"{dataset.name}: the semi-synthetic protocol needs explicit ratings")
-    users = torch.as_tensor(dataset.train["user"].to_numpy(dtype=np.int64, copy=True))
-    items = torch.as_tensor(dataset.train["item"].to_numpy(dtype=np.int64, copy=True))
-    ratings = torch.as_tensor(dataset.train["rating"].to_numpy(dtype=np.float32, copy=True))
-    generator = torch.Generator().manual_seed(seed)
-    model = PointwiseMF(dataset.n_users, dataset.n_items, dim, use_bias=False, seed=seed)
-
-    def loss_for_batch(m: PointwiseMF) -> torch.Tensor:
-        pick = torch.randint(0, ratings.numel(), (batch_size,), generator=generator)
-        return F.mse_loss(m.logits(users[pick], items[pick]), ratings[pick])
-
-    fit_mf(model, loss_for_batch, iterations=iterations, optimizer="adam", lr=lr)
-    return model.score_matrix().numpy()
-
-
-def fit_exposure_model(
-    dataset: MnarDataset,
-    dim: int = 20,
-    iterations: int = 300,
-    batch_size: int = 256,
-    lr: float = 0.01,
-    seed: int = 12345,
-) -> np.ndarray:
-    """Step 2: logistic MF (no biases) of "rated" vs "not rated" over all pairs; returns the logits ``z``."""
-    observed = np.zeros((dataset.n_users, dataset.n_items), dtype=np.float32)
-    observed[dataset.train["user"].to_numpy(), dataset.train["item"].to_numpy()] = 1.0
-    observed_t = torch.as_tensor(observed)
-    generator = torch.Generator().manual_seed(seed)
-    model = PointwiseMF(dataset.n_users, dataset.n_items, dim, use_bias=False, seed=seed)
-
-    def loss_for_batch(m: PointwiseMF) -> torch.Tensor:
-        users = torch.randint(0, dataset.n_users, (batch_size,), generator=generator)
-        items = torch.randint(0, dataset.n_items, (batch_size,), generator=generator)
-        return F.binary_cross_entropy_with_logits(m.logits(users, items), observed_t[users, items])
-
-    fit_mf(model, loss_for_batch, iterations=iterations, optimizer="adam", lr=lr)
-    return model.score_matrix().numpy()
-
-
-@dataclass
-class GeneratorSettings:
-    """Settings of the two generator fits (defaults: the paper's).
-
-    Attributes:
-        dim: latent dimension of both generator MFs.
-        iterations: Adam steps of each fit.
-        batch_size: pairs per step.
-        lr: Adam learning rate.
-        epsilon: ε in ``γ = σ(clip(R̂, 1, 5) − ε)``; larger means rarer relevance.
-        seed: seed of the fits and of the sampling of ``R`` and ``O``.
-    """
-
-    dim: int = 20
-    iterations: int = 300
-    batch_size: int = 256
-    lr: float = 0.01
-    epsilon: float = 5.0
-    seed: int = 12345
-
-
-def build_semi_synthetic_world(ratings: MnarDataset, settings: GeneratorSettings | None = None) -> SemiSyntheticWorld:
-    """Steps 1–3 for every ``p`` at once: fit both generator models and draw ``R`` and the exposure uniforms."""
-    settings = settings or GeneratorSettings()
-    predicted = fit_rating_model(
-        ratings, settings.dim, settings.iterations, settings.batch_size, settings.lr, settings.seed
-    )
-    gamma = 1.0 / (1.0 + np.exp(-(np.clip(predicted, 1.0, 5.0) - settings.epsilon)))
-    logits = fit_exposure_model(
-        ratings, settings.dim, settings.iterations, settings.batch_size, settings.lr, settings.seed
-    )
-    rng = np.random.default_rng(settings.seed)
-    relevance = (rng.random(gamma.shape) < gamma).astype(np.int8)
-    uniforms = rng.random(gamma.shape)
-    return SemiSyntheticWorld(gamma, logits, relevance, uniforms, settings.epsilon)
+from domains.recsys.mnar.losses import POINTWISE_ESTIMATORS, EstimatorSpec
+from domains.recsys.mnar.models import PointwiseMF, ReplicatedPointwiseMF
+from domains.recsys.mnar.sampling import PairBatch
+from domains.recsys.mnar.semi_synthetic import SemiSyntheticWorld
+from shared.trainer import TrainingDiverged
 
 
 @dataclass
@@ -192,6 +63,7 @@ class SemiSyntheticFit:
         seed: training seed.
         test_log_loss: log loss against ``R`` on pairs with ``Y = 0``.
         best_step: step of the selected model.
+        history: ``(step, train_loss, validation_loss)`` at every validation (train loss of that step's batch).
         model: the trained model (kept only when requested).
     """
 
@@ -201,6 +73,7 @@ class SemiSyntheticFit:
     seed: int
     test_log_loss: float
     best_step: int
+    history: list[tuple[int, float, float]] = field(default_factory=list, repr=False)
     model: PointwiseMF | None = field(default=None, repr=False)
 
 
@@ -279,6 +152,7 @@ def run_power(
         return torch.stack(values)
 
     validation_seed_keys = validation_keys.expand(n_seeds, -1)
+    histories: list[list[tuple[int, float, float]]] = [[] for _ in replica_seeds]
     for step in range(1, settings.iterations + 1):
         keys = torch.as_tensor(
             np.stack([train_keys[rng.integers(0, train_keys.size, settings.batch_size)] for rng in batch_rngs]),
@@ -290,7 +164,7 @@ def run_power(
         if settings.l2 > 0:
             loss = loss + settings.l2 * model.l2_penalty()
         if not torch.isfinite(loss):
-            raise FloatingPointError(f"non-finite training loss at step {step} (p={power}); lower the learning rate")
+            raise TrainingDiverged(f"non-finite training loss at step {step} (p={power:g}); lower the learning rate")
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -298,6 +172,9 @@ def run_power(
             with torch.no_grad():
                 scores = model.score_matrices().view(len(replica_seeds), -1)[:, validation_keys]
                 validation = estimator_losses(validation_seed_keys, scores, per_replica=True)
+                train = estimator_losses(keys, logits.detach(), per_replica=True)
+            for replica, (train_value, validation_value) in enumerate(zip(train.tolist(), validation.tolist())):
+                histories[replica].append((step, train_value, validation_value))
             improved = validation < best_loss
             if bool(improved.any()):
                 best.copy_replicas_from(model, improved)
@@ -318,6 +195,7 @@ def run_power(
                         seed=seed,
                         test_log_loss=float(F.binary_cross_entropy_with_logits(test_logits[replica], test_labels)),
                         best_step=int(best_step[replica]),
+                        history=histories[replica],
                         model=best.replica(replica) if seed == keep_models_for_seed else None,
                     )
                 )

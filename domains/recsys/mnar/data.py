@@ -6,11 +6,12 @@ set (``user, item, label``). Users and items are re-indexed to ``0..n-1``; the o
 Ratings are binarised at a threshold (default: rating ≥ 4 is a click / relevant).
 
 Bad input raises :class:`MnarDataError` (RecBole files: the shared reader's ``DataFormatError``) naming
-the file, the line and the problem.
+the file, the line and the problem; both are user errors (the command exits 2 with that one line).
 """
 
 from __future__ import annotations
 
+import codecs
 import importlib.util
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,14 +20,15 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from domains.recsys.data import read_atomic_file
-from domains.recsys.mnar_estimators import ImplicitFeedback, item_popularity_propensity
+from domains.recsys.mnar.feedback import ImplicitFeedback, item_popularity_propensity
+from domains.recsys.recbole_io import read_atomic_file
+from shared.user_errors import UserError
 
 DEFAULT_RATING_THRESHOLD = 4
 """Ratings at or above this value count as clicks / relevant (Saito et al.)."""
 
 
-class MnarDataError(ValueError):
+class MnarDataError(UserError, ValueError):
     """A data file is missing, malformed or inconsistent; the message names the file and line."""
 
 
@@ -76,22 +78,58 @@ def _fail(path: Path | str, problem: str, line: int | None = None) -> MnarDataEr
 
 def _require_file(path: str | Path, what: str) -> Path:
     path = Path(path)
+    if path.is_dir():
+        raise MnarDataError(f"{path}: is a folder, expected the {what}")
     if not path.is_file():
         raise MnarDataError(f"{path}: {what} not found")
     return path
 
 
+def _preview(text: str, limit: int = 80) -> str:
+    """``text`` cut to ``limit`` characters, so that a message about one huge line stays readable."""
+    return text if len(text) <= limit else text[:limit] + f"... ({len(text)} characters)"
+
+
+def _first_undecodable_byte(path: Path, chunk_bytes: int = 1 << 20) -> int | None:
+    """Offset of the first byte that is not valid UTF-8 (None when the whole file decodes)."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    offset = 0
+    with path.open("rb") as stream:
+        while chunk := stream.read(chunk_bytes):
+            try:
+                decoder.decode(chunk)
+            except UnicodeDecodeError as error:
+                return offset + error.start
+            offset += len(chunk)
+    return None
+
+
+def _not_utf8(path: Path) -> MnarDataError:
+    offset = _first_undecodable_byte(path)
+    where = f" (undecodable byte at offset {offset})" if offset is not None else ""
+    return _fail(path, f"not UTF-8 text{where}; convert the file to UTF-8")
+
+
+def _malformed(path: Path, error: Exception) -> MnarDataError:
+    """The parser's complaint, unless the real problem is that the file is not UTF-8 text (binary, latin-1)."""
+    if _first_undecodable_byte(path) is not None:
+        return _not_utf8(path)
+    return _fail(path, f"malformed table ({_preview(str(error), 200)})")
+
+
 def _read_whitespace_table(path: Path, n_columns: int | None) -> pd.DataFrame:
     """Whitespace-separated numeric table without header; errors name the file and line."""
     try:
-        frame = pd.read_csv(path, sep=r"\s+", header=None, dtype=str, comment=None)
+        frame = pd.read_csv(path, sep=r"\s+", header=None, dtype=str, comment=None, keep_default_na=False)
     except pd.errors.EmptyDataError as err:
         raise _fail(path, "file is empty") from err
     except pd.errors.ParserError as err:
-        raise _fail(path, f"malformed table ({err})") from err
+        raise _malformed(path, err) from err
+    except UnicodeDecodeError as err:
+        raise _not_utf8(path) from err
     if n_columns is not None and frame.shape[1] != n_columns:
         raise _fail(path, f"expected {n_columns} whitespace-separated columns, found {frame.shape[1]}", 1)
-    missing = frame.isna().any(axis=1).to_numpy()
+    missing = (frame.isna() | (frame == "")).any(axis=1).to_numpy()
     if missing.any():
         row = int(np.flatnonzero(missing)[0])
         raise _fail(path, f"expected {frame.shape[1]} columns, found fewer", row + 1)
@@ -99,7 +137,7 @@ def _read_whitespace_table(path: Path, n_columns: int | None) -> pd.DataFrame:
     bad = numeric.isna().to_numpy()
     if bad.any():
         row, column = (int(v[0]) for v in np.nonzero(bad))
-        raise _fail(path, f"column {column + 1} is not a number: {frame.iat[row, column]!r}", row + 1)
+        raise _fail(path, f"column {column + 1} is not a number: {_preview(repr(frame.iat[row, column]))}", row + 1)
     return numeric
 
 
@@ -183,6 +221,8 @@ def read_coat(directory: str | Path, rating_threshold: int = DEFAULT_RATING_THRE
         The dataset; user/item index = row/column of the matrices.
     """
     directory = Path(directory)
+    if directory.is_file():
+        raise MnarDataError(f"{directory}: is a file, expected the Coat folder (train.ascii, test.ascii)")
     if not directory.is_dir():
         raise MnarDataError(f"{directory}: Coat folder not found")
     matrices = {}
@@ -248,9 +288,11 @@ def _read_tabular_log(path: Path) -> tuple[pd.DataFrame, int]:
     except pd.errors.EmptyDataError as err:
         raise _fail(path, "file is empty") from err
     except pd.errors.ParserError as err:
-        raise _fail(path, f"malformed table ({err})") from err
-    except (OSError, ValueError) as err:
-        raise _fail(path, f"cannot read ({err})") from err
+        raise _malformed(path, err) from err
+    except UnicodeDecodeError as err:
+        raise _not_utf8(path) from err
+    except (OSError, ValueError) as err:  # e.g. a file that is not Parquet
+        raise _fail(path, f"cannot read ({_preview(str(err), 200)})") from err
 
 
 def _parse_numbers(column: pd.Series, path: Path, label: str, first_line: int, allow_empty: bool) -> np.ndarray:
@@ -259,7 +301,7 @@ def _parse_numbers(column: pd.Series, path: Path, label: str, first_line: int, a
     bad = np.isnan(values) & ((text != "").to_numpy() | (not allow_empty))
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
-        raise _fail(path, f"{label} is not a number: {column.iloc[row]!r}", row + first_line)
+        raise _fail(path, f"{label} is not a number: {_preview(repr(column.iloc[row]))}", row + first_line)
     return values
 
 
@@ -268,7 +310,8 @@ def _read_click_log_file(path: Path, require_propensity: bool = False) -> pd.Dat
     frame.columns = [str(c).strip().lower() for c in frame.columns]
     missing = [c for c in ("user", "item", "click") if c not in frame.columns]
     if missing:
-        raise _fail(path, f"missing column(s) {', '.join(missing)}; found {', '.join(frame.columns)}", 1)
+        found = _preview(", ".join(frame.columns))
+        raise _fail(path, f"missing column(s) {', '.join(missing)}; found {found}", 1)
     if frame.empty:
         raise _fail(path, "log has no rows")
     for column in ("user", "item"):
@@ -367,7 +410,10 @@ def read_recbole_ratings(
         The dataset (``train`` keeps the ``rating`` column; ``test`` is None).
     """
     path = _require_file(inter_path, "RecBole .inter file")
-    frame = read_atomic_file(path, required_columns=("user_id", "item_id"))
+    try:
+        frame = read_atomic_file(path, required_columns=("user_id", "item_id"))
+    except UnicodeDecodeError as err:
+        raise _not_utf8(path) from err
     user_codes, user_ids = pd.factorize(frame["user_id"])
     item_codes, item_ids = pd.factorize(frame["item_id"])
     train = pd.DataFrame({"user": user_codes, "item": item_codes})
