@@ -127,7 +127,7 @@ def _news_detector(run_dir: str, stamp: int) -> Any:
 @st.cache_resource(show_spinner="Loading the recommender …", max_entries=4)
 def _recsys_run(run_dir: str, stamp: int) -> Any:
     """Cached :func:`recsys_run` (``stamp`` only keys the cache)."""
-    from domains.recsys.recommender import load_run
+    from domains.recsys.llmrec.training import load_run
     from shared.device import pick_device
 
     return load_run(run_dir, pick_device())

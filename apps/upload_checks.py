@@ -91,12 +91,12 @@ def decode_dicom(data: bytes, image_size: int = 224) -> Any:
     own name is never used.
 
     Returns:
-        ``domains.biomed.data.DicomImage`` (frames, allow-listed header, steps, caption).
+        ``domains.biomed.dicom.DicomImage`` (frames, allow-listed header, steps, caption).
 
     Raises:
         UploadRejected: The chain refuses the file (the message no longer names the temporary path).
     """
-    from domains.biomed.data import DicomChainConfig, DicomReadError, read_dicom_image
+    from domains.biomed.dicom import DicomChainConfig, DicomReadError, read_dicom_image
 
     handle, temporary = tempfile.mkstemp(suffix=".dcm", prefix="explorer-upload-")
     try:

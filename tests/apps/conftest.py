@@ -1,10 +1,11 @@
-"""Shared fixtures for the explorer tests: a store filled by the domains' own commands at their smallest
-settings, run folders beside it (as ``make demo`` leaves them), and upload samples.
+"""Shared fixtures for the explorer tests: a store filled by the domains' own library functions at their
+smallest settings (configs parsed from the same flags the commands take), run folders beside it as
+``make demo`` leaves them (each finished with its ``run.json``), and upload samples.
 
 Biomed and astro run their real demo paths (built-in corpus / built-in star set, made small; astro's
-smallest set is built with its own demo builder and ingested with its ingest command); news and
-recsys run their real commands on tiny data written here (a coloured-shape out-of-context set; a synthetic
-RecBole folder with a knowledge graph), because their built-in sets take minutes to featurize.
+smallest set is built with its own demo builder and ingested by its ingest pipeline); news and recsys run
+their real training on tiny data written here (a coloured-shape out-of-context set; a synthetic RecBole
+folder with a knowledge graph), because their built-in sets take minutes to featurize.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import pytest
 import torch
 from PIL import Image, ImageDraw
 
+from shared.cli import parse_config
 from shared.store import EmbeddingStore
 
 COLOURS = {"red": (220, 30, 30), "green": (30, 180, 40), "blue": (30, 60, 220), "yellow": (240, 220, 20)}
@@ -68,7 +70,7 @@ def write_news_posts(root: Path) -> Path:
 
 def write_recbole_folder(folder: Path, users: int = 30, items: int = 36, per_user: int = 10) -> Path:
     """A RecBole atomic dataset with two taste groups and a knowledge graph linking items to a director."""
-    from domains.recsys.data import write_atomic_file
+    from domains.recsys.recbole_io import write_atomic_file
 
     rng = np.random.default_rng(0)
     folder.mkdir(parents=True)
@@ -95,58 +97,77 @@ def write_recbole_folder(folder: Path, users: int = 30, items: int = 36, per_use
 
 
 def run_biomed(root: Path, store: Path) -> None:
-    from domains.biomed import pretrain
     from domains.biomed.demo import build_demo_corpus
+    from domains.biomed.training import PretrainConfig, pretrain
 
     corpus = build_demo_corpus(root / "biomed_corpus", image_size=32, train_variants=1, skimage_crops=1)
-    pretrain.main(["--model.source", "tiny", "--model.pretrained_towers", "false", "--data.demo_image_size", "32",
-                   "--data.batch_size", "16", "--trainer.max_steps", "2", "--trainer.warmup_steps", "1",
-                   "--trainer.checkpoint_every", "2", "--evaluate_untrained", "false", "--zero_shot", "none",
-                   "--runs_root", str(root / "runs"), "--run_name", "demo", "--store", str(store),
-                   "--data.train", str(corpus["train"]), "--data.validation", str(corpus["test"])])  # fmt: skip
+    pretrain(parse_config(PretrainConfig, [
+        "--model.source", "tiny", "--model.pretrained_towers", "false", "--data.demo_image_size", "32",
+        "--data.batch_size", "16", "--trainer.max_steps", "2", "--trainer.warmup_steps", "1",
+        "--trainer.checkpoint_every", "2", "--evaluate_untrained", "false", "--zero_shot", "none",
+        "--runs_root", str(root / "runs"), "--run_name", "demo", "--store", str(store),
+        "--data.train", str(corpus["train"]), "--data.validation", str(corpus["test"]),
+    ]))  # fmt: skip
 
 
 def run_astro(root: Path, store: Path) -> None:
-    from domains.astro import embed, ingest, pretrain
+    from domains.astro.clip_pretraining import PretrainConfig, run_pretrain
     from domains.astro.demo import DemoSpec, build_demo_dataset
+    from domains.astro.embedding_export import EmbedConfig, run_embed
+    from domains.astro.ingest_pipeline import IngestConfig, run_ingest
 
     # The built-in star set at its smallest useful size, kept in the domain's own cache
     # ($DOMAIN_CLIP_CACHE or ~/.cache/domain-clip-suite/astro) like every demo set: built once per machine.
     files = build_demo_dataset(DemoSpec(n_stars=80, min_per_class=6))
     ingest_dir = root / "runs" / "astro" / "ingest-demo"
-    ingest.main(["--catalogue", str(files.catalogue), "--lightcurve_dir", str(files.lightcurve_dir),
-                 "--spectrum_index", str(files.spectrum_index), "--spectrum_dir", str(files.spectrum_dir),
-                 "--runs_root", str(root / "runs"), "--run_name", "ingest-demo", "--seeds", "[42]",
-                 "--subsets", "[full]"])  # fmt: skip
-    pretrain.main(["--runs_root", str(root / "runs"), "--run_name", "pretrain-demo", "--data", str(ingest_dir),
-                   "--epochs", "1", "--batch_size", "32", "--model.photometry.d_model", "8",
-                   "--model.photometry.n_layers", "1", "--model.photometry.n_heads", "2", "--model.photometry.d_ff", "16",
-                   "--model.embed_dim", "16"])  # fmt: skip
-    embed.main(["--clip_run", str(root / "runs" / "astro" / "pretrain-demo"), "--store", str(store),
-                "--top_k", "3", "--min_modalities", "2", "--lof_neighbors", "5"])  # fmt: skip
+    run_ingest(parse_config(IngestConfig, [
+        "--catalogue", str(files.catalogue), "--lightcurve_dir", str(files.lightcurve_dir),
+        "--spectrum_index", str(files.spectrum_index), "--spectrum_dir", str(files.spectrum_dir),
+        "--runs_root", str(root / "runs"), "--run_name", "ingest-demo", "--seeds", "[42]", "--subsets", "[full]",
+    ]))  # fmt: skip
+    run_pretrain(parse_config(PretrainConfig, [
+        "--runs_root", str(root / "runs"), "--run_name", "pretrain-demo", "--input", str(ingest_dir),
+        "--trainer.max_epochs", "1", "--batch_size", "32", "--model.photometry.d_model", "8",
+        "--model.photometry.n_layers", "1", "--model.photometry.n_heads", "2", "--model.photometry.d_ff", "16",
+        "--model.embed_dim", "16",
+    ]))  # fmt: skip
+    run_embed(parse_config(EmbedConfig, [
+        "--run", str(root / "runs" / "astro" / "pretrain-demo"), "--store", str(store),
+        "--top_k", "3", "--min_modalities", "2", "--lof_neighbors", "5",
+    ]))  # fmt: skip
 
 
 def run_news(root: Path, store: Path) -> None:
-    from domains.news import embed, ingest, train
+    from domains.news.detector_training import TrainConfig, train_detector
+    from domains.news.ingestion import IngestConfig, ingest_posts
+    from domains.news.store_export import EmbedConfig, export_run
 
     posts = write_news_posts(root / "news_posts")
     shards = root / "news_shards"
-    ingest.main(["--format", "jsonl", "--input", str(posts), "--out_dir", str(shards)])
+    ingest_posts(parse_config(IngestConfig, ["--format", "jsonl", "--input", str(posts), "--out_dir", str(shards)]))
     cache = str(root / "news_cache")
-    train.main(["--input", str(shards), "--runs_root", str(root / "runs"), "--cache_dir", cache, "--run_name", "demo",
-                "--encoders.image_tower_args", '{"image_size": 64}', "--encoders.aligned_steps", "10",
-                "--encoders.text_max_length", "16", "--trainer.max_steps", "10", "--trainer.validate_every", "5",
-                "--trainer.checkpoint_every", "10", "--batch_size", "8"])  # fmt: skip
-    embed.main(["--run", str(root / "runs" / "news" / "demo"), "--store", str(store), "--cache_dir", cache])
+    train_detector(parse_config(TrainConfig, [
+        "--input", str(shards), "--runs_root", str(root / "runs"), "--cache_dir", cache, "--run_name", "demo",
+        "--encoders.image_tower_args", '{"image_size": 64}', "--encoders.aligned_steps", "10",
+        "--encoders.text_max_length", "16", "--trainer.max_steps", "10", "--trainer.validate_every", "5",
+        "--trainer.checkpoint_every", "10", "--batch_size", "8",
+    ]))  # fmt: skip
+    export_run(parse_config(EmbedConfig, [
+        "--run", str(root / "runs" / "news" / "demo"), "--store", str(store), "--cache_dir", cache,
+    ]))  # fmt: skip
 
 
 def run_recsys(root: Path, store: Path) -> None:
-    from domains.recsys import embed, train
+    from domains.recsys.llmrec.pipeline import TrainConfig, run_training
+    from domains.recsys.llmrec.store_export import DEFAULT_MODEL_NAME, embed_into_store
+    from domains.recsys.llmrec.training import load_run
 
     source = write_recbole_folder(root / "recbole_tiny")
-    train.main(["--dataset.source", str(source), "--runs_root", str(root / "runs"), "--run_name", "demo",
-                "--fit.epochs", "2", "--base_epochs", "2", "--candidates_k", "5"])  # fmt: skip
-    embed.main(["--run", str(root / "runs" / "recsys" / "demo"), "--store", str(store)])
+    run_training(parse_config(TrainConfig, [
+        "--input", str(source), "--runs_root", str(root / "runs"), "--run_name", "demo",
+        "--trainer.max_epochs", "2", "--base_epochs", "2", "--candidates_k", "5",
+    ]))  # fmt: skip
+    embed_into_store(load_run(root / "runs" / "recsys" / "demo"), store, DEFAULT_MODEL_NAME)
 
 
 def build_demo_store(root: Path) -> Path:

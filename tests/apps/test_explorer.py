@@ -232,8 +232,8 @@ def test_news_browse_filters_bind_user_input(explorer_env: Path, attack: str) ->
 
 
 def test_recsys_page_shows_history_and_both_recommendation_lists(explorer_env: Path) -> None:
-    from domains.recsys.recommend import recommend
-    from domains.recsys.recommender import load_run
+    from domains.recsys.llmrec.recommendations import recommend
+    from domains.recsys.llmrec.training import load_run
 
     app = app_at("recsys")
     user = app.selectbox(key="recsys_user").options[2]
