@@ -68,6 +68,18 @@ def test_home_lists_the_store_contents(explorer_env: Path) -> None:
     assert set(inventory["domain"]) == {"biomed", "astro", "news", "recsys"}
 
 
+def test_home_lists_the_finished_runs_from_their_markers(explorer_env: Path) -> None:
+    app = app_at("home")
+    shown = table_with(app, "run", "command", "finished_at", "summary")
+    runs = explorer_env.parent
+    markers = {path.parent.relative_to(runs).as_posix(): path for path in runs.rglob("run.json")}
+    assert sorted(shown["run"]) == sorted(markers)
+    assert {"biomed/demo", "astro/ingest-demo", "astro/pretrain-demo", "news/demo", "recsys/demo",
+            "recsys/demo/base"} <= set(shown["run"])  # fmt: skip
+    for row in shown.itertuples():
+        assert row.command == json.loads(markers[row.run].read_text())["command"]
+
+
 @pytest.mark.parametrize("domain", ["biomed", "astro", "news", "recsys"])
 def test_domain_page_shows_neighbours_of_the_chosen_sample(domain: str, explorer_env: Path) -> None:
     app = app_at(domain)
