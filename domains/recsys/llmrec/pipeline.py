@@ -175,13 +175,19 @@ def run_training(config: TrainConfig) -> tuple[RunFolder, TrainConfig]:
             f"--augmentation kg: --input {config.input} has no .kg and .link atomic files; "
             "use --augmentation none (or an augmentation folder)"
         )
+    augmentation: Augmentation | None = None
+    augmentation_dir: str | None = None
+    if config.augmentation == "layout":
+        augmentation_dir = "layout"
+        augmentation = llmrec_layout_augmentation(config.input)
+    elif config.augmentation not in ("kg", "none"):
+        augmentation_dir = config.augmentation
+        augmentation = read_augmentation(config.augmentation, data)
     config = replace(config, trainer=resolve_trainer(config.trainer, data, config.fit))
     run = RunFolder.create("recsys", config.run_name, config.runs_root)
     run.clear_finished()
     run.save_config(config)
     report: dict[str, Any] = {"dataset": data.name}
-    augmentation: Augmentation | None = None
-    augmentation_dir: str | None = None
     outputs = [CONFIG_FILE, METRICS_FILE, WEIGHTS_FILE, MANIFEST_FILE, f"{EVAL_DIR}/{EVAL_METRICS_FILE}"]
     if config.augmentation == "kg":
         folder = _train_base(config, data, tables, run, report)
@@ -191,12 +197,6 @@ def run_training(config: TrainConfig) -> tuple[RunFolder, TrainConfig]:
         outputs += [f"{AUGMENTATION_DIR}/{name}" for name in AUGMENTATION_FILES]
         print(f"      {len(augmentation.edges)} edges, {len(augmentation.item_attributes)} items with attributes")
         print(f"[3/3] augmented model ({config.trainer.max_steps} steps) → {run.path}")
-    elif config.augmentation == "layout":
-        augmentation_dir = "layout"
-        augmentation = llmrec_layout_augmentation(config.input)
-    elif config.augmentation != "none":
-        augmentation_dir = config.augmentation
-        augmentation = read_augmentation(config.augmentation, data)
     model, result = train_recommender(data, config.model, config.fit, config.trainer, run.path, augmentation)
     write_run_manifest(run.path, config.input, config.dataset, config.model, augmentation_dir)
     report["test"] = headline_test_metrics(model, data, config.fit, config.ndcg_variant)

@@ -307,3 +307,19 @@ def test_the_real_command_line_prints_nothing_but_the_error_line(trained_run: Pa
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1 and result.stderr.startswith("error: --users") and "nobody" in result.stderr
     assert "next:" not in result.stdout.lower()
+
+
+def test_train_augmentation_folder_without_augmentation_files(synthetic_recbole: Path, tmp_path: Path, capsys) -> None:
+    empty = tmp_path / "not_augmentation"
+    empty.mkdir()
+    argv = ["--input", str(synthetic_recbole), "--runs_root", str(tmp_path / "runs"), "--augmentation", str(empty)]
+    expect_failure(train, [*argv, *FAST], capsys, ("not_augmentation",))
+    assert not (tmp_path / "runs").exists(), "refused before the run folder is created"
+
+
+def test_train_augmentation_edges_naming_unknown_items(synthetic_recbole: Path, tmp_path: Path, capsys) -> None:
+    folder = tmp_path / "augmentation"
+    folder.mkdir()
+    (folder / "edges.tsv").write_text("user_id:token\tpos_item_id:token\tneg_item_id:token\n1\t2\t3\n1\t999\t3\n")
+    argv = ["--input", str(synthetic_recbole), "--runs_root", str(tmp_path / "runs"), "--augmentation", str(folder)]
+    expect_failure(train, [*argv, *FAST], capsys, ("edges.tsv:3", "999"))
