@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from shared.cli import write_text_atomically
+from shared.atomic_files import write_text_atomically
 
 MARKERS = Path("runs/.demo")
 STORE = "runs/embeddings.duckdb"
@@ -76,7 +76,7 @@ STEPS: tuple[DemoStep, ...] = (
     DemoStep(
         "recsys-mnar",
         "recsys",
-        ("-m", "domains.recsys.mnar", "--config", "domains/recsys/configs/mnar_quick.yaml", "--store_path", STORE),
+        ("-m", "domains.recsys.mnar", "--config", "domains/recsys/configs/mnar_quick.yaml", "--store", STORE),
         ("runs/recsys/mnar-semi-synthetic-quick/results.json",),
     ),
 )

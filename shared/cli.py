@@ -166,24 +166,3 @@ def run_command(main: Callable[[list[str]], ResultT], argv: Sequence[str] | None
         )
         raise SystemExit(1) from None
 
-
-# Transitional names, removed once every domain uses shared.run_folder / shared.atomic_files.
-def save_config(config: Any, run_dir: str | Path) -> Path:  # pragma: no cover - transitional
-    """Deprecated: use ``RunFolder(run_dir).save_config(config)``."""
-    from shared.run_folder import RunFolder
-
-    return RunFolder(Path(run_dir)).save_config(config)
-
-
-def run_dir_for(domain: str, run_name: str, root: str | Path = "runs") -> Path:  # pragma: no cover
-    """Deprecated: use ``RunFolder.create(domain, run_name, root).path``."""
-    from shared.run_folder import RunFolder
-
-    return RunFolder.create(domain, run_name, root).path
-
-
-def write_text_atomically(path: str | Path, text: str) -> None:  # pragma: no cover - transitional
-    """Deprecated: use :func:`shared.atomic_files.write_text_atomically`."""
-    from shared.atomic_files import write_text_atomically as write
-
-    write(path, text)
