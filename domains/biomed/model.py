@@ -18,8 +18,10 @@ or from an open_clip model spec (``--model``).
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -211,6 +213,23 @@ def is_run_folder(path: str | Path) -> bool:
     return (folder / "config.yaml").is_file() and (folder / RUN_WEIGHTS).is_file()
 
 
+class _DropRandomInitWarning(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("No pretrained weights loaded")
+
+
+@contextlib.contextmanager
+def _without_random_init_warning() -> Iterator[None]:
+    """Drop open_clip's "initialized randomly" warning (logged on the root logger) while a run's model is built."""
+    root = logging.getLogger()
+    dropped = _DropRandomInitWarning()
+    root.addFilter(dropped)
+    try:
+        yield
+    finally:
+        root.removeFilter(dropped)
+
+
 def load_run_model(run: str | Path, device: str | torch.device = "cpu", flag: str = "--run") -> TrainedModel:
     """The trained model of a pretrain run folder, rebuilt from its recorded ``model.source``.
 
@@ -223,8 +242,10 @@ def load_run_model(run: str | Path, device: str | torch.device = "cpu", flag: st
     folder = RunFolder.open(run, flag=flag, require=RUN_WEIGHTS)
     model_section = folder.load_config().get("model") or {}
     source = str(model_section.get("source", "demo"))
-    loaded = load_open_clip_model(source, pretrained_towers=False,
-                                  translate_stale=bool(model_section.get("translate_stale_keys", True)), device=device)  # fmt: skip
+    with _without_random_init_warning():  # the run's weights are loaded right after
+        loaded = load_open_clip_model(source, pretrained_towers=False,
+                                      translate_stale=bool(model_section.get("translate_stale_keys", True)),
+                                      device=device)  # fmt: skip
     wrapper = BiomedClipModel(loaded.model)
     try:
         load_weights(wrapper, folder.path / RUN_WEIGHTS)
