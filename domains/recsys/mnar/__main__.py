@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         torch.set_num_threads(config.cpu_threads)
     run = run_experiment(config)
     print(run.markdown)
-    print(f"[mnar] wrote {run.folder.path}/: {', '.join(run.outputs[:5])} and {len(run.outputs) - 5} fit file(s)")
+    print(f"[mnar] wrote {run.folder.path}/: {', '.join(run.outputs[:5])} and {len(run.outputs) - 5} model file(s)")
     if run.config.store:
         print(
             f"[mnar] embeddings in {run.config.store}; browse them with the explorer (apps/) or SQL on all_embeddings"

@@ -8,6 +8,7 @@ other protocol is refused rather than silently ignored.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,11 +21,17 @@ from domains.recsys.mnar.training import mnar_trainer_config
 from shared.trainer import TrainerConfig
 from shared.user_errors import UserError
 
-DATASETS = ("semi_synthetic", "yahoo_r3", "coat", "click_log", "recbole")
 DEFAULT_ESTIMATORS = {
     "semi_synthetic": ["oracle", "naive", "relmf", "relmf_clipped"],
     "real": ["naive", "wmf", "expomf", "relmf", "relmf_clipped", "ubpr"],
 }
+INPUT_HELP = {
+    "yahoo_r3": "the Yahoo! R3 folder (train.txt, test.txt), or train.txt with --test_input test.txt",
+    "coat": "the Coat folder (train.ascii, test.ascii, propensities.ascii)",
+    "click_log": "the training click log (csv/tsv/parquet), optionally --test_input with a randomized log",
+    "recbole": "a RecBole .inter file",
+}
+"""What ``--input`` is for each real dataset."""
 PAPER_CLIP = {"semi_synthetic": 0.1, "real": 0.00914}
 """Clip M of ``relmf_clipped`` when ``--clip`` is not given (Saito et al.'s values)."""
 
@@ -172,7 +179,6 @@ def check_config(config: MnarConfig) -> None:
     Raises:
         MnarConfigError: the first problem found.
     """
-
     if config.seeds < 1:
         _refuse("--seeds", f"must be >= 1, got {config.seeds}")
     if not config.ks or min(config.ks) < 1:
@@ -198,16 +204,27 @@ def check_config(config: MnarConfig) -> None:
         _check_real(config)
 
 
+def _changed_field(section: object, default: object) -> str | None:
+    """The first field of a settings section that differs from its default (None: all defaults)."""
+    for item in dataclasses.fields(section):  # type: ignore[arg-type]
+        if getattr(section, item.name) != getattr(default, item.name):
+            return item.name
+    return None
+
+
 def _check_semi_synthetic(config: MnarConfig) -> None:
     section = config.semi_synthetic
     if config.input is not None or config.test_input is not None:
         _refuse(
             "--input", "the semi-synthetic protocol reads MovieLens-100K from recbole; give --dataset for a real log"
         )
-    if config.trainer != mnar_trainer_config():
-        _refuse("--trainer", "applies to real datasets; the semi-synthetic protocol uses --semi_synthetic.*")
-    if config.real != RealDataSection():
-        _refuse("--real", "applies to real datasets; the semi-synthetic protocol uses --semi_synthetic.*")
+    for section_name, default in (("trainer", mnar_trainer_config()), ("real", RealDataSection())):
+        changed = _changed_field(getattr(config, section_name), default)
+        if changed is not None:
+            _refuse(
+                f"--{section_name}.{changed}",
+                "applies to real datasets; the semi-synthetic protocol uses --semi_synthetic.*",
+            )
     not_pointwise = [name for name in config.estimators or [] if name not in POINTWISE_ESTIMATORS]
     if not_pointwise:
         _refuse("--estimators", f"the semi-synthetic log-loss protocol needs pointwise estimators, got {not_pointwise}")
@@ -223,12 +240,13 @@ def _check_semi_synthetic(config: MnarConfig) -> None:
 
 def _check_real(config: MnarConfig) -> None:
     section = config.real
-    if config.semi_synthetic != SemiSyntheticSection():
-        _refuse("--semi_synthetic", f"applies to the semi-synthetic protocol, not --dataset {config.dataset}")
+    changed = _changed_field(config.semi_synthetic, SemiSyntheticSection())
+    if changed is not None:
+        _refuse(
+            f"--semi_synthetic.{changed}", f"applies to the semi-synthetic protocol, not --dataset {config.dataset}"
+        )
     if "oracle" in (config.estimators or []):
         _refuse("--estimators", "the oracle needs the true relevance: only the semi-synthetic dataset has it")
-    if config.input is None:
-        _refuse("--input", f"--dataset {config.dataset} needs its data: {_INPUT_HELP[config.dataset]}")
     if not 0 <= section.validation_fraction < 1:
         _refuse("--real.validation_fraction", f"must lie in [0, 1), got {section.validation_fraction}")
     if not 0 < section.positive_fraction < 1:
@@ -261,14 +279,6 @@ def _check_trainer(trainer: TrainerConfig) -> None:
             _refuse(
                 f"--trainer.{name}", "the real-data fits have no validation during training (the last weights are kept)"
             )
-
-
-_INPUT_HELP = {
-    "yahoo_r3": "the Yahoo! R3 folder (train.txt, test.txt), or train.txt with --test_input test.txt",
-    "coat": "the Coat folder (train.ascii, test.ascii, propensities.ascii)",
-    "click_log": "the training click log (csv/tsv/parquet), optionally --test_input with a randomized log",
-    "recbole": "a RecBole .inter file",
-}
 
 
 def check_config_files(argv: Sequence[str]) -> None:

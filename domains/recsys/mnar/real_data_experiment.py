@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from domains.recsys.mnar.config import MnarConfig, MnarConfigError, clip_values, estimator_names
+from domains.recsys.mnar.config import INPUT_HELP, MnarConfig, MnarConfigError, clip_values, estimator_names
 from domains.recsys.mnar.data import (
     MnarDataError,
     MnarDataset,
@@ -63,7 +63,7 @@ def read_real_dataset(config: MnarConfig) -> MnarDataset:
         MnarDataError: a file is missing or malformed.
     """
     if config.input is None:
-        raise MnarConfigError(f"--input: --dataset {config.dataset} needs its data")
+        raise MnarConfigError(f"--input: --dataset {config.dataset} needs its data: {INPUT_HELP[config.dataset]}")
     path = Path(config.input)
     if config.dataset != "click_log" and config.dataset != "yahoo_r3" and config.test_input is not None:
         raise MnarConfigError(f"--test_input: not used by --dataset {config.dataset} (its test set is in --input)")
