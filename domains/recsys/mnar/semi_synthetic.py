@@ -75,12 +75,12 @@ class GeneratorObjective(nn.Module):
     def __init__(self, model: PointwiseMF, loss: str) -> None:
         super().__init__()
         self.model = model
-        self.loss = loss
+        self.loss_kind = loss
 
     def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """``{"loss": ...}`` of a batch of ``users``, ``items`` and ``targets``."""
         logits = self.model.logits(batch["users"], batch["items"])
-        if self.loss == "squared":
+        if self.loss_kind == "squared":
             return {"loss": F.mse_loss(logits, batch["targets"])}
         return {"loss": F.binary_cross_entropy_with_logits(logits, batch["targets"])}
 
