@@ -166,7 +166,10 @@ def summarize_ablation(
                 continue
             difference = paired_difference(by_seed(name, metric), by_seed(baseline, metric))
             decision = verdict(difference, higher_is_better=True)
-            entry[f"{metric} − {baseline}"] = {**difference.as_dict(), "verdict": decision}
+            entry.setdefault(f"paired_difference_vs_{baseline}", {})[metric] = {
+                **difference.as_dict(),
+                "verdict": decision,
+            }
             differences.append(f"{difference.format(4)} ({decision})")
         rows.append([name, *(_cell(summaries[metric]) for metric in metrics), *differences, len(results[name])])
         summary[name] = entry
