@@ -3,11 +3,13 @@
 Runs ``bench_astro_ingest`` (our reader + preprocessing vs plain ``astropy.io.ascii``) and
 ``bench_astro_encoder`` (our Informer-style encoder vs a plain ``torch.nn.TransformerEncoder`` of the same
 size) in subprocesses, then prints one JSON line: the ingest ratio as the headline, the encoder's as extras.
-Flags after ``--`` are not supported; run the two scripts directly for their own options.
+``--quick`` runs both parts at their smallest settings (a check that they start, not a measurement); for
+the parts' own options run them directly (``python -m benchmarks.bench_astro_ingest --help``).
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import subprocess
 import sys
@@ -29,9 +31,21 @@ def run_part(module: str, *arguments: str) -> dict:
     raise RuntimeError(f"{module} printed no JSON line:\n{completed.stdout[-2000:]}")
 
 
-def main() -> None:
-    ingest = run_part("benchmarks.bench_astro_ingest")
-    encoder = run_part("benchmarks.bench_astro_encoder", "--threads", "1")
+#: Smallest settings of each part, for ``--quick``.
+QUICK = {
+    "benchmarks.bench_astro_ingest": ("--files", "20", "--points", "100", "--repeats", "1"),
+    "benchmarks.bench_astro_encoder": ("--batch-size", "8", "--steps", "1"),
+}
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run both parts and print the combined JSON line."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="both parts at their smallest settings")
+    args = parser.parse_args(argv)
+    ingest_module, encoder_module = "benchmarks.bench_astro_ingest", "benchmarks.bench_astro_encoder"
+    ingest = run_part(ingest_module, *(QUICK[ingest_module] if args.quick else ()))
+    encoder = run_part(encoder_module, "--threads", "1", *(QUICK[encoder_module] if args.quick else ()))
     print_result(
         "astro",
         "light_curves_per_s (ingest)",

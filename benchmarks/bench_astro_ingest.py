@@ -49,7 +49,7 @@ def write_lightcurves(folder: Path, n_files: int, n_points: int, seed: int = 0) 
 
 def run_ours(paths: list[Path]) -> int:
     """Read + preprocess every file into the (200, 9) photometry input; returns steps produced."""
-    from domains.astro.data import read_asassn_lightcurve_arrays
+    from domains.astro.lightcurve_readers import read_asassn_lightcurve_arrays
     from domains.astro.preprocessing import photometry_channels, prepare_lightcurve, window_photometry
 
     steps = 0

@@ -1,7 +1,7 @@
 """DICOM ingest throughput through the full chain vs raw pixel decoding of the same files.
 
-Ours: ``domains.biomed.ingest`` on a folder (walk, dcmread, decode, modality LUT, VOI, inversion,
-[0, 1], letterbox to 224 px, JPEG encode, webdataset shard + manifest), every frame of every file.
+Ours: what ``python -m domains.biomed.ingest`` runs on a folder (walk, dcmread, decode, modality LUT, VOI,
+inversion, [0, 1], letterbox to 224 px, JPEG encode, webdataset shard + manifest), every frame of every file.
 Peer: ``pydicom.dcmread(path).pixel_array`` on the same files (decode only). Rounds alternate so
 machine noise hits both. Prints one JSON line; ratio = ours / peer in files per second (goal ≥ 0.7).
 
@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import shutil
 import tempfile
 import time
@@ -22,8 +21,9 @@ from pathlib import Path
 import pydicom
 from pydicom.data import get_testdata_file
 
-from domains.biomed.data import DicomChainConfig, read_dicom_folder
-from domains.biomed.ingest import ingest_samples
+from benchmarks._report import print_result
+from domains.biomed.dicom import DicomChainConfig, read_dicom_folder
+from domains.biomed.samples import write_sample_shards
 
 FILES = [
     "CT_small.dcm", "MR_small.dcm", "MR_small_RLE.dcm", "MR_small_jpeg_ls_lossless.dcm", "MR_small_jp2klossless.dcm",
@@ -43,17 +43,18 @@ def raw_decode(paths: list[Path]) -> int:
 def full_chain(folder: Path, out_dir: Path) -> int:
     skipped: list = []
     samples = read_dicom_folder(folder, DicomChainConfig(image_size=224, frame_policy="all"), skipped=skipped)
-    manifest = ingest_samples(samples, skipped, out_dir, overwrite=True)
+    manifest = write_sample_shards(samples, skipped, out_dir, overwrite=True)
     summary = json.loads(manifest.read_text())
     if skipped:
         raise RuntimeError(f"benchmark files were skipped: {skipped}")
     return int(summary["num_samples"])
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    """Run both sides and print the JSON line."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3, help="timed rounds of each side (default 3)")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     warnings.filterwarnings("ignore", category=UserWarning)
     work = Path(tempfile.mkdtemp(prefix="bench_dicom_"))
     try:
@@ -80,9 +81,7 @@ def main() -> None:
         print(
             f"{len(paths)} files ({frames} frames): full chain {ours:.1f} files/s, raw pixel_array {peer:.1f} files/s"
         )
-        peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        print(json.dumps({"name": "bench_dicom", "metric": "files_per_s", "ours": round(ours, 2),
-                          "peer": round(peer, 2), "ratio": round(ours / peer, 3), "peak_rss_mb": round(peak_mb, 1)}))  # fmt: skip
+        print_result("bench_dicom", "files_per_s", ours, peer, ours / peer, peer_name="pydicom pixel_array")
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -6,7 +6,8 @@ of CPU threads, and are scored the same way: Recall@5 of the held-out clicks whe
 clicked in training (per user, averaged over users with held-out clicks).
 
 - ours: ``fit_pointwise`` with the ``wmf`` estimator (squared loss, down-weighted unlabeled pairs, Adam,
-  balanced positive/unlabeled minibatches: the authors' real-data recipe);
+  balanced positive/unlabeled minibatches: the authors' real-data recipe), through the core trainer as
+  ``python -m domains.recsys.mnar`` runs it (its checkpoint and ``metrics.csv`` writes are timed too);
 - peer: ``implicit`` 0.7 ``AlternatingLeastSquares`` (confidence-weighted MF by conjugate-gradient ALS, C++).
 
 Then Rel-MF (``relmf``, popularity propensities, η = 0.5) training throughput in user–item pairs per second.
@@ -18,6 +19,8 @@ Ends with one JSON line; ``metric`` = WMF fit time, ``ratio`` = ours / peer (abo
 from __future__ import annotations
 
 import argparse
+import os
+import tempfile
 import time
 
 import numpy as np
@@ -25,9 +28,11 @@ import scipy.sparse as sp
 import torch
 
 from benchmarks._report import print_result
-from domains.recsys.mnar_data import read_movielens_100k_ratings, split_validation_clicks, training_feedback
-from domains.recsys.mnar_estimators import EstimatorSpec, PairSampler, fit_pointwise
-from domains.recsys.mnar_metrics import propensity_weighted_ranking_metrics
+from domains.recsys.mnar.data import read_movielens_100k_ratings, split_validation_clicks, training_feedback
+from domains.recsys.mnar.losses import EstimatorSpec
+from domains.recsys.mnar.metrics import propensity_weighted_ranking_metrics
+from domains.recsys.mnar.sampling import PairSampler
+from domains.recsys.mnar.training import fit_pointwise, mnar_trainer_config
 
 
 def held_out_recall_at_5(scores: np.ndarray, train, test) -> float:
@@ -67,16 +72,16 @@ def main(argv: list[str] | None = None) -> None:
         shape=(data.n_users, data.n_items),
     )
 
+    trainer = mnar_trainer_config(max_steps=args.iterations, progress_bar=False)
+    work = tempfile.TemporaryDirectory(prefix="bench_mnar_", dir=os.environ.get("TMPDIR"))
     started = time.perf_counter()
     wmf = fit_pointwise(
         PairSampler(feedback, positive_fraction=0.5, seed=0),
         EstimatorSpec("wmf", loss="squared", unlabeled_weight=0.977, normalization="weighted"),
         dim=args.dim,
-        iterations=args.iterations,
         batch_size=args.batch_size,
-        optimizer="adam",
-        lr=0.005,
-        l2=1e-4,
+        trainer=trainer,
+        run_dir=f"{work.name}/wmf",
     )
     ours_seconds = time.perf_counter() - started
     ours_recall = held_out_recall_at_5(wmf.model.score_matrix().numpy(), train, test)
@@ -96,13 +101,12 @@ def main(argv: list[str] | None = None) -> None:
         PairSampler(relmf_feedback, positive_fraction=0.5, seed=0),
         EstimatorSpec("relmf", loss="squared", normalization="weighted"),
         dim=args.dim,
-        iterations=args.iterations,
         batch_size=args.batch_size,
-        optimizer="adam",
-        lr=0.005,
-        l2=1e-4,
+        trainer=trainer,
+        run_dir=f"{work.name}/relmf",
     )
     relmf_pairs_per_s = relmf.pairs_seen / (time.perf_counter() - started)
+    work.cleanup()
     relmf_recall = held_out_recall_at_5(relmf.model.score_matrix().numpy(), train, test)
 
     print(

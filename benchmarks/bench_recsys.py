@@ -14,22 +14,22 @@ eval_users_per_s. Usage: ``python -m benchmarks.bench_recsys [--batch-size 2048]
 from __future__ import annotations
 
 import argparse
-import json
+import dataclasses
 import os
-import resource
 import tempfile
 import time
 from pathlib import Path
 
 import torch
 
-from domains.recsys.bpr_sampling import BprBatches
-from domains.recsys.data import bipartite_graph, items_by_user
-from domains.recsys.demo import build_movielens_100k
-from domains.recsys.model import LLMRecModel, RecommenderConfig
-from domains.recsys.ranking_metrics import full_ranking_metrics
-from domains.recsys.recommender import default_trainer_config
-from shared.trainer import Trainer
+from benchmarks._report import print_result
+from domains.recsys.llmrec.bpr_sampling import BprBatches
+from domains.recsys.llmrec.graphs import bipartite_graph, items_by_user
+from domains.recsys.llmrec.model import LLMRecModel, RecommenderConfig
+from domains.recsys.llmrec.movielens import build_movielens_100k
+from domains.recsys.llmrec.ranking_metrics import full_ranking_metrics
+from domains.recsys.llmrec.training import default_trainer_config
+from shared.trainer import Trainer, resolve_budget
 
 
 def peer_epoch(data, batches: list[dict[str, torch.Tensor]], dim: int, layers: int, lr: float) -> float:
@@ -68,24 +68,24 @@ def our_epoch(data, batches: BprBatches, dim: int, layers: int, lr: float, run_d
     model = LLMRecModel(data.n_users, data.n_items, data.train, config)
     model(next(iter(batches(0))))["loss"].backward()  # warm-up, as for the peer
     model.zero_grad()
-    trainer_config = default_trainer_config()
-    trainer_config.lr = lr
-    trainer_config.max_steps = len(batches)
-    trainer_config.log_every = len(batches)
-    trainer = Trainer(model, trainer_config, run_dir)
+    # LLMRec's trainer settings for exactly one epoch, without validation (the peer has none either).
+    one_epoch = dataclasses.replace(
+        default_trainer_config(), lr=lr, max_epochs=1, validate_every_epochs=None, log_every=len(batches)
+    )
+    trainer = Trainer(model, resolve_budget(one_epoch, len(batches)), run_dir)
     started = time.perf_counter()
     trainer.fit(batches)
     return time.perf_counter() - started, model
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     """Runs both epochs and the evaluation, prints one JSON line."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch-size", type=int, default=2048, help="BPR pairs per batch")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads for both (same for fairness)")
     parser.add_argument("--dim", type=int, default=64, help="embedding width")
     parser.add_argument("--layers", type=int, default=2, help="LightGCN layers")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     torch.set_num_threads(args.threads)
     data, _ = build_movielens_100k(text_features=False)
@@ -106,22 +106,16 @@ def main() -> None:
     )
     eval_seconds = time.perf_counter() - started
     ours, peer = samples / our_seconds, samples / peer_seconds
-    peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(
-        json.dumps(
-            {
-                "name": "recsys_lightgcn_epoch",
-                "metric": "train_samples_per_s",
-                "ours": round(ours, 1),
-                "peer": round(peer, 1),
-                "ratio": round(ours / peer, 3),
-                "peak_rss_mb": round(peak_rss_mb, 1),
-                "eval_users_per_s": round(metrics["users"] / eval_seconds, 1),
-                "peer_name": "torch_geometric.nn.LightGCN plain loop (get_embedding + recommendation_loss)",
-                "batch_size": args.batch_size,
-                "threads": args.threads,
-            }
-        )
+    print_result(
+        "recsys_lightgcn_epoch",
+        "train_samples_per_s",
+        ours,
+        peer,
+        ours / peer,
+        eval_users_per_s=round(metrics["users"] / eval_seconds, 1),
+        peer_name="torch_geometric.nn.LightGCN plain loop (get_embedding + recommendation_loss)",
+        batch_size=args.batch_size,
+        threads=args.threads,
     )
 
 
