@@ -47,9 +47,8 @@ class NewsFormatError(UserError, ValueError):
 
 def _not_text(path: Path, error: UnicodeDecodeError) -> NewsFormatError:
     """The error for a file that is not UTF-8 text (binary, latin-1, UTF-16 …), naming file and byte."""
-    return NewsFormatError(
-        f"{path}: not UTF-8 text (byte {error.start} of a line: {error.reason}); convert the file to UTF-8"
-    )
+    byte = error.object[error.start : error.start + 1].hex()
+    return NewsFormatError(f"{path}: not UTF-8 text (byte 0x{byte}: {error.reason}); convert the file to UTF-8")
 
 
 @dataclass

@@ -8,7 +8,9 @@ always pure JSON; the hint of what to run next goes to standard error.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import sys
 from typing import Any
 
@@ -27,16 +29,26 @@ from shared.user_errors import UserError
 __all__ = ["DetectConfig", "main"]
 
 
-def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
-    """Command entry point; returns the result records."""
+def _load_quietly(config: DetectConfig) -> Any:
+    """The run's detector, loaded without the towers' libraries' chatter on stdout (it must stay pure JSON).
+
+    efficientnet_lite_pytorch prints "Loaded pretrained weights …" unconditionally; it is dropped, not moved
+    to stderr, so that a failing command still says one line there.
+    """
     from domains.news.trained_detector import load_detector
     from shared.device import pick_device
 
+    with open(os.devnull, "w") as sink, contextlib.redirect_stdout(sink):
+        return load_detector(config.run, config.weights, device=pick_device(config.device))
+
+
+def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
+    """Command entry point; returns the result records."""
     config = parse_config(DetectConfig, argv, prog="python -m domains.news.detect")
     check_detect_config(config)
     if config.input is None:
         post, _ = single_post(config)
-        detector = load_detector(config.run, config.weights, device=pick_device(config.device))
+        detector = _load_quietly(config)
         result = classify_posts(detector, [post], 1)[0]
         if "skipped" in result:
             raise UserError(f"cannot classify the post: {result['skipped']}")
@@ -44,7 +56,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
         return [result]
     posts = read_batch(config.input)
     output = batch_output_path(config)
-    detector = load_detector(config.run, config.weights, device=pick_device(config.device))
+    detector = _load_quietly(config)
     results = classify_posts(detector, posts, config.batch_size)
     summary = write_batch_results(results, output)
     print(json.dumps(summary, ensure_ascii=False))

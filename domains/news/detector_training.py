@@ -163,7 +163,9 @@ def load_training_posts(
 ) -> tuple[NewsEncoders, PostTable, dict[str, np.ndarray]]:
     """The frozen encoders, the posts with their (cached) base features, and the train/val/test rows."""
     from shared.device import pick_device
+    from shared.trainer import seed_everything
 
+    seed_everything(seed)  # the stand-in CLIP's initial projections come from the run's seed
     encoders = NewsEncoders(encoders_config, device=pick_device(device))
     table = load_post_table(shards, encoders, cache_dir)
     return encoders, table, split_rows(table, val_fraction, test_fraction, seed)
@@ -219,8 +221,9 @@ def train_head(
     """
     from shared.checkpoints import load_weights
     from shared.data_iteration import batches_from_dataset
-    from shared.trainer import Trainer
+    from shared.trainer import Trainer, seed_everything
 
+    seed_everything(trainer_config.seed)  # the initial weights too, not only what the trainer draws
     device = prepared.encoders.device
     labels = prepared.table.labels
     tower = prepared.encoders.trainable_image_tower

@@ -7,6 +7,8 @@ from typing import Any
 from domains.news.ingestion import IngestConfig, ingest_posts
 from shared.cli import parse_config, run_command
 
+__all__ = ["IngestConfig", "main"]
+
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     """Run the command; returns the ingest report."""

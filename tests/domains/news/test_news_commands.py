@@ -1,7 +1,7 @@
 """End to end on a tiny out-of-context set: ingest → train → evaluate → detect → embed → ablate.
 
 The posts are coloured shapes with their true caption (real) or another shape's picture (fake), in the
-plain JSONL layout, written inside the test.
+plain JSONL layout, written by the session fixture ``trained`` (conftest.py) that ingests and trains once.
 """
 
 from __future__ import annotations
@@ -11,75 +11,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image, ImageDraw
+import yaml
 
 from domains.news import ablate, detect, embed, evaluate, ingest, train
-
-COLORS = {"red": (220, 30, 30), "green": (30, 180, 40), "blue": (30, 60, 220), "yellow": (240, 220, 20)}
-SHAPES = ("square", "circle", "triangle")
-FAST = [
-    "--encoders.image_tower_args",
-    '{"image_size": 64}',
-    "--encoders.aligned_steps",
-    "20",
-    "--encoders.text_max_length",
-    "16",
-    "--trainer.max_steps",
-    "30",
-    "--trainer.validate_every",
-    "10",
-    "--trainer.checkpoint_every",
-    "15",
-    "--batch_size",
-    "8",
-]
-
-
-def draw(shape: str, color: tuple[int, int, int], path: Path) -> None:
-    image = Image.new("RGB", (48, 48), (255, 255, 255))
-    pen = ImageDraw.Draw(image)
-    box = (8, 8, 40, 40)
-    {"square": pen.rectangle, "circle": pen.ellipse}.get(
-        shape, lambda b, fill: pen.polygon([(24, 6), (42, 42), (6, 42)], fill=fill)
-    )(box, fill=color)
-    image.save(path)
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    root = tmp_path_factory.mktemp("news_e2e")
-    (root / "img").mkdir()
-    items = [(c, s) for c in COLORS for s in SHAPES]
-    for color, shape in items:
-        draw(shape, COLORS[color], root / "img" / f"{color}-{shape}.png")
-    records = []
-    for index, (color, shape) in enumerate(items):
-        split = ("train", "train", "val", "test")[index % 4] if index >= 4 else "train"
-        other = items[(index + 1) % len(items)]
-        caption = f"a {color} {shape}"
-        records.append(
-            {"id": f"{index}-r", "text": caption, "image": f"img/{color}-{shape}.png", "label": 0, "split": split}
-        )
-        records.append(
-            {"id": f"{index}-f", "text": caption, "image": f"img/{other[0]}-{other[1]}.png", "label": 1, "split": split}
-        )
-    records.append({"id": "broken", "text": "no picture", "image": "img/none.png", "label": 0, "split": "train"})
-    posts = root / "posts.jsonl"
-    posts.write_text("".join(json.dumps(r) + "\n" for r in records))
-    shards = root / "shards"
-    summary = ingest.main(["--format", "jsonl", "--input", str(posts), "--out_dir", str(shards)])
-    assert summary["written"] == 24 and summary["dropped"] == {"image file missing": 1}
-    runs = root / "runs"
-    common = ["--input", str(shards), "--runs_root", str(runs), "--cache_dir", str(root / "cache")]
-    result = train.main([*common, "--run_name", "tiny", *FAST])
-    return {
-        "root": root,
-        "posts": posts,
-        "shards": shards,
-        "runs": runs,
-        "run": runs / "news" / "tiny",
-        "result": result,
-    }
+from shared.cli import build_parser, field_docstrings, run_command
+from shared.run_folder import RunFolder, finished_runs, read_metrics
 
 
 def test_train_writes_run_folder_and_selects_on_validation(trained: dict) -> None:
@@ -173,7 +109,7 @@ def test_evaluate_and_embed(trained: dict) -> None:
         store.close()
 
 
-def test_ablate_writes_a_table_per_variant_and_seed(trained: dict) -> None:
+def test_ablate_writes_a_table_per_variant_and_seed(trained: dict, fast: list[str]) -> None:
     result = ablate.main(
         [
             "--input",
@@ -188,7 +124,7 @@ def test_ablate_writes_a_table_per_variant_and_seed(trained: dict) -> None:
             '["full", "text_only"]',
             "--seeds",
             "[1, 2]",
-            *FAST,
+            *fast,
         ]
     )
     assert set(result["runs"]) == {"full", "text_only"} and set(result["runs"]["full"]) == {"1", "2"}
@@ -199,6 +135,16 @@ def test_ablate_writes_a_table_per_variant_and_seed(trained: dict) -> None:
     assert result["runs"]["text_only"]["1"]["mean_attention"].keys() == {"text"}
     with pytest.raises(ValueError, match="unknown variant"):
         ablate.main(["--variants", '["everything"]', "--runs_root", str(trained["runs"])])
+    # every run of the study trained for the budget given on the command line, with its own seed
+    for variant in ("full", "text_only"):
+        for seed in (1, 2):
+            sub_run = trained["runs"] / "news" / "abl" / variant / f"seed-{seed}"
+            saved = yaml.safe_load((sub_run / "config.yaml").read_text())
+            assert saved["trainer"]["max_steps"] == 30 and saved["trainer"]["seed"] == seed
+            assert last_train_step(sub_run) == 30
+    summary = result["summary"]["full"]["accuracy"]
+    assert summary["std"] == pytest.approx(np.std(accuracies, ddof=1))
+    assert RunFolder(trained["runs"] / "news" / "abl").marker()["command"] == "domains.news.ablate"
 
 
 @pytest.mark.parametrize("preset", ["demo", "paper", "gpu"])
@@ -215,14 +161,14 @@ def test_config_presets_parse(preset: str) -> None:
         assert config.encoders.image_tower_args["depth"] == 101 and config.encoders.text_max_length == 300
 
 
-def test_fine_tuning_the_image_tower_as_the_paper(trained: dict) -> None:
+def test_fine_tuning_the_image_tower_as_the_paper(trained: dict, fast: list[str]) -> None:
     import torch
 
     from domains.news.trained_detector import load_detector
     from shared.towers import create_tower
 
     args = ["--input", str(trained["shards"]), "--runs_root", str(trained["runs"]), "--run_name", "tuned"]
-    args += ["--cache_dir", str(trained["root"] / "cache"), *FAST, "--encoders.train_image_tower", "true"]
+    args += ["--cache_dir", str(trained["root"] / "cache"), *fast, "--encoders.train_image_tower", "true"]
     args += ["--trainer.max_steps", "4", "--trainer.validate_every", "2"]
     train.main(args)
     detector = load_detector(trained["runs"] / "news" / "tuned")
@@ -248,11 +194,11 @@ def test_fine_tuning_the_image_tower_as_the_paper(trained: dict) -> None:
     assert 0.0 <= result["prob_fake"] <= 1.0
 
 
-def test_training_posts_get_cross_fitted_clip_features(trained: dict, tmp_path: Path) -> None:
+def test_training_posts_get_cross_fitted_clip_features(trained: dict, fast: list[str], tmp_path: Path) -> None:
     from domains.news.detector_training import prepare_data
     from shared.cli import parse_config
 
-    args = ["--input", str(trained["shards"]), "--cache_dir", str(trained["root"] / "cache"), *FAST]
+    args = ["--input", str(trained["shards"]), "--cache_dir", str(trained["root"] / "cache"), *fast]
     config = parse_config(train.TrainConfig, [*args, "--encoders.alignment_folds", "2"])
     prepared = prepare_data(config, tmp_path)
     in_sample = prepared.encoders.finish(prepared.table.base)  # final projections, fitted on all train pairs
@@ -264,3 +210,137 @@ def test_training_posts_get_cross_fitted_clip_features(trained: dict, tmp_path: 
         )
     assert (tmp_path / "clip_alignment" / "fold-0" / "metrics.csv").is_file()
     assert (tmp_path / "clip_alignment" / "fold-1" / "metrics.csv").is_file()
+
+
+def last_train_step(run_dir: Path) -> int:
+    return max(row["step"] for row in read_metrics(run_dir) if row["phase"] == "train")
+
+
+def test_train_marks_a_finished_run_the_explorer_finds(trained: dict) -> None:
+    run = RunFolder(trained["run"])
+    marker = run.marker()
+    assert marker["command"] == "domains.news.train" and marker["run_id"] == "news/tiny"
+    assert {"config.yaml", "metrics.csv", "detector.json", "eval/metrics.json"} <= set(marker["outputs"])
+    stored = json.loads((run.path / "eval" / "metrics.json").read_text())
+    assert marker["summary"]["roc_auc"] == trained["result"]["test"]["roc_auc"] == stored["roc_auc"]
+    found = finished_runs(trained["runs"], "news", command="domains.news.train")
+    assert run.path in [folder.path for folder in found]
+    assert run.path not in [folder.path for folder in finished_runs(trained["runs"], "news", command="x")]
+
+
+def test_saved_config_is_the_budget_and_seed_that_ran(trained: dict, fast: list[str]) -> None:
+    common = ["--input", str(trained["shards"]), "--runs_root", str(trained["runs"])]
+    common += ["--cache_dir", str(trained["root"] / "cache"), *fast, "--trainer.max_steps", "7"]
+    losses = {}
+    for name, seed in (("seed5", 5), ("seed5-again", 5), ("seed6", 6)):
+        train.main([*common, "--run_name", name, "--trainer.seed", str(seed)])
+        run = trained["runs"] / "news" / name
+        saved = yaml.safe_load((run / "config.yaml").read_text())
+        assert saved["trainer"]["max_steps"] == 7 and saved["trainer"]["seed"] == seed
+        assert last_train_step(run) == 7
+        losses[name] = [r["value"] for r in read_metrics(run) if r["phase"] == "train" and r["metric"] == "loss"]
+    assert losses["seed5"] == losses["seed5-again"]  # the seed decides the run ...
+    assert losses["seed5"] != losses["seed6"]  # ... and is used
+
+
+def test_an_epoch_budget_is_resolved_before_the_config_is_saved(trained: dict, fast: list[str]) -> None:
+    args = ["--input", str(trained["shards"]), "--runs_root", str(trained["runs"]), "--run_name", "epochs"]
+    args += ["--cache_dir", str(trained["root"] / "cache"), *fast]
+    args += ["--trainer.max_steps", "null", "--trainer.max_epochs", "2", "--trainer.validate_every", "0"]
+    train.main(args)
+    run = trained["runs"] / "news" / "epochs"
+    saved = yaml.safe_load((run / "config.yaml").read_text())
+    steps = 2 * (16 // 8)  # 16 training posts in batches of 8
+    assert saved["trainer"]["max_steps"] == steps and saved["trainer"]["max_epochs"] == 2
+    assert last_train_step(run) == steps
+
+
+def test_detect_prints_pure_json(trained: dict, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    image = str(trained["root"] / "img" / "red-square.png")
+    capsys.readouterr()
+    run_command(detect.main, ["--run", str(trained["run"]), "--text", "a red square", "--image", image])
+    single = json.loads(capsys.readouterr().out)
+    assert single["label"] in ("real", "fake")
+    run_command(
+        detect.main, ["--run", str(trained["run"]), "--input", str(trained["posts"]), "--out_dir", str(tmp_path)]
+    )
+    captured = capsys.readouterr()
+    summary = json.loads(captured.out)
+    assert summary == {"posts": 25, "flagged_fake": summary["flagged_fake"], "skipped": 1, "output": summary["output"]}
+    assert Path(summary["output"]) == tmp_path / "posts.results.jsonl" and "next:" in captured.err
+
+
+def test_training_says_so_before_building_the_builtin_shards(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from domains.news import ingestion
+
+    monkeypatch.chdir(tmp_path)
+    built = []
+
+    def ingest_stub(config: ingestion.IngestConfig) -> dict:
+        print("ingesting")
+        built.append(config.out_dir)
+        Path(config.out_dir).mkdir(parents=True)
+        (Path(config.out_dir) / "manifest.json").write_text("{}")
+        return {}
+
+    monkeypatch.setattr(ingestion, "ingest_posts", ingest_stub)
+    assert ingestion.ensure_builtin_shards(ingestion.DEFAULT_SHARDS) == Path(ingestion.DEFAULT_SHARDS)
+    lines = capsys.readouterr().out.splitlines()
+    assert built == [ingestion.DEFAULT_SHARDS] and lines[1] == "ingesting"
+    assert "python -m domains.news.ingest --out_dir runs/news/shards-builtin" in lines[0]
+    ingestion.ensure_builtin_shards(ingestion.DEFAULT_SHARDS)  # built: nothing said, nothing done
+    assert built == [ingestion.DEFAULT_SHARDS] and capsys.readouterr().out == ""
+
+
+# ---------------------------------------------------------------------------------------- --help documentation
+def documented_fields(config_cls: type, prefix: str = "") -> dict[str, str]:
+    """``{flag: docstring}`` of every field, recursing into the nested configs news owns (not the core's)."""
+    import dataclasses
+
+    from domains.news.frozen_encoders import EncoderConfig
+    from domains.news.model import HeadConfig
+
+    docs = field_docstrings(config_cls)
+    flags = {}
+    for item in dataclasses.fields(config_cls):
+        flags[prefix + item.name] = docs[item.name]
+        default = item.default_factory() if item.default_factory is not dataclasses.MISSING else item.default
+        if type(default) in (EncoderConfig, HeadConfig):
+            flags |= documented_fields(type(default), f"{prefix}{item.name}.")
+    return flags
+
+
+def undocumented(config_cls: type) -> list[str]:
+    """Fields without a docstring, or whose docstring's first words ``--help`` does not show."""
+    shown = " ".join(build_parser(config_cls).format_help().split())
+    missing = []
+    for flag, doc in documented_fields(config_cls).items():
+        first_words = " ".join(doc.split()[:4]).rstrip(".")
+        if not doc.strip() or f"--{flag}" not in shown or first_words not in shown:
+            missing.append(flag)
+    return missing
+
+
+@pytest.mark.parametrize(
+    "config_cls",
+    [ingest.IngestConfig, train.TrainConfig, evaluate.EvaluateConfig, detect.DetectConfig, embed.EmbedConfig,
+     ablate.AblateConfig],
+)  # fmt: skip
+def test_help_documents_every_option(config_cls: type) -> None:
+    assert undocumented(config_cls) == []
+
+
+def test_the_help_check_catches_an_undocumented_field() -> None:
+    import dataclasses
+
+    @dataclasses.dataclass
+    class Partly:
+        """A config with one documented and one undocumented field."""
+
+        documented: int = 1
+        """How many things."""
+        bare: int = 2
+
+    assert undocumented(Partly) == ["bare"]
