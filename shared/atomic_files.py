@@ -12,7 +12,9 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import tempfile
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -58,6 +60,39 @@ def atomic_output(path: str | Path, suffix: str = ".tmp") -> Iterator[Path]:
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise
+
+
+@contextlib.contextmanager
+def atomic_directory(path: str | Path) -> Iterator[Path]:
+    """Yield an empty staging folder beside ``path``; on success it replaces the folder ``path``.
+
+    For outputs that are several files (an exported model, a Parquet export): the caller fills the staging
+    folder; on leaving the block every file in it is fsynced, an existing ``path`` is moved aside, the
+    staging folder is renamed into place and the old one removed. A reader sees the old folder or the new
+    one, never a mix (a folder cannot be swapped in one rename, so for an instant ``path`` is absent). On an
+    exception the staging folder is removed and ``path`` is left as it was.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".staging", dir=path.parent))
+    try:
+        yield staging
+        for file in staging.rglob("*"):
+            if file.is_file():
+                fsync_file(file)
+        for folder in [*(f for f in staging.rglob("*") if f.is_dir()), staging]:
+            fsync_directory(folder)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    previous = None
+    if path.exists():
+        previous = path.with_name(f".{path.name}.old-{uuid.uuid4().hex}")
+        os.replace(path, previous)
+    os.replace(staging, path)
+    fsync_directory(path.parent)
+    if previous is not None:
+        shutil.rmtree(previous, ignore_errors=True)
 
 
 def write_bytes_atomically(path: str | Path, data: bytes) -> Path:

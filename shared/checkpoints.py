@@ -150,16 +150,16 @@ class CheckpointManager:
         if resume == "latest":
             found = self.latest()
             if found is None:
-                raise CheckpointError(f"--resume latest: no checkpoint in {self.directory}")
+                raise CheckpointError(f"--trainer.resume latest: no checkpoint in {self.directory}")
             return found
         path = Path(resume)
         if path.is_dir():
             found = CheckpointManager(path if path.name == "checkpoints" else path / "checkpoints").latest()
             if found is None:
-                raise CheckpointError(f"--resume {resume}: no checkpoint in that folder")
+                raise CheckpointError(f"--trainer.resume {resume}: no checkpoint in that folder")
             return found
         if not path.is_file():
-            raise CheckpointError(f"--resume {resume}: no such checkpoint file")
+            raise CheckpointError(f"--trainer.resume {resume}: no such checkpoint file")
         return path
 
     def _prune(self) -> None:

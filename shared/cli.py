@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
+import yaml
 from jsonargparse import ActionConfigFile, ArgumentParser, set_parsing_settings
 
 from shared.user_errors import NothingProduced, UserError
@@ -60,6 +61,8 @@ def parse_config(
     arguments = list(sys.argv[1:] if argv is None else argv)
     # jsonargparse spells it --print_config; accept the dashed form users type as well.
     arguments = ["--print_config" if arg == "--print-config" else arg for arg in arguments]
+    for config_file in _config_files(arguments):
+        _check_config_file(config_file)
     try:
         namespace = parser.parse_args(arguments)
         instantiated = parser.instantiate(namespace)
@@ -67,6 +70,39 @@ def parse_config(
         raise UserError(_one_line(str(error)) + " (see --help)") from error
     values = {field.name: getattr(instantiated, field.name) for field in dataclasses.fields(config_cls)}
     return config_cls(**values)
+
+
+def _config_files(arguments: Sequence[str]) -> list[str]:
+    files = []
+    for index, argument in enumerate(arguments):
+        if argument == "--config" and index + 1 < len(arguments):
+            files.append(arguments[index + 1])
+        elif argument.startswith("--config="):
+            files.append(argument.split("=", 1)[1])
+    return files
+
+
+def _check_config_file(path: str) -> None:
+    """Refuse a ``--config`` file that is missing, not text or not a YAML mapping, naming the file.
+
+    (jsonargparse would report a YAML error against ``<unicode string>`` without the file's name.)
+    """
+    file = Path(path)
+    if not file.exists():
+        raise UserError(f"--config {path}: no such file")
+    if file.is_dir():
+        raise UserError(f"--config {path}: is a folder, not a YAML file")
+    try:
+        loaded = yaml.safe_load(file.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise UserError(f"--config {path}: not UTF-8 text") from None
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(error, "problem", None) or "does not parse"
+        raise UserError(f"--config {path}{where}: not valid YAML ({problem})") from None
+    if loaded is not None and not isinstance(loaded, dict):
+        raise UserError(f"--config {path}: expected a mapping of settings, got a {type(loaded).__name__}")
 
 
 def config_to_dict(config: Any) -> dict[str, Any]:
@@ -165,4 +201,3 @@ def run_command(main: Callable[[list[str]], ResultT], argv: Sequence[str] | None
             file=sys.stderr,
         )
         raise SystemExit(1) from None
-

@@ -59,7 +59,8 @@ class TrainerConfig:
     max_epochs: float | None = None
     """Budget in passes over the training data; resolved to max_steps before the config is saved."""
     optimizer: str = "adamw"
-    """'adamw' (decoupled weight decay) or 'adam' (Adam with L2 decay coupled into the gradient)."""
+    """'adamw' (decoupled weight decay), 'adam' (Adam with L2 decay coupled into the gradient) or 'sgd'
+    (plain SGD, L2 decay coupled)."""
     lr: float = 5e-4
     """Peak learning rate (after warm-up)."""
     weight_decay: float = 0.2
@@ -212,8 +213,6 @@ def resolve_budget(
         steps = getattr(config, step_field)
         if epochs is None:
             continue
-        if steps_per_epoch is None and steps is not None:
-            continue  # resolved earlier (a saved config carries both, and they agree)
         if steps_per_epoch is None:
             raise UserError(
                 f"{flag_prefix}{epoch_field}: this command counts its budget in steps; use {flag_prefix}{step_field}"
@@ -232,13 +231,23 @@ def resolve_budget(
             )
         values[step_field] = derived
     resolved = dataclasses.replace(config, **values)
-    if resolved.max_steps is None:
+    return with_step_defaults(resolved, flag_prefix)
+
+
+def with_step_defaults(config: TrainerConfig, flag_prefix: str = "--trainer.") -> TrainerConfig:
+    """``config`` with unset step settings at their defaults (no warm-up, validate at the end, checkpoint
+    every 50 steps); epoch settings are not looked at (see :func:`resolve_budget`).
+
+    Raises:
+        UserError: there is no step budget, or it is below 1.
+    """
+    if config.max_steps is None:
         raise UserError(f"{flag_prefix}max_steps: no training budget; set it or {flag_prefix}max_epochs")
-    if resolved.max_steps < 1:
-        raise UserError(f"{flag_prefix}max_steps: must be >= 1, got {resolved.max_steps}")
+    if config.max_steps < 1:
+        raise UserError(f"{flag_prefix}max_steps: must be >= 1, got {config.max_steps}")
     defaults = {"warmup_steps": 0, "validate_every": 0, "checkpoint_every": 50}
     return dataclasses.replace(
-        resolved, **{name: value for name, value in defaults.items() if getattr(resolved, name) is None}
+        config, **{name: value for name, value in defaults.items() if getattr(config, name) is None}
     )
 
 
@@ -254,8 +263,108 @@ def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict[str, An
     return [group for group in groups if group["params"]]
 
 
-def _improves(value: float, best: float | None, mode: str) -> bool:
-    return best is None or (value > best if mode == "max" else value < best)
+OPTIMIZERS = ("adamw", "adam", "sgd")
+
+
+def build_optimizer(parameters: nn.Module | Iterable[Any], config: TrainerConfig) -> torch.optim.Optimizer:
+    """The optimizer ``config.optimizer`` names, at ``config.lr``.
+
+    Given a module, weight decay applies to its weight matrices only (:func:`parameter_groups`); given
+    parameters or groups, to what the caller passes. ``"adamw"`` decays decoupled from the gradient,
+    ``"adam"`` and ``"sgd"`` add ``weight_decay × w`` to the gradient (coupled L2).
+    """
+    groups = parameter_groups(parameters, config.weight_decay) if isinstance(parameters, nn.Module) else parameters
+    if config.optimizer == "adamw":
+        return torch.optim.AdamW(groups, lr=config.lr, betas=tuple(config.betas), eps=config.eps)
+    if config.optimizer == "adam":
+        return torch.optim.Adam(groups, lr=config.lr, betas=tuple(config.betas), eps=config.eps)
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=config.lr)
+    raise UserError(f"--trainer.optimizer: must be one of {', '.join(OPTIMIZERS)}, got {config.optimizer!r}")
+
+
+def check_trainer_config(config: TrainerConfig, flag_prefix: str = "--trainer.") -> None:
+    """Refuse settings the trainer cannot run, naming the flag (commands call it before creating a run folder).
+
+    Raises:
+        UserError: an unknown optimizer, mode or schedule, a stopping metric without its mode, or a bad count.
+    """
+    if config.optimizer not in OPTIMIZERS:
+        raise UserError(f"{flag_prefix}optimizer: must be one of {', '.join(OPTIMIZERS)}, got {config.optimizer!r}")
+    for name, allowed in (("select_mode", ("max", "min")), ("stop_mode", ("max", "min", None))):
+        if getattr(config, name) not in allowed:
+            raise UserError(f"{flag_prefix}{name}: must be 'max' or 'min', got {getattr(config, name)!r}")
+    if config.stop_metric is not None and config.stop_mode is None:
+        raise UserError(f"{flag_prefix}stop_mode: required with {flag_prefix}stop_metric ('max' or 'min')")
+    if config.schedule not in ("cosine", "constant", "plateau"):
+        raise UserError(f"{flag_prefix}schedule: must be 'cosine', 'constant' or 'plateau', got {config.schedule!r}")
+    for name in ("accum_steps", "log_every", "keep_last"):
+        if getattr(config, name) < 1:
+            raise UserError(f"{flag_prefix}{name}: must be >= 1, got {getattr(config, name)}")
+    if not config.lr > 0 or not math.isfinite(config.lr):
+        raise UserError(f"{flag_prefix}lr: must be a positive number, got {config.lr}")
+
+
+class BestValue:
+    """The best value of a metric seen so far, for model selection and early stopping.
+
+    ``update(value)`` returns whether ``value`` improves on the best (and records it). ``value`` may be a
+    float or a tensor of independent values (e.g. one per replica of a batched fit): then the result is an
+    element-wise mask and each element keeps its own best.
+    """
+
+    def __init__(self, mode: str, best: float | torch.Tensor | None = None) -> None:
+        if mode not in ("max", "min"):
+            raise ValueError(f"mode must be 'max' or 'min', got {mode!r}")
+        self.mode = mode
+        self.best = best
+
+    def improves(self, value: float | torch.Tensor) -> bool | torch.Tensor:
+        """Whether ``value`` is better than the best so far (element-wise for tensors); records nothing."""
+        if self.best is None:
+            return torch.ones_like(value, dtype=torch.bool) if isinstance(value, torch.Tensor) else True
+        better = value > self.best if self.mode == "max" else value < self.best
+        return better if isinstance(better, torch.Tensor) else bool(better)
+
+    def update(self, value: float | torch.Tensor) -> bool | torch.Tensor:
+        """Record ``value`` where it improves; returns the improvement (mask for tensors)."""
+        better = self.improves(value)
+        if isinstance(value, torch.Tensor):
+            self.best = value.clone() if self.best is None else torch.where(better, value, self.best)
+        elif better:
+            self.best = value
+        return better
+
+
+class NonFiniteGuard:
+    """Counts consecutive non-finite steps (each is skipped); past ``max_consecutive`` the run has diverged.
+
+    Args:
+        max_consecutive: consecutive non-finite steps tolerated (0: the first one stops the run).
+    """
+
+    def __init__(self, max_consecutive: int) -> None:
+        self.max_consecutive = max_consecutive
+        self.in_a_row = 0
+        self.total = 0
+
+    def record(self, finite: bool, step: int, where: str = "") -> None:
+        """Record one step's outcome.
+
+        Raises:
+            TrainingDiverged: more than ``max_consecutive`` non-finite steps in a row; ``where`` (e.g. the
+                last good checkpoint) is added to the message.
+        """
+        if finite:
+            self.in_a_row = 0
+            return
+        self.in_a_row += 1
+        self.total += 1
+        if self.in_a_row > self.max_consecutive:
+            raise TrainingDiverged(
+                f"{self.in_a_row} consecutive non-finite steps at step {step}{'; ' + where if where else ''}. "
+                "Lower the learning rate or check the data."
+            )
 
 
 def seed_everything(seed: int) -> None:
@@ -327,16 +436,9 @@ class Trainer:
     """
 
     def __init__(self, model: nn.Module, config: TrainerConfig, run_dir: str | Path) -> None:
-        config = resolve_budget(config)  # epochs must have been resolved by the command already
-        for name, allowed in (("select_mode", ("max", "min")), ("stop_mode", ("max", "min", None))):
-            if getattr(config, name) not in allowed:
-                raise UserError(f"--trainer.{name}: must be 'max' or 'min', got {getattr(config, name)!r}")
-        if config.stop_metric is not None and config.stop_mode is None:
-            raise UserError("--trainer.stop_mode: required with --trainer.stop_metric ('max' or 'min')")
-        if config.accum_steps < 1:
-            raise UserError(f"--trainer.accum_steps: must be >= 1, got {config.accum_steps}")
-        if config.optimizer not in ("adamw", "adam"):
-            raise UserError(f"--trainer.optimizer: must be 'adamw' or 'adam', got {config.optimizer!r}")
+        # Epoch settings were turned into steps by the command (resolve_budget) before it saved the config.
+        config = with_step_defaults(config)
+        check_trainer_config(config)
         if not isinstance(model, TrainableModel):
             raise TypeError(f"{type(model).__name__} is not a TrainableModel (forward(batch) -> {{'loss': ...}})")
         self.config = config
@@ -354,10 +456,7 @@ class Trainer:
         if self.context.enabled:
             device_ids = [self.device.index] if self.device.type == "cuda" else None
             self.wrapped = nn.parallel.DistributedDataParallel(self.model, device_ids=device_ids)
-        optimizer_class = torch.optim.AdamW if config.optimizer == "adamw" else torch.optim.Adam
-        self.optimizer = optimizer_class(
-            parameter_groups(self.model, config.weight_decay), lr=config.lr, betas=tuple(config.betas), eps=config.eps
-        )
+        self.optimizer = build_optimizer(self.model, config)
         self.stop_metric = config.stop_metric or config.select_metric
         self.stop_mode = config.stop_mode or config.select_mode
         self.schedule = LearningRateSchedule(
@@ -376,10 +475,9 @@ class Trainer:
         self.step = 0
         self.epoch = 0
         self.batch_in_epoch = 0
-        self.nonfinite_in_a_row = 0
-        self.nonfinite_total = 0
-        self.best_metric: float | None = None
-        self.best_stop_metric: float | None = None
+        self.nonfinite = NonFiniteGuard(config.max_nonfinite_steps)
+        self.selection = BestValue(config.select_mode)
+        self.stopping = BestValue(self.stop_mode)
         self.validations_without_improvement = 0
         self.history: list[dict[str, float]] = []
 
@@ -393,9 +491,9 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(),
             "schedule": self.schedule.state_dict(),
             "rng": capture_rng_state(),
-            "nonfinite_total": self.nonfinite_total,
-            "best_metric": self.best_metric,
-            "best_stop_metric": self.best_stop_metric,
+            "nonfinite_total": self.nonfinite.total,
+            "best_metric": self.selection.best,
+            "best_stop_metric": self.stopping.best,
             "validations_without_improvement": self.validations_without_improvement,
             "world_size": self.context.world_size,
         }
@@ -409,9 +507,9 @@ class Trainer:
         self.step = int(state["step"])
         self.epoch = int(state["epoch"])
         self.batch_in_epoch = int(state["batch_in_epoch"])
-        self.nonfinite_total = int(state["nonfinite_total"])
-        self.best_metric = state["best_metric"]
-        self.best_stop_metric = state.get("best_stop_metric", state["best_metric"])
+        self.nonfinite.total = int(state["nonfinite_total"])
+        self.selection.best = state["best_metric"]
+        self.stopping.best = state.get("best_stop_metric", state["best_metric"])
         self.validations_without_improvement = int(state["validations_without_improvement"])
         # Each rank saved rank 0's RNG; offset keeps ranks' streams distinct as at a fresh start.
         restore_rng_state(state["rng"])
@@ -530,17 +628,13 @@ class Trainer:
             if metric not in results:
                 raise KeyError(f"metric {metric!r} not among validation results {sorted(results)}")
         if self.config.select_metric is not None:
-            value = results[self.config.select_metric]
-            if _improves(value, self.best_metric, self.config.select_mode):
-                self.best_metric = value
-                if self.context.is_main:
-                    save_weights_atomically(self.model, self.checkpoints.directory / "best.safetensors")
+            if self.selection.update(results[self.config.select_metric]) and self.context.is_main:
+                save_weights_atomically(self.model, self.checkpoints.directory / "best.safetensors")
         if self.stop_metric is None:
             return False
         value = results[self.stop_metric]
         self.schedule.on_validation(value)
-        if _improves(value, self.best_stop_metric, self.stop_mode):
-            self.best_stop_metric = value
+        if self.stopping.update(value):
             self.validations_without_improvement = 0
             return False
         self.validations_without_improvement += 1
@@ -611,26 +705,24 @@ class Trainer:
                     continue
                 samples = sum(batch_size_of(batch) for batch in micro_batches) * self.context.world_size
                 values = self._optimizer_step(micro_batches)
-                if values.pop("nonfinite", 0.0):
-                    self.nonfinite_in_a_row += 1
-                    self.nonfinite_total += 1
+                finite = not values.pop("nonfinite", 0.0)
+                if not finite:
                     self._print(f"step {self.step}: non-finite loss or gradient, step skipped")
-                    if self.nonfinite_in_a_row > config.max_nonfinite_steps:
-                        progress.close()
-                        where = f"the last good checkpoint is {last_good}" if last_good else "no checkpoint was written"
-                        raise TrainingDiverged(
-                            f"{self.nonfinite_in_a_row} consecutive non-finite steps at step {self.step}; {where}. "
-                            "Lower the learning rate or check the data."
-                        )
+                where = f"the last good checkpoint is {last_good}" if last_good else "no checkpoint was written"
+                try:
+                    self.nonfinite.record(finite, self.step, where)
+                except TrainingDiverged:
+                    progress.close()
+                    raise
+                if not finite:
                     continue
-                self.nonfinite_in_a_row = 0
                 self.step += 1
                 samples_since_log += samples
                 progress.update(1)
                 if self.step % config.log_every == 0 or self.step == config.max_steps:
                     elapsed = max(time.perf_counter() - started, 1e-9)
                     values["samples_per_s"] = samples_since_log / elapsed
-                    values["skipped_nonfinite"] = float(self.nonfinite_total)
+                    values["skipped_nonfinite"] = float(self.nonfinite.total)
                     self.metrics.write(self.step, self.epoch, "train", values)
                     progress.set_postfix(loss=f"{values['loss']:.4f}", sps=f"{values['samples_per_s']:.1f}")
                     if progress.disable and self.context.is_main:
@@ -674,7 +766,7 @@ class Trainer:
             step=self.step,
             stop_reason=stop_reason,
             model_path=model_path,
-            best_metric=self.best_metric,
+            best_metric=self.selection.best,
             history=self.history,
-            nonfinite_skipped=self.nonfinite_total,
+            nonfinite_skipped=self.nonfinite.total,
         )

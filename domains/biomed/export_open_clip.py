@@ -15,13 +15,11 @@ from __future__ import annotations
 
 import copy
 import json
-import shutil
-import tempfile
 from pathlib import Path
 
 from domains.biomed.model import EXPORT_WEIGHTS, BiomedClipModel
 from domains.biomed.open_clip_loading import LoadedOpenClip
-from shared.atomic_files import atomic_output, fsync_directory, fsync_file, write_text_atomically
+from shared.atomic_files import atomic_directory, atomic_output, write_text_atomically
 from shared.user_errors import UserError
 
 WEIGHTS_NAME = EXPORT_WEIGHTS
@@ -49,8 +47,7 @@ def export_local_dir(model: BiomedClipModel, loaded: LoadedOpenClip, out_dir: st
     clip = model.open_clip_model()
     config = copy.deepcopy(loaded.config)
     text_cfg = config["model_cfg"]["text_cfg"]
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    try:
+    with atomic_directory(out_dir) as staging:
         if text_cfg.get("hf_model_name"):
             clip.text.config.save_pretrained(staging)
             text_cfg["hf_model_name"] = str(out_dir)
@@ -69,22 +66,6 @@ def export_local_dir(model: BiomedClipModel, loaded: LoadedOpenClip, out_dir: st
         ]
         if stray:
             raise RuntimeError(f"unexpected weight-like files in the export: {stray}")
-        for path in staging.iterdir():  # the tokenizer's and HF config's own writers do not fsync
-            if path.is_file():
-                fsync_file(path)
-        fsync_directory(staging)
-        if out_dir.exists():
-            retired = out_dir.with_name(f".{out_dir.name}.old")
-            shutil.rmtree(retired, ignore_errors=True)
-            out_dir.rename(retired)
-            staging.rename(out_dir)
-            shutil.rmtree(retired, ignore_errors=True)
-        else:
-            staging.rename(out_dir)
-        fsync_directory(out_dir.parent)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return out_dir
 
 

@@ -148,6 +148,15 @@ def test_unparsable_yaml_config_is_a_user_error(tmp_path: Path, capsys: pytest.C
     broken.write_text("embed_dim: [1, 2\ntrainer: {\n")
     code, _, err = _exit_of(lambda a: parse_config(ExampleConfig, a), ["--config", str(broken)], capsys)
     assert code == 2 and err.count("\n") == 1 and "Traceback" not in err
+    assert f"--config {broken} line " in err and "not valid YAML" in err
+    binary = tmp_path / "binary.yaml"
+    binary.write_bytes(b"\xff\xfe\x00\x01")
+    code, _, err = _exit_of(lambda a: parse_config(ExampleConfig, a), [f"--config={binary}"], capsys)
+    assert code == 2 and f"--config {binary}: not UTF-8 text" in err
+    listing = tmp_path / "list.yaml"
+    listing.write_text("- 1\n- 2\n")
+    code, _, err = _exit_of(lambda a: parse_config(ExampleConfig, a), ["--config", str(listing)], capsys)
+    assert code == 2 and "expected a mapping" in err
 
 
 def test_field_docstrings_reads_each_fields_documentation() -> None:

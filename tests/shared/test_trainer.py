@@ -17,11 +17,15 @@ from shared.checkpoints import CheckpointError, CheckpointManager, load_training
 from shared.data_iteration import TensorDictDataset, batches_from_dataset
 from shared.run_folder import RunFolder, read_metrics
 from shared.trainer import (
+    BestValue,
     ContrastiveTrainable,
+    NonFiniteGuard,
     TrainableModel,
     Trainer,
     TrainerConfig,
     TrainingDiverged,
+    build_optimizer,
+    check_trainer_config,
     resolve_budget,
 )
 from shared.user_errors import UserError
@@ -331,7 +335,8 @@ def test_epoch_budgets_resolve_to_steps_and_conflicts_name_both_flags() -> None:
     assert (resolved.max_steps, resolved.warmup_steps, resolved.validate_every) == (25, 5, 10)
     assert resolved.checkpoint_every == 50 and resolved.max_epochs == 2.5
     assert resolve_budget(resolved, steps_per_epoch=10) == resolved  # a saved config re-runs as it is
-    assert resolve_budget(resolved) == resolved  # the trainer accepts an already resolved config
+    with pytest.raises(UserError, match=r"--trainer\.max_epochs: this command counts its budget in steps"):
+        resolve_budget(resolved)  # a step-budget command never silently ignores an epoch setting
     with pytest.raises(UserError, match=r"--trainer\.max_steps 100 and --trainer\.max_epochs 2 "):
         resolve_budget(TrainerConfig(max_steps=100, max_epochs=2), steps_per_epoch=10)
     with pytest.raises(UserError, match=r"--trainer\.max_epochs: this command counts its budget in steps"):
@@ -379,7 +384,7 @@ def test_adam_couples_weight_decay_into_the_gradient_adamw_decouples_it(tmp_path
     assert torch.allclose(results["adam"], adam, atol=1e-5)
     assert torch.allclose(results["adamw"], adamw, atol=1e-5)
     with pytest.raises(UserError, match="--trainer.optimizer"):
-        Trainer(_Regressor(), TrainerConfig(optimizer="sgd", progress_bar=False), tmp_path / "sgd")
+        Trainer(_Regressor(), TrainerConfig(optimizer="lbfgs", progress_bar=False), tmp_path / "lbfgs")
 
 
 def test_selection_and_stopping_metrics_may_differ(tmp_path: Path) -> None:
@@ -429,3 +434,44 @@ def test_finished_marker_is_cleared_when_a_run_folder_trains_again(tmp_path: Pat
         batches_from_dataset(dataset, 8)
     )
     assert not folder.is_finished
+
+
+def test_best_value_scalar_and_per_replica() -> None:
+    scalar = BestValue("min")
+    assert [scalar.update(v) for v in (3.0, 4.0, 2.0, 2.0)] == [True, False, True, False]
+    assert scalar.best == 2.0
+    replicas = BestValue("max")
+    assert replicas.update(torch.tensor([0.1, 0.5])).tolist() == [True, True]
+    assert replicas.update(torch.tensor([0.2, 0.4])).tolist() == [True, False]
+    assert replicas.best.tolist() == pytest.approx([0.2, 0.5])
+    with pytest.raises(ValueError, match="mode"):
+        BestValue("up")
+
+
+def test_nonfinite_guard_skips_then_stops_past_the_bound() -> None:
+    guard = NonFiniteGuard(max_consecutive=2)
+    for step, finite in enumerate([False, True, False, False]):
+        guard.record(finite, step)
+    assert (guard.in_a_row, guard.total) == (2, 3)
+    with pytest.raises(TrainingDiverged, match="3 consecutive non-finite steps at step 4; see x"):
+        guard.record(False, 4, "see x")
+    with pytest.raises(TrainingDiverged):
+        NonFiniteGuard(0).record(False, 1)
+
+
+def test_sgd_and_config_checks() -> None:
+    model = _Regressor()
+    optimizer = build_optimizer(model, TrainerConfig(optimizer="sgd", lr=0.5, weight_decay=0.1))
+    assert type(optimizer) is torch.optim.SGD
+    assert [g["weight_decay"] for g in optimizer.param_groups] == [0.1, 0.0]
+    params = build_optimizer(list(model.parameters()), TrainerConfig(optimizer="adam", lr=0.5)).param_groups
+    assert len(params) == 1 and params[0]["lr"] == 0.5
+    for bad, flag in (
+        ({"optimizer": "rmsprop"}, "--trainer.optimizer"),
+        ({"select_mode": "up"}, "--trainer.select_mode"),
+        ({"schedule": "linear"}, "--trainer.schedule"),
+        ({"log_every": 0}, "--trainer.log_every"),
+        ({"lr": float("nan")}, "--trainer.lr"),
+    ):
+        with pytest.raises(UserError, match=flag):
+            check_trainer_config(TrainerConfig(**bad))
