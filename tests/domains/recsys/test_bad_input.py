@@ -203,7 +203,7 @@ def test_train_resume_without_a_checkpoint(synthetic_recbole: Path, tmp_path: Pa
         (["--fit.batch_size", "0"], ("--fit.batch_size",)),
         (["--ndcg_variant", "best"], ("--ndcg_variant",)),
         (["--candidates_k", "1"], ("--candidates_k",)),
-        (["--trainer.optimizer", "sgd", "--augmentation", "none"], ("--trainer.optimizer",)),
+        (["--trainer.optimizer", "lbfgs", "--augmentation", "none"], ("--trainer.optimizer",)),
     ],
     ids=lambda v: v[0] if isinstance(v, list) else None,
 )
