@@ -197,6 +197,23 @@ class RunFolder:
             write_json_atomically(self.path / FINISHED_MARKER, marker)
         return self.path / FINISHED_MARKER
 
+    def record_outputs(self, outputs: list[str]) -> None:
+        """Add (or refresh) files in a finished run's marker, for a later command that writes into the run.
+
+        E.g. ``evaluate --run`` or ``export --run`` rewriting ``eval/metrics.json`` or ``export/``: the marker
+        then still lists every output with its current hash. Does nothing for an unfinished run.
+        """
+        marker = self.marker()
+        if not marker:
+            return
+        for relative in outputs:
+            path = self.path / relative
+            if not path.is_file():
+                raise FileNotFoundError(f"{path}: listed as an output of the run but not written")
+            marker["outputs"][relative] = {"bytes": path.stat().st_size, "sha256": sha256_of(path)}
+        if is_main_process():
+            write_json_atomically(self.path / FINISHED_MARKER, marker)
+
     def clear_finished(self) -> None:
         """Remove the marker (a run that starts again in this folder is unfinished until it ends)."""
         if is_main_process():

@@ -68,7 +68,8 @@ def main(argv: Sequence[str] | None = None) -> Path:
                              device, flag="--input")  # fmt: skip
     metrics.update({"model": str(trained.run.path) if trained.run else trained.source, "shards": config.input})
     if trained.run is not None:
-        path = trained.run.write_eval_metrics(metrics)  # the pretrain run keeps its own run.json
+        path = trained.run.write_eval_metrics(metrics)
+        trained.run.record_outputs([str(path.relative_to(trained.run.path))])  # its run.json lists the new file
     else:
         run = RunFolder.create("biomed", config.run_name, config.runs_root)
         run.save_config(config)

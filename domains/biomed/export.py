@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from domains.biomed.export_open_clip import export_local_dir
+from domains.biomed.export_open_clip import export_files, export_local_dir
 from domains.biomed.model import load_trained_model
 from shared.cli import parse_config, run_command
 
@@ -36,6 +36,8 @@ def main(argv: Sequence[str] | None = None) -> Path:
     trained = load_trained_model(config.run, config.model)
     default = trained.run.path / "export" if trained.run else Path("runs/biomed/export")
     path = export_local_dir(trained.model, trained.loaded, Path(config.out_dir) if config.out_dir else default)
+    if trained.run is not None and path.resolve().is_relative_to(trained.run.path.resolve()):
+        trained.run.record_outputs(export_files(path.resolve(), trained.run.path.resolve()))
     print(f"Wrote open_clip local-dir model to {path}")
     print(f"Next: python -c \"import open_clip; open_clip.create_model_and_transforms('local-dir:{path}')\"")
     return path

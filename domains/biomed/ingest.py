@@ -30,9 +30,6 @@ from shared.user_errors import NothingProduced, UserError
 
 DOMAIN = "biomed"
 COMMAND = "domains.biomed.ingest"
-#: Transitional name for ``benchmarks/bench_dicom.py``, which should import ``write_sample_shards`` from
-#: ``domains.biomed.samples`` (a library module) instead of this command.
-ingest_samples = write_sample_shards
 
 
 @dataclass

@@ -8,7 +8,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from shared.atomic_files import atomic_output, write_bytes_atomically, write_json_atomically, write_text_atomically
+from shared.atomic_files import (
+    atomic_directory,
+    atomic_output,
+    write_bytes_atomically,
+    write_json_atomically,
+    write_text_atomically,
+)
 
 
 def test_writes_create_folders_and_replace_content(tmp_path: Path) -> None:
@@ -43,3 +49,21 @@ def test_json_writes_undefined_numbers_as_null(tmp_path: Path) -> None:
         tmp_path / "m.json", {"auc": float("nan"), "acc": np.float32(0.5), "xs": [1.0, float("inf")], "n": np.int64(3)}
     )
     assert json.loads(path.read_text()) == {"auc": None, "acc": 0.5, "xs": [1.0, None], "n": 3}
+
+
+def test_atomic_directory_replaces_a_folder_whole_or_not_at_all(tmp_path: Path) -> None:
+    target = tmp_path / "export"
+    with atomic_directory(target) as staging:
+        (staging / "a.json").write_text("1")
+        (staging / "sub").mkdir()
+        (staging / "sub" / "b.bin").write_bytes(b"2")
+        assert not target.exists()
+    assert (target / "a.json").read_text() == "1" and (target / "sub" / "b.bin").read_bytes() == b"2"
+    with pytest.raises(RuntimeError), atomic_directory(target) as staging:
+        (staging / "a.json").write_text("half")
+        raise RuntimeError("export failed")
+    assert (target / "a.json").read_text() == "1"
+    with atomic_directory(target) as staging:
+        (staging / "c.txt").write_text("3")
+    assert sorted(p.name for p in target.iterdir()) == ["c.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["export"]  # no staging or retired folders left

@@ -78,7 +78,13 @@ def test_finished_marker_hashes_outputs_and_is_cleared_on_restart(tmp_path: Path
     assert folder.is_finished
     with pytest.raises(FileNotFoundError, match="missing.bin"):
         folder.mark_finished("domains.recsys.train", ["missing.bin"])
+    (folder.path / "eval").mkdir()
+    (folder.path / "eval" / "metrics.json").write_text("{}")
+    folder.record_outputs(["eval/metrics.json"])
+    assert set(folder.marker()["outputs"]) == {"model.safetensors", "eval/metrics.json"}
     folder.clear_finished()
+    assert not folder.is_finished
+    folder.record_outputs(["eval/metrics.json"])  # an unfinished run gets no marker from it
     assert not folder.is_finished
 
 

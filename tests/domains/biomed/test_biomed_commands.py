@@ -20,7 +20,7 @@ from domains.biomed.dicom import DicomChainConfig
 from domains.biomed.open_clip_loading import load_open_clip_model
 from shared.checkpoints import CheckpointManager
 from shared.cli import build_parser, field_docstrings
-from shared.run_folder import RunFolder, finished_runs
+from shared.run_folder import RunFolder, finished_runs, sha256_of
 from shared.store import EmbeddingStore
 
 TINY = ["--model.source", "tiny", "--model.pretrained_towers", "false", "--data.demo_image_size", "32",
@@ -153,6 +153,8 @@ def test_pretrain_demo_pipeline_then_evaluate_embed_export(tmp_path: Path, monke
     assert again["retrieval"]["image_to_text_R@1"] == pytest.approx(
         written["trained"]["retrieval"]["image_to_text_R@1"]
     )
+    # The run's marker still lists the rewritten evaluation with its current hash.
+    assert finished[0].marker()["outputs"]["eval/metrics.json"]["sha256"] == sha256_of(run / "eval" / "metrics.json")
 
     exported = export.main(["--run", str(run), "--out_dir", str(tmp_path / "exported")])
     count = embed.main(["--model", str(exported), "--input", "runs/biomed/demo_corpus/test", "--store", str(store),
