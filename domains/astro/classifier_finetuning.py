@@ -25,7 +25,14 @@ import torch.nn.functional as F
 
 from domains.astro.classifier_evaluation import evaluate_classifier, summarize_seeds
 from domains.astro.clip_pretraining import check_validation_metrics, load_pretrained_clip
-from domains.astro.datasets import SUBSETS, device_from_flag, epoch_aware_batches, load_astro_splits, map_batches
+from domains.astro.datasets import (
+    SUBSETS,
+    device_from_flag,
+    epoch_aware_batches,
+    load_astro_splits,
+    map_batches,
+    require_splits,
+)
 from domains.astro.ingest_pipeline import resolve_ingest_dir
 from domains.astro.model import (
     FINETUNE_MODES,
@@ -38,7 +45,7 @@ from domains.astro.training_budget import resolve_epoch_budget, with_epoch_budge
 from shared.atomic_files import write_json_atomically
 from shared.cli import config_to_dict
 from shared.run_folder import RunFolder
-from shared.trainer import Trainer, TrainerConfig, seed_everything
+from shared.trainer import Trainer, TrainerConfig, check_trainer_config, seed_everything
 from shared.user_errors import UserError
 
 FINETUNE_COMMAND = "domains.astro.finetune"
@@ -202,6 +209,7 @@ VALIDATION_METRICS = ("val_accuracy", "val_loss")
 
 
 def _check_config(config: FinetuneConfig, trainer_flags: str) -> None:
+    check_trainer_config(config.trainer, trainer_flags)
     check_validation_metrics(config.trainer, VALIDATION_METRICS, trainer_flags)
     device_from_flag(config.trainer.device, f"{trainer_flags}device")
     if config.mode not in FINETUNE_MODES:
@@ -231,9 +239,9 @@ def run_finetune(config: FinetuneConfig, trainer_flags: str = "--trainer.") -> F
         trainer_flags: How the calling command spells the trainer's flags, for messages.
     """
     _check_config(config, trainer_flags)
-    config = dataclasses.replace(
-        config, input=str(resolve_ingest_dir(config.input, config.runs_root, config.demo_stars))
-    )
+    ingest_dir = resolve_ingest_dir(config.input, config.runs_root, config.demo_stars)
+    require_splits(ingest_dir, [config.subset], config.seeds)
+    config = dataclasses.replace(config, input=str(ingest_dir))
     folder = RunFolder.create("astro", config.run_name, config.runs_root)
     folder.clear_finished()
     folder.save_config(config)
@@ -244,7 +252,7 @@ def run_finetune(config: FinetuneConfig, trainer_flags: str = "--trainer.") -> F
     per_seed_outputs = [
         f"seed-{seed}/{name}"
         for seed in config.seeds
-        for name in ("config.yaml", "classifier.json", "metrics.csv", "model.safetensors", "eval/metrics.json")
+        for name in ("config.yaml", "classifier.json", "metrics.csv", "model.safetensors")
     ]
     folder.mark_finished(
         command=FINETUNE_COMMAND,

@@ -38,7 +38,7 @@ from shared.checkpoints import load_weights
 from shared.contrastive_model import ContrastiveModel
 from shared.device import move_to_device
 from shared.run_folder import FINISHED_MARKER, RunFolder
-from shared.trainer import Trainer, TrainerConfig, seed_everything
+from shared.trainer import Trainer, TrainerConfig, check_trainer_config, seed_everything
 from shared.user_errors import UserError
 
 PRETRAIN_COMMAND = "domains.astro.pretrain"
@@ -162,6 +162,7 @@ def check_validation_metrics(
 
 
 def _check_config(config: PretrainConfig, trainer_flags: str) -> None:
+    check_trainer_config(config.trainer, trainer_flags)
     check_validation_metrics(config.trainer, VALIDATION_METRICS, trainer_flags)
     device_from_flag(config.trainer.device, f"{trainer_flags}device")
     if config.subset not in SUBSETS:

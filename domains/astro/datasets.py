@@ -162,9 +162,7 @@ def load_astro_splits(
     split_dir = ingest_dir / "splits" / subset / str(seed)
     if not (split_dir / "info.json").is_file():
         available = sorted(p.name for p in (ingest_dir / "splits" / subset).glob("*")) if subset else []
-        raise MissingAstroFolderError(
-            f"{split_dir}: no such split (seeds ingested for {subset}: {available}); choose --seed among them"
-        )
+        raise MissingAstroFolderError(f"{split_dir}: no such split (seeds ingested for {subset}: {available})")
     info = SplitInfo.load(split_dir / "info.json")
     objects = ingested_objects(ingest_dir)
     datasets = {}
@@ -173,6 +171,22 @@ def load_astro_splits(
         window = "random" if name == "train" else "centre"
         datasets[name] = AstroTrimodalDataset(objects, info, ids, window=window, seq_len=seq_len, seed=window_seed)
     return AstroSplits(datasets["train"], datasets["val"], datasets["test"], info, ingest_dir)
+
+
+def require_splits(ingest_dir: Path, subsets: Sequence[str], seeds: Sequence[int], seeds_flag: str = "--seeds") -> None:
+    """Check that the ingest folder holds every (subset, seed) before any training starts.
+
+    Raises:
+        MissingAstroFolderError: naming the missing split, the flag and the seeds there are.
+    """
+    for subset in subsets:
+        for seed in seeds:
+            if not (ingest_dir / "splits" / subset / str(seed) / "info.json").is_file():
+                available = sorted(p.name for p in (ingest_dir / "splits" / subset).glob("*"))
+                raise MissingAstroFolderError(
+                    f"{seeds_flag}: split seed {seed} of subset {subset} is not in {ingest_dir / 'splits'} "
+                    f"(seeds ingested for {subset}: {available})"
+                )
 
 
 def collate_astro_batch(samples: Sequence[dict[str, Any]]) -> dict[str, Any]:

@@ -26,7 +26,7 @@ from domains.astro.classifier_finetuning import (
     run_finetune,
 )
 from domains.astro.clip_pretraining import PRETRAIN_COMMAND, PretrainConfig, demo_pretrain_trainer, run_pretrain
-from domains.astro.datasets import SUBSETS
+from domains.astro.datasets import SUBSETS, require_splits
 from domains.astro.ingest_pipeline import resolve_ingest_dir
 from domains.astro.model import FINETUNE_MODES, AstroModelConfig, demo_model_config
 from domains.astro.training_budget import with_epoch_budget
@@ -34,7 +34,7 @@ from shared.atomic_files import write_json_atomically, write_text_atomically
 from shared.cli import config_to_dict
 from shared.run_folder import RunFolder
 from shared.seed_statistics import SeedSummary, markdown_table, paired_difference, summarize, verdict
-from shared.trainer import TrainerConfig
+from shared.trainer import TrainerConfig, check_trainer_config
 from shared.user_errors import UserError
 
 TABLE_COMMAND = "domains.astro.table"
@@ -242,6 +242,8 @@ def _check_config(config: TableConfig) -> None:
         raise UserError(f"--subsets: choose from {list(SUBSETS)}, got {config.subsets}")
     if not config.seeds:
         raise UserError("--seeds: give at least one split seed")
+    check_trainer_config(config.pretrain_trainer, "--pretrain_trainer.")
+    check_trainer_config(config.finetune_trainer, "--finetune_trainer.")
 
 
 def run_table(config: TableConfig) -> dict[str, Any]:
@@ -249,6 +251,7 @@ def run_table(config: TableConfig) -> dict[str, Any]:
     _check_config(config)
     started = time.perf_counter()
     ingest_dir = resolve_ingest_dir(config.input, config.runs_root, config.demo_stars)
+    require_splits(ingest_dir, sorted({"full", *config.subsets}), config.seeds)
     config = dataclasses.replace(config, input=str(ingest_dir))
     folder = RunFolder.create("astro", config.run_name, config.runs_root)
     folder.clear_finished()

@@ -144,7 +144,7 @@ def test_ingest_needs_all_four_inputs_and_a_readable_config(
     assert "--spectrum_dir" in fails(ingest.main, ingest_argv(catalogue, raw_inputs, tmp_path)[:-6], capsys)
     bad_yaml = tmp_path / "bad.yaml"
     bad_yaml.write_text(BAD_YAML, encoding="utf-8")
-    assert "config" in fails(ingest.main, ["--config", str(bad_yaml)], capsys)
+    assert str(bad_yaml) in fails(ingest.main, ["--config", str(bad_yaml)], capsys)
     raw_inputs["spectrum_index"].write_bytes(b"")
     assert str(raw_inputs["spectrum_index"]) in fails(ingest.main, ingest_argv(catalogue, raw_inputs, tmp_path), capsys)
 
@@ -183,13 +183,13 @@ PRETRAIN_CASES: dict[str, tuple[list[str], str]] = {
     "batch larger than the split": (["--batch_size", "100000"], "--batch_size"),
     "unknown subset": (["--subset", "sub33"], "--subset"),
     "split seed not ingested": (["--seed", "999"], "999"),
-    "resume without checkpoint": (["--trainer.resume", "latest"], "resume"),
+    "resume without checkpoint": (["--trainer.resume", "latest"], "--trainer.resume"),
     "max_steps against the epoch preset": (["--trainer.max_steps", "3"], "--trainer.max_epochs"),
     "unknown selection metric": (["--trainer.select_metric", "nope"], "--trainer.select_metric"),
-    "unknown optimizer": (["--trainer.optimizer", "sgd"], "--trainer.optimizer"),
+    "unknown optimizer": (["--trainer.optimizer", "rmsprop"], "--trainer.optimizer"),
     "unknown device": (["--trainer.device", "warp-drive"], "--trainer.device"),
     "unknown flag": (["--bogus", "1"], "bogus"),
-    "unparsable config": (["--config", "{yaml}"], "config"),
+    "unparsable config": (["--config", "{yaml}"], "bad.yaml"),
 }
 
 
@@ -244,11 +244,12 @@ FINETUNE_CASES: dict[str, tuple[list[str], str]] = {
     "wrong type": (["--seeds", "abc"], "seeds"),
     "unknown fusion": (["--fusion", "max"], "--fusion"),
     "unknown subset": (["--subset", "sub33"], "--subset"),
-    "resume without checkpoint": (["--trainer.resume", "latest"], "resume"),
+    "split seed not ingested": (["--seeds", "[999]"], "--seeds"),
+    "resume without checkpoint": (["--trainer.resume", "latest"], "--trainer.resume"),
     "pretraining metric for fine-tuning": (["--trainer.select_metric", "clip_accuracy"], "--trainer.select_metric"),
     "max_steps against the epoch preset": (["--trainer.max_steps", "3"], "--trainer.max_epochs"),
     "unknown flag": (["--bogus", "1"], "bogus"),
-    "unparsable config": (["--config", "{yaml}"], "config"),
+    "unparsable config": (["--config", "{yaml}"], "bad.yaml"),
 }
 
 
@@ -288,7 +289,7 @@ EVALUATE_CASES: dict[str, tuple[list[str], str]] = {
     "unknown device": (["--run", "{empty}", "--device", "warp-drive"], "--device"),
     "wrong type": (["--batch_size", "abc"], "batch_size"),
     "unknown flag": (["--bogus", "1"], "bogus"),
-    "unparsable config": (["--config", "{yaml}"], "config"),
+    "unparsable config": (["--config", "{yaml}"], "bad.yaml"),
 }
 
 
@@ -320,7 +321,7 @@ EMBED_CASES: dict[str, tuple[list[str], str]] = {
     "unknown device": (["--device", "warp-drive"], "--device"),
     "wrong type": (["--top_k", "abc"], "top_k"),
     "unknown flag": (["--bogus", "1"], "bogus"),
-    "unparsable config": (["--config", "{yaml}"], "config"),
+    "unparsable config": (["--config", "{yaml}"], "bad.yaml"),
 }
 
 
@@ -339,13 +340,15 @@ def test_embed_bad_input(case: str, ingest_dir: Path, tmp_path: Path, capsys: py
 
 TABLE_CASES: dict[str, tuple[list[str], str]] = {
     "unknown mode": (["--modes", "[radio]"], "--modes"),
+    "unknown fine-tuning schedule": (["--finetune_trainer.schedule", "linear"], "--finetune_trainer.schedule"),
     "unknown subset": (["--subsets", "[sub33]"], "--subsets"),
     "no seeds": (["--seeds", "[]"], "--seeds"),
     "nonexistent input": (["--input", "{none}"], "--input"),
+    "split seed not ingested": (["--seeds", "[1,999]"], "--seeds"),
     "max_steps against the epoch preset": (["--pretrain_trainer.max_steps", "3"], "--pretrain_trainer.max_epochs"),
     "wrong type": (["--seeds", "abc"], "seeds"),
     "unknown flag": (["--bogus", "1"], "bogus"),
-    "unparsable config": (["--config", "{yaml}"], "config"),
+    "unparsable config": (["--config", "{yaml}"], "bad.yaml"),
 }
 
 
@@ -353,6 +356,6 @@ TABLE_CASES: dict[str, tuple[list[str], str]] = {
 def test_table_bad_input(case: str, ingest_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     paths = common_paths(ingest_dir, tmp_path)
     extra, named = TABLE_CASES[case]
-    argv = ["--input", paths["ingest"], "--runs_root", paths["root"], "--seeds", "[1]", "--pretrain_batch_size", "8",
+    argv = ["--input", paths["ingest"], "--runs_root", paths["root"], "--seeds", "[1]", "--subsets", "[full]", "--pretrain_batch_size", "8",
             "--model.photometry.seq_len", "32", *[a.format(**paths) for a in extra]]  # fmt: skip
     assert named in fails(table.main, argv, capsys)
