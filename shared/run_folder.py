@@ -21,7 +21,7 @@ import json
 import os
 import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -56,9 +56,15 @@ def sha256_of(path: str | Path, chunk_bytes: int = 1 << 20) -> str:
 
 @dataclass(frozen=True)
 class RunFolder:
-    """A run folder ``<root>/<domain>/<name>/`` and the files of the contract inside it."""
+    """A run folder ``<root>/<domain>/<name>/`` (or a sub-run inside one) and the files of the contract.
+
+    Attributes:
+        path: The folder.
+        parent_id: For a sub-run made by :meth:`child`, the enclosing run's id.
+    """
 
     path: Path
+    parent_id: str | None = field(default=None, compare=False)
 
     @classmethod
     def create(cls, domain: str, name: str, root: str | Path = "runs") -> RunFolder:
@@ -109,8 +115,26 @@ class RunFolder:
 
     @property
     def run_id(self) -> str:
-        """``<domain>/<name>``: the id under which the run's vectors are registered in the store."""
-        return f"{self.domain}/{self.name}"
+        """``<domain>/<name>`` (``<domain>/<name>/<sub-run>`` for a sub-run): the run's id in the store.
+
+        A finished run keeps the id its marker recorded, so a sub-run opened by path alone still knows it.
+        """
+        if self.parent_id is not None:
+            return f"{self.parent_id}/{self.name}"
+        recorded = self.marker().get("run_id")
+        return recorded if recorded else f"{self.domain}/{self.name}"
+
+    def child(self, name: str) -> RunFolder:
+        """A sub-run folder inside this run (e.g. a baseline, a seed, an ablation variant), created.
+
+        Raises:
+            UserError: ``name`` is not a safe folder name.
+        """
+        if not _NAME_PATTERN.match(name):
+            raise UserError(f"sub-run name {name!r}: use letters, digits, '.', '_' or '-' (at most 128)")
+        sub = RunFolder(self.path / name, parent_id=self.run_id)
+        sub.path.mkdir(parents=True, exist_ok=True)
+        return sub
 
     # --------------------------------------------------------------------------------------- files
     @property

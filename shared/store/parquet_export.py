@@ -8,16 +8,12 @@ Layout of an export folder: ``embeddings_<D>/domain=<d>/model_name=<m>/model_ver
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
-import uuid
 from pathlib import Path
 from typing import Any
 
 import duckdb
 
-from shared.atomic_files import fsync_directory, fsync_file, write_text_atomically
+from shared.atomic_files import atomic_directory, write_text_atomically
 from shared.store.schema import (
     DOMAIN_PATTERN,
     EMBEDDING_TABLE_PATTERN,
@@ -52,27 +48,11 @@ def export_parquet(store_path: str | Path, out_dir: str | Path) -> Path:
     store_path, out_dir = Path(store_path), Path(out_dir)
     if "'" in str(out_dir.resolve()):
         raise store_error(store_path, f"export folder {out_dir} may not contain a quote character")
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     if not store_path.is_file():
-        shutil.rmtree(staging, ignore_errors=True)
         raise store_error(store_path, "no embedding store here yet (write embeddings first)")
-    try:
+    with atomic_directory(out_dir) as staging:
         manifest = _copy_tables(store_path, staging)
         write_text_atomically(staging / MANIFEST_FILE, json.dumps(manifest, indent=2, sort_keys=True) + "\n")
-        _fsync_tree(staging)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    # A folder cannot be replaced in one rename: move the old export aside, move the new one in.
-    previous = None
-    if out_dir.exists():
-        previous = out_dir.with_name(f".{out_dir.name}.old-{uuid.uuid4().hex}")
-        os.replace(out_dir, previous)
-    os.replace(staging, out_dir)
-    fsync_directory(out_dir.parent)
-    if previous is not None:
-        shutil.rmtree(previous, ignore_errors=True)
     return out_dir
 
 
@@ -107,14 +87,6 @@ def _copy_tables(store_path: Path, staging: Path) -> dict[str, Any]:
     finally:
         connection.close()
     return manifest
-
-
-def _fsync_tree(folder: Path) -> None:
-    """Flushes every file and folder entry under ``folder`` (so the renamed export survives a crash)."""
-    for directory, _, files in os.walk(folder, topdown=False):
-        for name in files:
-            fsync_file(Path(directory) / name)
-        fsync_directory(directory)
 
 
 def read_parquet_export(export_dir: str | Path) -> duckdb.DuckDBPyConnection:

@@ -51,7 +51,10 @@ def open_readonly(
         raise StoreError(f"{path}: no embedding store here (export embeddings first)")
     connection = duckdb.connect(":memory:")
     try:
-        connection.execute("ATTACH ? AS store (READ_ONLY)", [str(path)])
+        try:
+            connection.execute("ATTACH ? AS store (READ_ONLY)", [str(path)])
+        except duckdb.IOException as error:
+            raise StoreError(f"{path}: not a DuckDB database file") from error
         connection.execute("USE store")
         connection.execute("SET memory_limit = ?", [memory_limit])
         if threads is not None:

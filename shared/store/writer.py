@@ -108,7 +108,10 @@ def write_session(
                 shutil.copyfile(store_path, temporary)
             else:
                 temporary.unlink()  # DuckDB refuses an empty file; it creates the new store itself
-            connection = duckdb.connect(str(temporary), config={"memory_limit": memory_limit})
+            try:
+                connection = duckdb.connect(str(temporary), config={"memory_limit": memory_limit})
+            except duckdb.IOException as error:
+                raise store_error(store_path, "not a DuckDB database file") from error
             try:
                 if threads is not None:
                     connection.execute("SET threads = ?", [int(threads)])

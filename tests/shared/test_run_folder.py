@@ -88,10 +88,20 @@ def test_finished_marker_hashes_outputs_and_is_cleared_on_restart(tmp_path: Path
     assert not folder.is_finished
 
 
+def test_sub_runs_carry_the_enclosing_runs_id(tmp_path: Path) -> None:
+    top = RunFolder.create("recsys", "demo", root=tmp_path)
+    base = top.child("base")
+    assert base.path == top.path / "base" and base.path.is_dir()
+    assert base.run_id == "recsys/demo/base" and base.child("seed-1").run_id == "recsys/demo/base/seed-1"
+    base.mark_finished("domains.recsys.train", [])
+    assert RunFolder(top.path / "base").run_id == "recsys/demo/base"  # opened by path: from its marker
+    with pytest.raises(UserError, match="sub-run name"):
+        top.child("../x")
+
+
 def test_finished_runs_finds_nested_runs_by_command(tmp_path: Path) -> None:
     top = RunFolder.create("recsys", "demo", root=tmp_path)
-    base = RunFolder(top.path / "base")
-    base.path.mkdir()
+    base = top.child("base")
     unfinished = RunFolder.create("recsys", "crashed", root=tmp_path)
     top.mark_finished("domains.recsys.train", [])
     base.mark_finished("domains.recsys.train", [])

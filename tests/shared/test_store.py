@@ -424,3 +424,14 @@ def test_in_memory_index_and_sql_ranking_agree_and_the_index_follows_swaps(tmp_p
             sample_ids=["new"], vectors=query.astype(np.float32)[None, :],
         )  # fmt: skip
     assert cached.nearest(vector=query, k=1, domain="astro", modality="photometry")["sample_id"].tolist() == ["new"]
+
+
+def test_a_file_that_is_not_a_store_is_refused_naming_it(tmp_path: Path) -> None:
+    bogus = tmp_path / "notes.duckdb"
+    bogus.write_text("not a database")
+    store = EmbeddingStore(bogus)
+    with pytest.raises(StoreError, match=f"{bogus}: not a DuckDB database file"):
+        store.sql("SELECT 1")
+    with pytest.raises(StoreError, match="not a DuckDB database file"), store.writing():
+        pass
+    assert bogus.read_text() == "not a database"  # nothing written over it

@@ -110,7 +110,7 @@ def _train_base(
     config: TrainConfig, data: InteractionData, tables: RecboleTables | None, run: RunFolder, report: dict[str, Any]
 ) -> Path:
     """Steps 1 and 2 of the KG pipeline: the base model (its own finished run folder), then the augmentation."""
-    base = RunFolder(run.path / BASE_DIR)
+    base = run.child(BASE_DIR)
     base_model_settings = base_model_config(config.model)
     # The trainer config is resolved already; the base model's budget is base_epochs on the same data.
     base_trainer = resolve_trainer(
