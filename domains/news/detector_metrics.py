@@ -19,6 +19,11 @@ from domains.news.model import FEATURE_KEYS, FNDCLIPModel
 from domains.news.splits import SPLITS, split_rows
 from shared.user_errors import UserError
 
+CONFUSION_PICTURE = "confusion_matrix.png"
+ROC_PICTURE = "roc.png"
+EVAL_PICTURES = (f"eval/{CONFUSION_PICTURE}", f"eval/{ROC_PICTURE}")
+"""The pictures training writes beside ``eval/metrics.json`` (outputs of the run)."""
+
 
 @dataclass
 class EvaluateConfig:
@@ -70,14 +75,18 @@ def metrics_for_rows(
     return metrics
 
 
-def write_eval_pictures(eval_dir: Path, metrics: dict[str, Any], probs_fake: np.ndarray, labels: np.ndarray) -> None:
-    """Confusion-matrix and ROC pictures (positive = fake) into ``eval_dir``."""
+def write_eval_pictures(
+    eval_dir: Path, metrics: dict[str, Any], probs_fake: np.ndarray, labels: np.ndarray
+) -> list[Path]:
+    """Confusion-matrix and ROC pictures (positive = fake) into ``eval_dir``; returns their paths."""
     from shared.evaluation import save_confusion_matrix_png, save_roc_png
 
     eval_dir.mkdir(parents=True, exist_ok=True)
-    save_confusion_matrix_png(metrics["confusion_matrix"], list(LABEL_NAMES), eval_dir / "confusion_matrix.png")
+    confusion, roc = (eval_dir / name for name in (CONFUSION_PICTURE, ROC_PICTURE))
+    save_confusion_matrix_png(metrics["confusion_matrix"], list(LABEL_NAMES), confusion)
     probs = np.stack([1 - probs_fake, probs_fake], axis=1)
-    save_roc_png(labels, probs, labels=[0, 1], path=eval_dir / "roc.png", title="ROC (positive = fake)")
+    save_roc_png(labels, probs, labels=[0, 1], path=roc, title="ROC (positive = fake)")
+    return [confusion, roc]
 
 
 def trained_input(saved: dict[str, Any]) -> str:
@@ -117,5 +126,9 @@ def evaluate_run(config: EvaluateConfig) -> EvaluationResult:
     metrics = metrics_for_rows(detector.model, features, table.labels, selected, device)
     metrics |= {"split": config.split, "data": str(shards), "weights": config.weights}
     predicted = predict_rows(detector.model, features, selected, device)
-    write_eval_pictures(folder.eval_dir(config.split), metrics, predicted["probs"][:, 1], table.labels[selected])
-    return EvaluationResult(metrics, folder.write_eval_metrics(metrics, config.split))
+    eval_dir = folder.eval_dir(config.split)
+    pictures = write_eval_pictures(eval_dir, metrics, predicted["probs"][:, 1], table.labels[selected])
+    metrics_path = folder.write_eval_metrics(metrics, config.split)
+    # The training run's marker keeps listing its outputs with their current hashes.
+    folder.record_outputs([str(path.relative_to(folder.path)) for path in (metrics_path, *pictures)])
+    return EvaluationResult(metrics, metrics_path)

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from domains.news.data import REAL
-from domains.news.detector_metrics import metrics_for_rows, predict_rows, write_eval_pictures
+from domains.news.detector_metrics import EVAL_PICTURES, metrics_for_rows, predict_rows, write_eval_pictures
 from domains.news.feature_cache import DEFAULT_CACHE_DIR, PostTable, load_post_table
 from domains.news.frozen_encoders import ALIGNMENT_FILE, EncoderConfig, NewsEncoders
 from domains.news.ingestion import DEFAULT_SHARDS, ensure_builtin_shards
@@ -27,7 +27,7 @@ from domains.news.model import FEATURE_KEYS, FNDCLIPModel, HeadConfig, build_mod
 from domains.news.splits import check_fractions, pair_groups, split_rows
 from domains.news.trained_detector import DETECTOR_FILE, save_detector
 from shared.run_folder import RunFolder
-from shared.trainer import TrainerConfig, resolve_budget
+from shared.trainer import TrainerConfig, check_trainer_config, resolve_budget, with_step_defaults
 from shared.user_errors import UserError
 
 TRAIN_COMMAND = "domains.news.train"
@@ -110,10 +110,12 @@ def check_trainer_settings(trainer: TrainerConfig, flag_prefix: str = "--trainer
     A budget given in steps only is checked here; epoch budgets are resolved once the data is split.
 
     Raises:
-        UserError: no or a non-positive step budget, or a selection/stopping metric validation does not report.
+        UserError: a setting the core trainer refuses, no or a non-positive step budget, or a
+            selection/stopping metric that validation does not report.
     """
+    check_trainer_config(trainer, flag_prefix)
     if all(getattr(trainer, name) is None for name in _EPOCH_FIELDS):
-        resolve_budget(trainer, flag_prefix=flag_prefix)
+        with_step_defaults(trainer, flag_prefix)
     for name in ("select_metric", "stop_metric"):
         value = getattr(trainer, name)
         if value is not None and value not in VALIDATION_METRICS:
@@ -287,7 +289,7 @@ def train_detector(config: TrainConfig, command: str = TRAIN_COMMAND) -> TrainOu
     metrics_path = folder.write_eval_metrics(test)
     outputs = ["config.yaml", "metrics.csv", DETECTOR_FILE, "model.safetensors", "checkpoints/best.safetensors"]
     outputs += [ALIGNMENT_FILE] if prepared.encoders.aligned else []
-    outputs += [str(metrics_path.relative_to(folder.path))]
+    outputs += [str(metrics_path.relative_to(folder.path)), *EVAL_PICTURES]
     # No validation-selected weights when nothing selects them (--trainer.select_metric null).
     outputs = [name for name in outputs if name != "checkpoints/best.safetensors" or (folder.path / name).is_file()]
     folder.mark_finished(

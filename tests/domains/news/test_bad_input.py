@@ -19,9 +19,9 @@ from PIL import Image
 from domains.news import ablate, detect, embed, evaluate, ingest, train
 from shared.cli import run_command
 
-# jsonargparse (in the core's parse_config) names a flag of the wrong type by its key, without "--", and a
-# --config file that does not parse as "config"; the domain's own checks name "--flag" and the file.
-BAD_YAML = "config"
+# jsonargparse (in the core's parse_config) names a flag of the wrong type by its key, without "--"; the
+# domain's own checks name "--flag". A --config file that does not parse is named with its line.
+BAD_YAML = "bad.yaml line"
 
 
 @pytest.fixture(autouse=True)

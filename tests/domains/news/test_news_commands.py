@@ -15,7 +15,7 @@ import yaml
 
 from domains.news import ablate, detect, embed, evaluate, ingest, train
 from shared.cli import build_parser, field_docstrings, run_command
-from shared.run_folder import RunFolder, finished_runs, read_metrics
+from shared.run_folder import RunFolder, finished_runs, read_metrics, sha256_of
 
 
 def test_train_writes_run_folder_and_selects_on_validation(trained: dict) -> None:
@@ -83,6 +83,9 @@ def test_evaluate_and_embed(trained: dict) -> None:
     run = trained["run"]
     val = evaluate.main(["--run", str(run), "--split", "val", "--cache_dir", str(trained["root"] / "cache")])
     assert val["num_posts"] == 4 and (run / "eval" / "val" / "metrics.json").is_file()
+    marker = RunFolder(run).marker()  # still the training run's marker, now listing the new evaluation too
+    assert marker["command"] == "domains.news.train"
+    assert marker["outputs"]["eval/val/metrics.json"]["sha256"] == sha256_of(run / "eval" / "val" / "metrics.json")
     test_metrics = evaluate.main(["--run", str(run), "--cache_dir", str(trained["root"] / "cache")])
     stored = json.loads((run / "eval" / "metrics.json").read_text())
     assert test_metrics["accuracy"] == stored["accuracy"] and test_metrics["roc_auc"] == stored["roc_auc"]
