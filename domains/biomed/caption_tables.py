@@ -28,7 +28,7 @@ CAPTION_IMAGE_COLUMNS = ("filepath", "image", "file_name")
 CAPTION_TEXT_COLUMNS = ("title", "caption", "text")
 
 
-def read_table_text(path: str | Path) -> str:
+def _read_table_text(path: str | Path) -> str:
     """The content of a text table as a string, with errors a user can act on.
 
     Raises:
@@ -83,11 +83,11 @@ def read_reports_csv(path: str | Path) -> dict[str, str]:
     suffix) or file stem.
 
     Raises:
-        CaptionTableError: An unreadable file (see :func:`read_table_text`), missing columns, empty or duplicate
+        CaptionTableError: An unreadable file (see :func:`_read_table_text`), missing columns, empty or duplicate
             ids, naming the file and line.
     """
     path = Path(path)
-    text = read_table_text(path)
+    text = _read_table_text(path)
     if not text.strip():
         raise CaptionTableError(f"{path}: empty file; expected a CSV with an id and a text column")
     columns, rows = _csv_rows(path, text)
@@ -114,14 +114,14 @@ def read_captions_table(path: str | Path) -> list[tuple[str, str]]:
     columns; JSONL lines need the same keys.
 
     Raises:
-        CaptionTableError: Unknown suffix, an unreadable file (see :func:`read_table_text`), missing columns or
+        CaptionTableError: Unknown suffix, an unreadable file (see :func:`_read_table_text`), missing columns or
             malformed lines, naming the file and line.
     """
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in (".csv", ".jsonl", ".json"):
         raise CaptionTableError(f"{path}: captions file must be .csv or .jsonl")
-    text = read_table_text(path)
+    text = _read_table_text(path)
     if not text.strip():
         raise CaptionTableError(f"{path}: empty file; expected image paths and captions")
     rows: list[tuple[str, str]] = []

@@ -228,7 +228,7 @@ def _builtin_open_clip_models() -> list[str]:
     return [name for name in open_clip.list_models() if not name.startswith("biomed-")]
 
 
-def read_open_clip_config(source: str, translate_stale: bool = True) -> tuple[dict[str, Any], Path | None, str | None]:
+def load_open_clip_config(source: str, translate_stale: bool = True) -> tuple[dict[str, Any], Path | None, str | None]:
     """Read and validate the config behind ``source``; return (config, directory or None, weights or None).
 
     ``source`` is a preset name (``biomedclip``, ``demo``, ``tiny`` → ``configs/<name>_model.json``), a
@@ -305,7 +305,7 @@ def load_open_clip_model(
     """
     import open_clip
 
-    config, directory, weights = read_open_clip_config(source, translate_stale)
+    config, directory, weights = load_open_clip_config(source, translate_stale)
     model_cfg = copy.deepcopy(config["model_cfg"])
     text_has_weights = _resolve_hf_text(model_cfg, directory)
     if checkpoint is not None:

@@ -5,8 +5,9 @@ matter + prose sections). The convention enforced here:
 
 - every card has the required front-matter keys and sections (biomedical cards also a healthsheet), and
   no ``[More Information Needed]`` placeholder;
-- every public ``read_*`` function in ``domains/*/data.py`` and ``build_*`` function in
-  ``domains/*/demo.py`` is listed in some card's ``code`` list;
+- every public ``read_*`` function of a domain's library modules (any depth, command modules aside) and
+  every ``build_*`` function of its demo-data modules (names containing ``demo``) is listed in some card's
+  ``code`` list;
 - every dotted name in a ``code`` list is a function (or class) that exists in the code.
 
 Code is inspected with ``ast`` (nothing is imported), so the check is fast and works while domains land.
@@ -127,21 +128,29 @@ def resolve_problems(dotted_name: str, repo_root: Path = REPO_ROOT) -> list[str]
 
 
 def documented_entry_points(repo_root: Path = REPO_ROOT) -> dict[str, list[str]]:
-    """``{domain: [dotted names]}`` of the public ``read_*`` (data.py) and ``build_*`` (demo.py) functions."""
+    """``{domain: [dotted names]}`` of the public readers (``read_*``) and demo generators (``build_*``).
+
+    Readers are looked for in every library module of the domain package (subpackages included; command
+    modules, which only parse flags and call the library, are left out); generators in its demo-data
+    modules (a module name containing ``demo``).
+    """
     functions = (ast.FunctionDef, ast.AsyncFunctionDef)
     found: dict[str, list[str]] = {}
     for domain_dir in sorted((repo_root / "domains").glob("*/")):
         if domain_dir.name.startswith(("_", ".")):
             continue
         names = []
-        for module, prefix in (("data", "read_"), ("demo", "build_")):
-            module_file = domain_dir / f"{module}.py"
-            if module_file.is_file():
-                names += [
-                    f"domains.{domain_dir.name}.{module}.{name}"
-                    for name in sorted(_top_level_names(module_file, functions))
-                    if name.startswith(prefix)
-                ]
+        for module_file in sorted(domain_dir.rglob("*.py")):
+            source = module_file.read_text(encoding="utf-8")
+            if module_file.name == "__main__.py" or 'if __name__ == "__main__"' in source:
+                continue
+            prefix = "build_" if "demo" in module_file.stem else "read_"
+            dotted = ".".join(module_file.relative_to(repo_root).with_suffix("").parts)
+            names += [
+                f"{dotted}.{name}"
+                for name in sorted(_top_level_names(module_file, functions))
+                if name.startswith(prefix)
+            ]
         if names:
             found[domain_dir.name] = names
     return found

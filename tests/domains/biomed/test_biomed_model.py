@@ -18,8 +18,8 @@ from domains.biomed.model import BiomedClipModel, lock_towers, wise_ft_merge
 from domains.biomed.open_clip_loading import (
     OpenClipConfigError,
     count_parameters,
+    load_open_clip_config,
     load_open_clip_model,
-    read_open_clip_config,
     validate_open_clip_config,
 )
 from shared.contrastive_model import ContrastiveModel
@@ -40,7 +40,7 @@ def images(size: int, count: int = 3) -> list[Image.Image]:
 
 
 def test_stale_keys_are_translated_or_rejected(caplog) -> None:
-    config, _, _ = read_open_clip_config("biomedclip")
+    config, _, _ = load_open_clip_config("biomedclip")
     text_cfg = config["model_cfg"]["text_cfg"]
     stale = json.loads(json.dumps(config))
     stale["model_cfg"]["text_cfg"]["pooler_type"] = stale["model_cfg"]["text_cfg"].pop("hf_pooler_type")
