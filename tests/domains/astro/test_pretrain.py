@@ -13,7 +13,14 @@ import torch
 import yaml
 
 from domains.astro import pretrain
-from domains.astro.clip_pretraining import PretrainConfig, load_pretrained_clip, run_pretrain, validation_metrics
+from domains.astro.clip_pretraining import (
+    VALIDATION_METRICS,
+    PretrainConfig,
+    check_validation_metrics,
+    load_pretrained_clip,
+    run_pretrain,
+    validation_metrics,
+)
 from domains.astro.datasets import collate_astro_batch, load_astro_splits
 from domains.astro.model import AstroModelConfig, build_astrom3_model
 from domains.astro.training_budget import with_epoch_budget
@@ -150,6 +157,12 @@ def test_presets_parse_into_the_pretraining_config(preset: str) -> None:
     )
     assert config.trainer.schedule == "plateau" and config.trainer.plateau_decay == pytest.approx(0.1125)
     assert config.trainer.early_stopping_patience == 6
+    # The paper's recipe: Adam with coupled decay, up to 100 epochs, weights selected on matching accuracy,
+    # plateau and early stopping on the CLIP loss (metrics the validation reports).
+    assert config.trainer.optimizer == "adam" and config.trainer.max_epochs == 100 and config.trainer.max_steps is None
+    assert (config.trainer.select_metric, config.trainer.select_mode) == ("clip_accuracy", "max")
+    assert (config.trainer.stop_metric, config.trainer.stop_mode) == ("val_loss", "min")
+    check_validation_metrics(config.trainer, VALIDATION_METRICS)
     model = build_astrom3_model(config.model)
     assert 15.5e6 < sum(p.numel() for p in model.parameters()) < 16.2e6
 
