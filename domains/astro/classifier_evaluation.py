@@ -29,6 +29,9 @@ from shared.user_errors import UserError
 SPLITS_EVALUATED = ("test", "val")
 """Splits a classifier can be evaluated on."""
 
+EVALUATION_OUTPUTS = ("eval/metrics.json", "eval/confusion_matrix.png", "eval/predictions.csv")
+"""What :func:`evaluate_classifier` writes into a seed folder (test split; ``eval/<split>/`` for others)."""
+
 
 @dataclass
 class EvaluateConfig:
@@ -185,6 +188,15 @@ def evaluate_run(config: EvaluateConfig) -> dict[str, Any]:
         print(f"{folder}: {config.split} accuracy {metrics['accuracy']:.4f}, macro-F1 {metrics['macro_f1']:.4f}")
     summary = summarize_seeds(per_seed)
     run = Path(config.run)
+    written = [folder / name for folder in folders for name in _split_outputs(config.split)]
     if len(per_seed) > 1 or not (run / "classifier.json").is_file():
-        write_json_atomically(run / "eval" / f"summary_{config.split}.json", summary)
+        written.append(write_json_atomically(run / "eval" / f"summary_{config.split}.json", summary))
+    # The fine-tuning run's marker keeps listing every output with its current hash.
+    marked = RunFolder(run.parent if (run / "classifier.json").is_file() else run)
+    marked.record_outputs([str(path.relative_to(marked.path)) for path in written])
     return summary
+
+
+def _split_outputs(split: str) -> list[str]:
+    """The files :func:`evaluate_classifier` writes into a seed folder for ``split``."""
+    return [name if split == "test" else name.replace("eval/", f"eval/{split}/", 1) for name in EVALUATION_OUTPUTS]

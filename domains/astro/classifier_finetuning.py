@@ -23,7 +23,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from domains.astro.classifier_evaluation import evaluate_classifier, summarize_seeds
+from domains.astro.classifier_evaluation import EVALUATION_OUTPUTS, evaluate_classifier, summarize_seeds
 from domains.astro.clip_pretraining import check_validation_metrics, load_pretrained_clip
 from domains.astro.datasets import (
     SUBSETS,
@@ -165,7 +165,7 @@ def finetune_one_seed(
     trainer_config = resolve_epoch_budget(
         config.trainer, len(splits.train), config.batch_size, config.min_steps, flag_prefix=trainer_flags
     )
-    seed_folder = RunFolder(run_dir / f"seed-{seed}")
+    seed_folder = RunFolder(run_dir).child(f"seed-{seed}")
     resolved = dataclasses.replace(
         config, input=str(ingest_dir), seeds=[seed], run=clip_run, model=model_config, trainer=trainer_config
     )
@@ -252,7 +252,7 @@ def run_finetune(config: FinetuneConfig, trainer_flags: str = "--trainer.") -> F
     per_seed_outputs = [
         f"seed-{seed}/{name}"
         for seed in config.seeds
-        for name in ("config.yaml", "classifier.json", "metrics.csv", "model.safetensors")
+        for name in ("config.yaml", "classifier.json", "metrics.csv", "model.safetensors", *EVALUATION_OUTPUTS)
     ]
     folder.mark_finished(
         command=FINETUNE_COMMAND,

@@ -19,7 +19,7 @@ from domains.astro.clip_pretraining import PretrainConfig, load_pretrained_clip,
 from domains.astro.model import AstroModelConfig
 from domains.astro.training_budget import with_epoch_budget
 from shared.cli import config_to_dict, run_command
-from shared.run_folder import RunFolder, read_metrics
+from shared.run_folder import RunFolder, read_metrics, sha256_of
 from shared.trainer import TrainerConfig
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -129,6 +129,10 @@ def test_evaluate_command_reproduces_the_finetune_test_metrics(
     val = evaluate_run(EvaluateConfig(run=str(result.run_dir / "seed-1"), split="val"))
     assert (result.run_dir / "seed-1" / "eval" / "val" / "metrics.json").is_file()
     assert val["accuracy"]["values"][0] == pytest.approx(result.per_seed[1]["best_val_accuracy"])
+    # The fine-tuning run's marker lists what evaluate (re)wrote, with the files' current hashes.
+    outputs = RunFolder(result.run_dir).marker()["outputs"]
+    for name in ("seed-1/eval/metrics.json", "seed-1/eval/val/metrics.json", "eval/summary_test.json"):
+        assert outputs[name]["sha256"] == sha256_of(result.run_dir / name), name
 
 
 @pytest.mark.parametrize("mode", ["photo", "all"])
