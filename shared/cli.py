@@ -11,6 +11,7 @@ import argparse
 import ast
 import dataclasses
 import inspect
+import re
 import sys
 import textwrap
 import traceback
@@ -67,7 +68,7 @@ def parse_config(
         namespace = parser.parse_args(arguments)
         instantiated = parser.instantiate(namespace)
     except argparse.ArgumentError as error:
-        raise UserError(_one_line(str(error)) + " (see --help)") from error
+        raise UserError(_flag_message(_one_line(str(error))) + " (see --help)") from error
     values = {field.name: getattr(instantiated, field.name) for field in dataclasses.fields(config_cls)}
     return config_cls(**values)
 
@@ -144,6 +145,28 @@ def field_docstrings(config_cls: type) -> dict[str, str]:
             ):
                 docs[statement.target.id] = inspect.cleandoc(following.value.value)
     return docs
+
+
+_PARSER_KEY = re.compile(r'^Parser key "(?P<key>[^"]+)":\s*(?P<rest>.*)$')
+_UNION = re.compile(r"Subtypes: \[(?P<types>[^\]]*)\].*Given value: (?P<value>.*)$")
+_TYPE_NAME = re.compile(r"<class '(?:[\w.]+\.)?(\w+)'>")
+
+
+def _flag_message(message: str) -> str:
+    """jsonargparse's ``Parser key "a.b": …`` as ``--a.b: …``, with Python type reprs made readable."""
+    match = _PARSER_KEY.match(message)
+    if match is None:
+        return message
+    rest = match["rest"]
+    union = _UNION.search(rest)
+    if union is not None:
+        names = [name for name in _TYPE_NAME.findall(union["types"]) if name != "NoneType"]
+        nullable = "NoneType" in union["types"]
+        rest = f"expected {' or '.join(names)}{' or null' if nullable else ''}, got {union['value']!r}"
+    rest = (
+        _TYPE_NAME.sub(lambda m: m.group(1), rest).replace("Expected a ", "expected ").replace(". Got value:", ", got")
+    )
+    return f"--{match['key']}: {rest}"
 
 
 def _one_line(message: str) -> str:

@@ -8,9 +8,7 @@ always pure JSON; the hint of what to run next goes to standard error.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import sys
 from typing import Any
 
@@ -23,23 +21,12 @@ from domains.news.post_scoring import (
     single_post,
     write_batch_results,
 )
+from domains.news.trained_detector import load_detector
 from shared.cli import parse_config, run_command
+from shared.device import pick_device
 from shared.user_errors import UserError
 
 __all__ = ["DetectConfig", "main"]
-
-
-def _load_quietly(config: DetectConfig) -> Any:
-    """The run's detector, loaded without the towers' libraries' chatter on stdout (it must stay pure JSON).
-
-    efficientnet_lite_pytorch prints "Loaded pretrained weights …" unconditionally; it is dropped, not moved
-    to stderr, so that a failing command still says one line there.
-    """
-    from domains.news.trained_detector import load_detector
-    from shared.device import pick_device
-
-    with open(os.devnull, "w") as sink, contextlib.redirect_stdout(sink):
-        return load_detector(config.run, config.weights, device=pick_device(config.device))
 
 
 def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
@@ -48,7 +35,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     check_detect_config(config)
     if config.input is None:
         post, _ = single_post(config)
-        detector = _load_quietly(config)
+        detector = load_detector(config.run, config.weights, device=pick_device(config.device))
         result = classify_posts(detector, [post], 1)[0]
         if "skipped" in result:
             raise UserError(f"cannot classify the post: {result['skipped']}")
@@ -56,7 +43,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
         return [result]
     posts = read_batch(config.input)
     output = batch_output_path(config)
-    detector = _load_quietly(config)
+    detector = load_detector(config.run, config.weights, device=pick_device(config.device))
     results = classify_posts(detector, posts, config.batch_size)
     summary = write_batch_results(results, output)
     print(json.dumps(summary, ensure_ascii=False))

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import os
 from pathlib import Path
 
 import torch
@@ -53,9 +55,12 @@ class EfficientNetLite0Tower(nn.Module):
         from efficientnet_lite_pytorch import EfficientNet
 
         if pretrained:
-            self.trunk = EfficientNet.from_pretrained(
-                "efficientnet-lite0", weights_path=str(efficientnet_lite0_weights_path())
-            )
+            # The library prints "Loaded pretrained weights …" on stdout unconditionally; commands whose
+            # stdout is data (JSON) must not carry it, so it is dropped here, once for every caller.
+            with open(os.devnull, "w") as sink, contextlib.redirect_stdout(sink):
+                self.trunk = EfficientNet.from_pretrained(
+                    "efficientnet-lite0", weights_path=str(efficientnet_lite0_weights_path())
+                )
         else:
             self.trunk = EfficientNet.from_name("efficientnet-lite0")
         # The ImageNet classifier is not part of the tower; dropping it keeps optimizers from carrying it.

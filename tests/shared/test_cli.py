@@ -132,7 +132,8 @@ def test_success_and_help_pass_through(capsys: pytest.CaptureFixture[str]) -> No
 @pytest.mark.parametrize(
     ("argv", "named"),
     [
-        (["--embed_dim", "many"], "embed_dim"),
+        (["--embed_dim", "many"], "--embed_dim: expected int, got many"),
+        (["--trainer.max_steps", "x"], "--trainer.max_steps: expected int or null, got 'x'"),
         (["--config", "missing.yaml"], "missing.yaml"),
     ],
 )
