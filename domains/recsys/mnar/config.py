@@ -18,7 +18,7 @@ import yaml
 
 from domains.recsys.mnar.losses import ALL_ESTIMATORS, POINTWISE_ESTIMATORS
 from domains.recsys.mnar.training import mnar_trainer_config
-from shared.trainer import TrainerConfig
+from shared.trainer import TrainerConfig, check_trainer_config
 from shared.user_errors import UserError
 
 DEFAULT_ESTIMATORS = {
@@ -264,9 +264,7 @@ def _check_trainer(trainer: TrainerConfig) -> None:
             "--trainer.resume",
             f"an MNAR run holds one fit per estimator and seed; use 'latest', got {trainer.resume!r}",
         )
-    # The trainer checks its optimizer itself, but only once the first fit starts, inside the run folder.
-    if trainer.optimizer not in ("adam", "adamw"):
-        _refuse("--trainer.optimizer", f"must be 'adam' or 'adamw', got {trainer.optimizer!r}")
+    check_trainer_config(trainer)  # before the run folder exists
     unused = {
         "select_metric": trainer.select_metric,
         "stop_metric": trainer.stop_metric,

@@ -7,7 +7,8 @@ with ``Y = 0``, reported relative to the oracle.
 The fits are tiny and many (estimators × seeds × powers), so they train as the replicas of one
 :class:`~domains.recsys.mnar.models.ReplicatedPointwiseMF` in one batched loop rather than one trainer run
 each. Each replica keeps its own best weights (lowest validation loss), which a single scalar selection
-metric cannot express; a non-finite loss stops the loop with the core trainer's :class:`TrainingDiverged`.
+metric cannot express; a non-finite loss stops the loop with the core trainer's :class:`~shared.trainer.TrainingDiverged`
+(its :class:`~shared.trainer.NonFiniteGuard`); optimizer and best-value tracking are the core's too.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from domains.recsys.mnar.losses import POINTWISE_ESTIMATORS, EstimatorSpec
 from domains.recsys.mnar.models import PointwiseMF, ReplicatedPointwiseMF
 from domains.recsys.mnar.sampling import PairBatch
 from domains.recsys.mnar.semi_synthetic import SemiSyntheticWorld
-from shared.trainer import TrainingDiverged
+from shared.trainer import BestValue, NonFiniteGuard, TrainerConfig, build_optimizer
 
 
 @dataclass
@@ -128,15 +129,16 @@ def run_power(
     model = ReplicatedPointwiseMF(n_users, n_items, settings.dim, replica_seeds, settings.use_bias).to(device)
     best = ReplicatedPointwiseMF(n_users, n_items, settings.dim, replica_seeds, settings.use_bias).to(device)
     best.load_state_dict(model.state_dict())
-    best_loss = torch.full((len(replica_seeds),), float("inf"), device=device)
+    best_loss = BestValue("min", torch.full((len(replica_seeds),), float("inf"), device=device))
     best_step = torch.full((len(replica_seeds),), settings.iterations, dtype=torch.long, device=device)
     batch_rngs = [np.random.default_rng(seed) for seed in seeds]
-    params = list(model.parameters())
-    opt = (
-        torch.optim.SGD(params, lr=settings.lr)
-        if settings.optimizer == "sgd"
-        else torch.optim.Adam(params, lr=settings.lr)
+    # L2 is part of the loss (the authors' λ‖·‖²), so the optimizer itself does not decay; torch's Adam
+    # defaults (betas, eps) as in the authors' code.
+    optimizer_settings = TrainerConfig(
+        optimizer=settings.optimizer, lr=settings.lr, weight_decay=0.0, betas=(0.9, 0.999), eps=1e-8
     )
+    opt = build_optimizer(list(model.parameters()), optimizer_settings)
+    nonfinite = NonFiniteGuard(max_consecutive=0)  # one bad step would corrupt every replica: stop at once
 
     def estimator_losses(keys: torch.Tensor, logits: torch.Tensor, per_replica: bool) -> torch.Tensor:
         """Loss of every replica; ``keys`` ``(n_seeds, B)`` are shared across estimators."""
@@ -163,8 +165,7 @@ def run_power(
         loss = estimator_losses(keys, logits, per_replica=False).sum()
         if settings.l2 > 0:
             loss = loss + settings.l2 * model.l2_penalty()
-        if not torch.isfinite(loss):
-            raise TrainingDiverged(f"non-finite training loss at step {step} (p={power:g}); lower the learning rate")
+        nonfinite.record(bool(torch.isfinite(loss)), step, f"exposure power p={power:g}")
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -175,10 +176,9 @@ def run_power(
                 train = estimator_losses(keys, logits.detach(), per_replica=True)
             for replica, (train_value, validation_value) in enumerate(zip(train.tolist(), validation.tolist())):
                 histories[replica].append((step, train_value, validation_value))
-            improved = validation < best_loss
+            improved = best_loss.update(validation)
             if bool(improved.any()):
                 best.copy_replicas_from(model, improved)
-                best_loss = torch.where(improved, validation, best_loss)
                 best_step = torch.where(improved, torch.full_like(best_step, step), best_step)
 
     fits: list[SemiSyntheticFit] = []

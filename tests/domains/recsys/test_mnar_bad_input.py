@@ -218,7 +218,7 @@ def test_bad_flags_are_named(argv: list[str], named: str, tmp_path: Path, capsys
         (["--trainer.resume", "/some/checkpoint.pt"], "--trainer.resume"),
         (["--trainer.max_steps", "0"], "--trainer.max_steps"),
         (["--trainer.max_epochs", "2"], "--trainer.max_epochs"),  # disagrees with the preset's max_steps
-        (["--trainer.optimizer", "sgd"], "--trainer.optimizer"),
+        (["--trainer.optimizer", "rmsprop"], "--trainer.optimizer"),
         (["--trainer.select_metric", "mar_DCG@5"], "--trainer.select_metric"),  # would be silently unused
         (["--real.validation_fraction", "1.5"], "--real.validation_fraction"),
         (["--real.positive_fraction", "0"], "--real.positive_fraction"),
