@@ -173,6 +173,8 @@ class RunFolder:
             loaded = yaml.safe_load(self.config_path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             raise UserError(f"{self.config_path}: missing; is {self.path} a run folder?") from None
+        except UnicodeDecodeError:
+            raise UserError(f"{self.config_path}: not UTF-8 text") from None
         except yaml.YAMLError as error:
             raise UserError(f"{self.config_path}: not valid YAML ({error})") from None
         return loaded or {}

@@ -51,6 +51,12 @@ def test_open_names_the_flag_and_what_is_missing(tmp_path: Path) -> None:
         RunFolder.open(tmp_path / "r", require=FINISHED_MARKER)
     with pytest.raises(UserError, match="config.yaml: missing"):
         RunFolder(tmp_path / "r").load_config()
+    (tmp_path / "r" / "config.yaml").write_bytes(b"\xff\xfe")
+    with pytest.raises(UserError, match="config.yaml: not UTF-8 text"):
+        RunFolder(tmp_path / "r").load_config()
+    (tmp_path / "r" / "config.yaml").write_text("a: [1\n")
+    with pytest.raises(UserError, match="config.yaml: not valid YAML"):
+        RunFolder(tmp_path / "r").load_config()
 
 
 def test_eval_metrics_per_split_and_undefined_values(tmp_path: Path) -> None:

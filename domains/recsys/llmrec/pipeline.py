@@ -39,7 +39,7 @@ from domains.recsys.llmrec.training import (
 )
 from domains.recsys.recbole_io import RecboleTables
 from shared.run_folder import CONFIG_FILE, EVAL_DIR, EVAL_METRICS_FILE, FINISHED_MARKER, METRICS_FILE, RunFolder
-from shared.trainer import TrainerConfig
+from shared.trainer import TrainerConfig, check_trainer_config
 from shared.user_errors import UserError
 
 COMMAND = "domains.recsys.train"
@@ -82,6 +82,7 @@ class TrainConfig:
 
 
 def _check(config: TrainConfig) -> None:
+    check_trainer_config(config.trainer)  # before anything is read or written
     if config.ndcg_variant not in NDCG_VARIANTS:
         raise UserError(f"--ndcg_variant: must be one of {NDCG_VARIANTS}, got {config.ndcg_variant!r}")
     if config.augmentation == "kg" and config.base_epochs <= 0:
