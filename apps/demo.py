@@ -1,7 +1,8 @@
 """``make demo``: run every domain's default job on its built-in data, fill the store, serve the explorer.
 
-Each step is a real command (the same a user would type). A step is reused when it finished before (its
-marker in ``runs/.demo/``) and the outputs it declares are still there, so a second ``make demo`` reuses
+Each step is a real command (the same a user would type), run in its own process. A step is reused when it
+finished before (its marker in ``runs/.demo/``) and the outputs it declares (for a training step, its run
+folder's ``run.json``) are still there, so a second ``make demo`` reuses
 finished runs; delete a run folder (or its marker) to redo that step. ``DEMO_SERVE=0`` runs the jobs and
 exits; ``DEMO_ONLY=astro,news`` limits the domains; ``DEMO_PORT`` fixes the explorer's port.
 """
@@ -55,20 +56,20 @@ STEPS: tuple[DemoStep, ...] = (
         "biomed-pretrain",
         "biomed",
         ("-m", "domains.biomed.pretrain", "--store", STORE),
-        ("runs/biomed/demo/model.safetensors", "runs/biomed/demo/export/open_clip_config.json"),
+        ("runs/biomed/demo/run.json", "runs/biomed/demo/export/open_clip_config.json"),
     ),
     DemoStep(
-        "astro-pretrain", "astro", ("-m", "domains.astro.pretrain"), ("runs/astro/pretrain-demo/model.safetensors",)
+        "astro-pretrain", "astro", ("-m", "domains.astro.pretrain"), ("runs/astro/pretrain-demo/run.json",)
     ),
     DemoStep("astro-embed", "astro", ("-m", "domains.astro.embed", "--store", STORE)),
-    DemoStep("news-train", "news", ("-m", "domains.news.train"), ("runs/news/demo/config.yaml",)),
+    DemoStep("news-train", "news", ("-m", "domains.news.train"), ("runs/news/demo/run.json",)),
     DemoStep("news-embed", "news", ("-m", "domains.news.embed", "--store", STORE)),
     # The augmented model in runs/recsys/demo and the plain LightGCN in runs/recsys/demo/base.
     DemoStep(
         "recsys-train",
         "recsys",
         ("-m", "domains.recsys.train"),
-        ("runs/recsys/demo/model.safetensors", "runs/recsys/demo/base/model.safetensors"),
+        ("runs/recsys/demo/run.json", "runs/recsys/demo/base/run.json"),
     ),
     DemoStep("recsys-embed", "recsys", ("-m", "domains.recsys.embed", "--store", STORE)),
     # Rel-MF and friends on semi-synthetic MNAR MovieLens-100K (the one-minute preset); their user/item
@@ -77,7 +78,7 @@ STEPS: tuple[DemoStep, ...] = (
         "recsys-mnar",
         "recsys",
         ("-m", "domains.recsys.mnar", "--config", "domains/recsys/configs/mnar_quick.yaml", "--store", STORE),
-        ("runs/recsys/mnar-semi-synthetic-quick/results.json",),
+        ("runs/recsys/mnar-semi-synthetic-quick/run.json",),
     ),
 )
 
