@@ -2,17 +2,20 @@
 
 Each vector is stored with the sample key, the model name/version and run id, and PHI-free metadata
 (caption, image set, concept labels, licence); the samples table gets one row per key.
+:func:`embed_to_store` is the whole ``python -m domains.biomed.embed`` step (an :class:`EmbedConfig`).
 """
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from domains.biomed.biomedica import BiomedicaDecoder, eval_stream
 from domains.biomed.evaluation import encode_shards
+from domains.biomed.model import load_trained_model
 from shared.user_errors import UserError
 
 DOMAIN = "biomed"
@@ -86,3 +89,69 @@ def embed_into_store(
     finally:
         store.close()
     return len(encoded.keys)
+
+
+@dataclass
+class EmbedConfig:
+    """Encode a BIOMEDICA-format shard set into the embedding store."""
+
+    run: str | None = None
+    """Pretrain run folder whose model encodes (config.yaml + model.safetensors). Default: runs/biomed/demo unless --model is given."""
+    model: str | None = None
+    """Instead of --run: an open_clip model that is not a run folder: a preset, a JSON config, an exported or hub-layout folder (local-dir:DIR) or hf-hub:org/repo."""
+    input: str = "runs/biomed/demo_corpus/test"
+    """Shard set to encode: a folder, a brace pattern or a URL (join sources with '::')."""
+    store: str = "runs/embeddings.duckdb"
+    """DuckDB embedding store (created if missing)."""
+    run_id: str = ""
+    """Run id recorded with the vectors in the store; empty = the run's id (biomed/<run name>), or the model folder's name."""
+    model_name: str = ""
+    """Model name recorded with the vectors; empty = 'biomed-clip:<model source>'."""
+    model_version: str = ""
+    """Model version; empty = the first 12 hex digits of the weights' SHA-256."""
+    batch_size: int = 64
+    """Samples per encoding batch."""
+    device: str = "auto"
+    """cpu, cuda or auto."""
+
+
+@dataclass
+class EmbedResult:
+    """What :func:`embed_to_store` wrote."""
+
+    num_samples: int
+    """Samples encoded (each has one image and one text vector in the store)."""
+    run_id: str
+    """Run id recorded with the vectors."""
+    model_name: str
+    """Model name recorded with the vectors."""
+    model_version: str
+    """Model version recorded with the vectors."""
+
+
+def embed_to_store(config: EmbedConfig) -> EmbedResult:
+    """Encode ``config.input`` with the model ``config`` names and write the vectors to ``config.store``.
+
+    Raises:
+        UserError: A bad batch size, a folder given as the store, a model or shard source that names
+            nothing loadable, a store file DuckDB cannot open.
+        NothingProduced: The shard set yielded no sample (nothing is written).
+    """
+    from shared.device import pick_device
+
+    if config.batch_size < 1:
+        raise UserError(f"--batch_size: must be >= 1, got {config.batch_size}")
+    if Path(config.store).is_dir():
+        raise UserError(f"--store {config.store}: is a folder; expected a DuckDB file")
+    device = pick_device(config.device)
+    trained = load_trained_model(config.run, config.model, device)
+    sha = trained.weights_sha256()
+    run_id = config.run_id or (
+        trained.run.run_id if trained.run else Path(trained.source.removeprefix("local-dir:")).name or "biomed"
+    )
+    model_name = config.model_name or trained.name
+    version = config.model_version or (sha[:12] if sha else "untrained")
+    produced_by = {"run": str(trained.run.path) if trained.run else None, "model": config.model, "shards": config.input}
+    count = embed_into_store(trained.model, trained.loaded, config.input, config.store, run_id, model_name, version,
+                             produced_by, sha, config.batch_size, device, flag="--input")  # fmt: skip
+    return EmbedResult(count, run_id, model_name, version)

@@ -1,5 +1,8 @@
 """Evaluating a biomedical CLIP: retrieval R@K on a held-out shard set and zero-shot classification.
 
+:func:`evaluate_and_record` is the whole ``python -m domains.biomed.evaluate`` step: load the model a
+:class:`EvaluateConfig` names, evaluate it and write the metrics into a run folder.
+
 Zero-shot uses template ensembles (the mean of the normalised prompt embeddings per class, as open_clip
 and BiomedCLIP); presets carry BiomedCLIP's class names and templates for PCam and RSNA, and one for
 the demo corpus. The metrics themselves are the core's (``shared.evaluation``).
@@ -9,14 +12,19 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
 from domains.biomed.biomedica import BiomedicaDecoder, eval_stream
+from domains.biomed.model import load_trained_model
+from shared.run_folder import RunFolder
 from shared.user_errors import NothingProduced, UserError
+
+COMMAND = "domains.biomed.evaluate"
 
 #: BiomedCLIP's zero-shot settings (two templates per task, from the paper), plus the demo corpus.
 ZERO_SHOT_PRESETS: dict[str, dict[str, Any]] = {
@@ -214,3 +222,79 @@ def headline_metrics(results: Mapping[str, Any]) -> dict[str, float]:
     if "zero_shot" in results:
         summary["zero_shot_top1"] = float(results["zero_shot"]["top1"])
     return summary
+
+
+@dataclass
+class EvaluateConfig:
+    """Evaluate a model on a shard set: image–text retrieval and zero-shot classification."""
+
+    run: str | None = None
+    """Pretrain run folder to evaluate (config.yaml + model.safetensors); the metrics go to its eval/metrics.json. Default: runs/biomed/demo unless --model is given."""
+    model: str | None = None
+    """Instead of --run: an open_clip model that is not a run folder: a preset (demo, tiny, biomedclip), a JSON config, an exported or hub-layout folder (local-dir:DIR) or hf-hub:org/repo."""
+    input: str = "runs/biomed/demo_corpus/test"
+    """Held-out shard set in the BIOMEDICA layout: a folder, a brace pattern or a URL (join sources with '::')."""
+    run_name: str = "evaluate"
+    """With --model only: name of the run folder that receives the metrics (<runs_root>/biomed/<run_name>)."""
+    runs_root: str = "runs"
+    """With --model only: root folder of all run folders."""
+    batch_size: int = 64
+    """Samples per encoding batch."""
+    ks: list[int] = field(default_factory=lambda: [1, 5, 10])
+    """K values of Recall@K."""
+    zero_shot: str = "demo"
+    """Zero-shot preset (pcam, rsna, demo), 'custom' to use the fields below, or 'none'."""
+    label_field: str = ""
+    """Custom zero-shot: dotted path of the label in each sample's JSON."""
+    classnames: dict[str, str] = field(default_factory=dict)
+    """Custom zero-shot: label value → class name used in the prompts."""
+    templates: list[str] = field(default_factory=list)
+    """Custom zero-shot: prompt templates with a '{}' slot."""
+    device: str = "auto"
+    """cpu, cuda or auto."""
+
+
+@dataclass
+class EvaluationResult:
+    """What an evaluation wrote."""
+
+    metrics: dict[str, Any]
+    """The metrics written: retrieval, zero-shot (when measured), stream counts, model and shards."""
+    path: Path
+    """The ``eval/metrics.json`` written."""
+    model_flag: str
+    """The flag and value that name the evaluated model (``--run DIR`` or ``--model SPEC``)."""
+
+
+def evaluate_and_record(config: EvaluateConfig) -> EvaluationResult:
+    """Evaluate the model ``config`` names on ``config.input`` and write ``eval/metrics.json``.
+
+    A pretrain run (``--run``) gets the result in its own ``eval/metrics.json`` (its marker then lists the
+    file); a model given by spec (``--model``) gets a finished run folder of its own,
+    ``<runs_root>/biomed/<run_name>``.
+
+    Raises:
+        UserError: A bad batch size, zero-shot setting, model or shard source (naming the flag).
+        NothingProduced: The shard set yielded no sample.
+    """
+    from shared.device import pick_device
+
+    if config.batch_size < 1:
+        raise UserError(f"--batch_size: must be >= 1, got {config.batch_size}")
+    zero_shot = zero_shot_settings(config.zero_shot, config.label_field, config.classnames, config.templates)
+    device = pick_device(config.device)
+    trained = load_trained_model(config.run, config.model, device)
+    metrics = evaluate_model(trained.model, trained.loaded, config.input, config.batch_size, config.ks, zero_shot,
+                             device, flag="--input")  # fmt: skip
+    metrics.update({"model": str(trained.run.path) if trained.run else trained.source, "shards": config.input})
+    if trained.run is not None:
+        path = trained.run.write_eval_metrics(metrics)
+        trained.run.record_outputs([str(path.relative_to(trained.run.path))])  # its run.json lists the new file
+    else:
+        run = RunFolder.create("biomed", config.run_name, config.runs_root)
+        run.save_config(config)
+        path = run.write_eval_metrics(metrics)
+        run.mark_finished(command=COMMAND, outputs=["config.yaml", str(path.relative_to(run.path))],
+                          summary=headline_metrics(metrics))  # fmt: skip
+    model_flag = f"--run {trained.run.path}" if trained.run else f"--model {config.model}"
+    return EvaluationResult(metrics, path, model_flag)

@@ -9,20 +9,34 @@ the tokenizer files and, for a Hugging Face text tower, that tower's ``config.js
 reproduces the suite's embeddings exactly. The text tower's ``hf_model_name`` is the folder's absolute
 path (open_clip reads the text architecture from there); if the folder is moved, load it with
 ``domains.biomed.open_clip_loading.load_open_clip_model(DIR)``, which resolves the path to the folder itself.
+:func:`export_model` is the whole ``python -m domains.biomed.export`` step (an :class:`ExportConfig`).
 """
 
 from __future__ import annotations
 
 import copy
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
-from domains.biomed.model import EXPORT_WEIGHTS, BiomedClipModel
+from domains.biomed.model import EXPORT_WEIGHTS, BiomedClipModel, load_trained_model
 from domains.biomed.open_clip_loading import LoadedOpenClip
 from shared.atomic_files import atomic_directory, atomic_output, write_text_atomically
 from shared.user_errors import UserError
 
 WEIGHTS_NAME = EXPORT_WEIGHTS
+
+
+@dataclass
+class ExportConfig:
+    """Write an open_clip local-dir model from a pretrain run (or from any loadable open_clip model)."""
+
+    run: str | None = None
+    """Pretrain run folder to export (config.yaml + model.safetensors). Default: runs/biomed/demo unless --model is given."""
+    model: str | None = None
+    """Instead of --run: an open_clip model that is not a run folder: a preset, a JSON config, a hub-layout folder (local-dir:DIR) or hf-hub:org/repo."""
+    out_dir: str = ""
+    """Folder the export is written to (replaced if it exists); empty = <run>/export, or runs/biomed/export with --model."""
 
 
 def export_local_dir(model: BiomedClipModel, loaded: LoadedOpenClip, out_dir: str | Path) -> Path:
@@ -72,3 +86,19 @@ def export_local_dir(model: BiomedClipModel, loaded: LoadedOpenClip, out_dir: st
 def export_files(export_dir: Path, base: Path) -> list[str]:
     """The export's open_clip config and weights as paths relative to ``base`` (for a run's marker)."""
     return [str((export_dir / name).relative_to(base)) for name in ("open_clip_config.json", WEIGHTS_NAME)]
+
+
+def export_model(config: ExportConfig) -> Path:
+    """Export the model ``config`` names to ``config.out_dir`` (default ``<run>/export``); returns the folder.
+
+    An export inside the run folder is added to the run's marker (its config and weights, with their hashes).
+
+    Raises:
+        UserError: A model that names nothing loadable, an export target that is not a folder.
+    """
+    trained = load_trained_model(config.run, config.model)
+    default = trained.run.path / "export" if trained.run else Path("runs/biomed/export")
+    path = export_local_dir(trained.model, trained.loaded, Path(config.out_dir) if config.out_dir else default)
+    if trained.run is not None and path.resolve().is_relative_to(trained.run.path.resolve()):
+        trained.run.record_outputs(export_files(path.resolve(), trained.run.path.resolve()))
+    return path

@@ -4,104 +4,33 @@
     python -m domains.biomed.ingest --input /data/figures --captions captions.csv   # filepath,title
     python -m domains.biomed.ingest --help
 
-DICOM files (any suffix, searched recursively) go through the chain in :mod:`domains.biomed.dicom`;
-ordinary images through :mod:`domains.biomed.image_folder`; shards are written by
-:func:`domains.biomed.samples.write_sample_shards`. Files that are not DICOM, are truncated, have no
-pixel data or an unsupported photometric interpretation are listed in the manifest with the reason and
-the run continues; if no input becomes a sample the command says why and exits 1. No
-patient-identifying header field reaches a caption, the metadata, the printed log or the manifest.
+Files that cannot become a sample are listed in the manifest with the reason and the run continues; if
+no input becomes a sample the command says why and exits 1. The work is
+:func:`domains.biomed.ingestion.ingest_to_shards`.
 """
 
 from __future__ import annotations
 
-import json
-from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
-from domains.biomed.caption_tables import read_captions_table, read_reports_csv
-from domains.biomed.dicom import DicomChainConfig, read_dicom_folder
-from domains.biomed.image_folder import read_image_caption_folder
-from domains.biomed.samples import SkippedInput, write_sample_shards
+from domains.biomed.ingestion import IngestConfig, ingest_to_shards
 from shared.cli import parse_config, run_command
-from shared.run_folder import RunFolder
-from shared.user_errors import NothingProduced, UserError
 
-DOMAIN = "biomed"
-COMMAND = "domains.biomed.ingest"
-
-
-@dataclass
-class IngestConfig:
-    """Turn a folder of DICOM files (or images + a captions table) into BIOMEDICA-format webdataset shards."""
-
-    input: str = ""
-    """Folder to read (searched recursively for DICOM files; or the image root for --captions)."""
-    reports: str = ""
-    """Optional CSV mapping an id (relative path, with or without suffix, or file stem) to report text."""
-    captions: str = ""
-    """Ingest ordinary images instead: a CSV (filepath,title) or JSONL table of image paths and captions."""
-    run_name: str = "ingest"
-    """Name of the run folder this ingest creates: <runs_root>/biomed/<run_name> (shards in its shards/ unless --out_dir)."""
-    runs_root: str = "runs"
-    """Root folder of all run folders."""
-    out_dir: str = ""
-    """Shard folder; empty = <runs_root>/biomed/<run_name>/shards."""
-    license: str = "unknown"
-    """Licence recorded in every sample's article_license (e.g. CC-BY-4.0; 'unknown' counts as the 'other' subset)."""
-    dicom: DicomChainConfig = field(default_factory=DicomChainConfig)
-    """DICOM chain: image size, VOI, window index, frame policy, decoding plugin."""
-    max_samples_per_shard: int = 10000
-    """Samples per shard (BIOMEDICA uses 10,000)."""
-    overwrite: bool = False
-    """Replace existing shards in the output folder."""
+__all__ = ["IngestConfig", "main"]
 
 
 def main(argv: Sequence[str] | None = None) -> Path:
     """Command-line entry point: ``python -m domains.biomed.ingest --help``; returns the manifest path."""
     config = parse_config(IngestConfig, argv, prog="python -m domains.biomed.ingest")
-    if not config.input:
-        raise UserError("--input: required: a folder of DICOM files, or of images with --captions")
-    source = Path(config.input)
-    if not source.exists():
-        raise UserError(f"--input {source}: no such folder")
-    if not source.is_dir():
-        raise UserError(f"--input {source}: is a file; give the folder that holds the DICOM files or images")
-    if config.reports and config.captions:
-        raise UserError("--reports and --captions: reports caption DICOM files, captions caption images; give one")
-    if config.max_samples_per_shard < 1:
-        raise UserError(f"--max_samples_per_shard: must be >= 1, got {config.max_samples_per_shard}")
-    # Tables are read (and refused) before anything is written.
-    reports = read_reports_csv(config.reports) if config.reports else None
-    if config.captions:
-        read_captions_table(config.captions)
-    if not any(path.is_file() for path in source.rglob("*")):
-        raise NothingProduced(f"--input {source}: the folder holds no files")
-    run = RunFolder.create(DOMAIN, config.run_name, config.runs_root)
-    out_dir = Path(config.out_dir) if config.out_dir else run.path / "shards"
-    run.save_config(config)
-    skipped: list[SkippedInput] = []
-    if config.captions:
-        samples = read_image_caption_folder(source, config.captions, config.dicom.image_size, config.license, skipped)
-    else:
-        samples = read_dicom_folder(source, config.dicom, reports, config.license, skipped)
-    manifest = write_sample_shards(samples, skipped, out_dir, config.max_samples_per_shard, config.overwrite)
-    count = int(json.loads(manifest.read_text(encoding="utf-8")).get("num_samples", 0))
-    reasons = Counter(item.reason.split(" (")[0] for item in skipped)
-    skipped_line = "; ".join(f"{reason}: {n}" for reason, n in reasons.most_common())
-    if count == 0:
-        what = "image listed in --captions" if config.captions else "file in --input"
-        raise NothingProduced(f"no {what} became a sample ({len(skipped)} skipped: {skipped_line}); see {manifest}")
-    inside = out_dir.resolve().is_relative_to(run.path.resolve())
-    outputs = ["config.yaml"] + ([str(manifest.resolve().relative_to(run.path.resolve()))] if inside else [])
-    run.mark_finished(command=COMMAND, outputs=outputs,
-                      summary={"samples": count, "skipped": len(skipped), "shards": str(out_dir)})  # fmt: skip
-    print(f"Wrote {count} samples to {out_dir} (manifest {manifest})")
-    if skipped:
-        print(f"Skipped {len(skipped)} input(s): {skipped_line}")
-    print(f"Next: python -m domains.biomed.pretrain --data.train {out_dir} --run_name {config.run_name}-pretrain")
-    return manifest
+    result = ingest_to_shards(config)
+    print(f"Wrote {result.num_samples} samples to {result.out_dir} (manifest {result.manifest})")
+    if result.skipped:
+        print(f"Skipped {len(result.skipped)} input(s): {result.skipped_reasons}")
+    print(
+        f"Next: python -m domains.biomed.pretrain --data.train {result.out_dir} --run_name {config.run_name}-pretrain"
+    )
+    return result.manifest
 
 
 if __name__ == "__main__":

@@ -28,19 +28,16 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """Command-line entry point: ``python -m domains.biomed.pretrain --help``; returns the evaluation metrics."""
     config = parse_config(PretrainConfig, argv, prog="python -m domains.biomed.pretrain")
     result = pretrain(config)
-    run_dir, metrics = result.run.path, result.metrics
+    run_dir = result.run.path
     print(f"\nDone in {result.seconds / 60:.1f} min. Run folder: {run_dir}")
     print(f"  config:     {run_dir / 'config.yaml'}")
     print(f"  metrics:    {run_dir / 'metrics.csv'}")
     print(f"  weights:    {run_dir / 'model.safetensors'} (checkpoints in {run_dir / 'checkpoints'})")
     print(f"  evaluation: {run_dir / 'eval' / 'metrics.json'}")
-    if "trained" in metrics:
-        before = metrics.get("untrained", {}).get("retrieval", {}).get("image_to_text_R@1")
-        after = metrics["trained"]["retrieval"]["image_to_text_R@1"]
-        print(
-            f"  image→text R@1 on the held-out split: {after:.3f}"
-            + (f" (untrained {before:.3f})" if before is not None else "")
-        )
+    after, before = result.held_out_image_to_text_r1("trained"), result.held_out_image_to_text_r1("untrained")
+    if after is not None:
+        untrained = f" (untrained {before:.3f})" if before is not None else ""
+        print(f"  image→text R@1 on the held-out split: {after:.3f}{untrained}")
     if result.export_dir:
         print(f"  export:     {result.export_dir} (open_clip local-dir)")
     if result.stored:
@@ -48,19 +45,17 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             f"  store:      {config.store} ({result.stored} samples, image and text vectors, run id {result.run.run_id})"
         )
     print("Next:")
-    held_out = result.validation_urls or "<held-out shards>"
-    print(f"  python -m domains.biomed.evaluate --run {run_dir} --input {held_out}")
+    print(
+        f"  python -m domains.biomed.evaluate --run {run_dir} --input {result.validation_urls or '<held-out shards>'}"
+    )
     if result.export_dir:
         print(
-            '  python -c "import open_clip; '
-            f"m, _, p = open_clip.create_model_and_transforms('local-dir:{result.export_dir}')\""
+            f"  python -c \"import open_clip; m, _, p = open_clip.create_model_and_transforms('local-dir:{result.export_dir}')\""
         )
     print("  python -m domains.biomed.ingest --input <folder of DICOM files>   # bring your own data")
-    print(
-        f"  python -m domains.biomed.pretrain --run_name {config.run_name} --runs_root {config.runs_root} "
-        "--trainer.resume latest --trainer.max_steps <more>"
-    )
-    return metrics
+    print(f"  python -m domains.biomed.pretrain --run_name {config.run_name} --runs_root {config.runs_root} "
+          "--trainer.resume latest --trainer.max_steps <more>")  # fmt: skip
+    return result.metrics
 
 
 if __name__ == "__main__":

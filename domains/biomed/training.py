@@ -178,6 +178,10 @@ class PretrainResult:
     seconds: float
     """Wall-clock duration."""
 
+    def held_out_image_to_text_r1(self, which: str = "trained") -> float | None:
+        """Image→text R@1 on the held-out split of the ``"trained"`` or ``"untrained"`` model (None: not measured)."""
+        return self.metrics.get(which, {}).get("retrieval", {}).get("image_to_text_R@1")
+
 
 def _say(message: str) -> None:
     if is_main_process():
