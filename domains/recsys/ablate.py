@@ -7,16 +7,16 @@ interval, and paired differences from the first variant) and ``ablation_summary.
 
 from __future__ import annotations
 
-from domains.recsys.llmrec.ablation import TABLE_FILE, AblateConfig, run_ablation
+from domains.recsys.llmrec.ablation import AblateConfig, run_ablation
 from shared.cli import parse_config, run_command
 
 
 def main(argv: list[str] | None = None) -> None:
     """Command line entry point."""
     config = parse_config(AblateConfig, argv, prog="python -m domains.recsys.ablate")
-    run, _ = run_ablation(config)
-    print((run.path / TABLE_FILE).read_text(encoding="utf-8"), end="")
-    print(f"Wrote {run.path}/ablation.json, ablation.md and ablation_summary.json")
+    ablation = run_ablation(config)
+    print(ablation.table, end="")
+    print(f"Wrote {ablation.folder.path}/ablation.json, ablation.md and ablation_summary.json")
     print("Next: python -m domains.recsys.train   # the full demo pipeline on one seed")
 
 

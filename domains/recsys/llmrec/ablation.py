@@ -244,8 +244,23 @@ def _run_seed(config: AblateConfig, seed: int, seed_dir: Path) -> dict[str, dict
     return results
 
 
-def run_ablation(config: AblateConfig) -> tuple[RunFolder, dict[str, list[dict[str, float]]]]:
-    """Trains every variant for every seed; returns the run folder and test metrics per variant (one per seed).
+@dataclass(frozen=True)
+class AblationRun:
+    """What :func:`run_ablation` wrote.
+
+    Attributes:
+        folder: the finished run folder.
+        results: test metrics per variant, one entry per seed (``ablation.json``).
+        table: the Markdown table of ``ablation.md``.
+    """
+
+    folder: RunFolder
+    results: dict[str, list[dict[str, float]]]
+    table: str
+
+
+def run_ablation(config: AblateConfig) -> AblationRun:
+    """Trains every variant for every seed; returns the run folder, the test metrics and the table.
 
     Writes ``ablation.json`` (after each seed), ``ablation.md``, ``ablation_summary.json`` and, per seed and
     variant, a folder ``seed<s>/<variant>`` whose ``config.yaml`` holds the resolved settings that ran there.
@@ -267,4 +282,4 @@ def run_ablation(config: AblateConfig) -> tuple[RunFolder, dict[str, list[dict[s
         outputs=[CONFIG_FILE, RESULTS_FILE, TABLE_FILE, SUMMARY_FILE],
         summary={f"{name} recall@20": summary[name]["recall@20"]["mean"] for name in results},
     )
-    return out, results
+    return AblationRun(folder=out, results=results, table=table)

@@ -3,19 +3,48 @@
 The final representations ``h_u`` (modality ``user``) and ``h_i`` (modality ``item``) are written with a
 ``samples_recsys`` row per item (title, text) and user, so ``EmbeddingStore.nearest`` finds similar
 items/users. The store lives under ``runs/`` (never in the repository: MovieLens rows may not be
-redistributed).
+redistributed). :func:`embed_run` is ``domains.recsys.embed``'s work.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
-from domains.recsys.llmrec.training import WEIGHTS_FILE, LoadedRun
+from domains.recsys.llmrec.training import WEIGHTS_FILE, LoadedRun, load_run
 from shared.run_folder import RunFolder, sha256_of
 
 DEFAULT_MODEL_NAME = "llmrec-lightgcn"
+
+
+@dataclass
+class EmbedConfig:
+    """Write a trained run's user and item embeddings into the embedding store."""
+
+    run: str = "runs/recsys/demo"
+    """Run folder written by domains.recsys.train."""
+    store: str = "runs/embeddings.duckdb"
+    """DuckDB embedding store (created if missing)."""
+    model_name: str = DEFAULT_MODEL_NAME
+    """Model name recorded with every vector."""
+
+
+@dataclass(frozen=True)
+class StoreExport:
+    """What :func:`embed_run` wrote.
+
+    Attributes:
+        users: user vectors written.
+        items: item vectors written.
+        first_item_sample_id: the store's sample id of the data's first item (``<dataset>:item:<id>``), for
+            a nearest-neighbour query to try.
+    """
+
+    users: int
+    items: int
+    first_item_sample_id: str
 
 
 def embed_into_store(
@@ -59,3 +88,15 @@ def embed_into_store(
     finally:
         store.close()
     return len(user_ids), len(item_ids)
+
+
+def embed_run(config: EmbedConfig) -> StoreExport:
+    """Writes the user and item vectors of the run ``config.run`` into the store ``config.store``.
+
+    Raises:
+        UserError: ``config.run`` is not a finished ``domains.recsys.train`` run.
+    """
+    loaded = load_run(config.run)
+    users, items = embed_into_store(loaded, config.store, config.model_name)
+    data = loaded.data
+    return StoreExport(users=users, items=items, first_item_sample_id=f"{data.name}:item:{data.item_ids[0]}")

@@ -18,22 +18,16 @@ models go to the DuckDB embedding store (``--store``).
 
 from __future__ import annotations
 
-import sys
 from typing import Any
 
-import torch
-
-from domains.recsys.mnar.config import MnarConfig, check_config_files
+from domains.recsys.mnar.config import MnarConfig
 from domains.recsys.mnar.experiment import run_experiment
 from shared.cli import parse_config, run_command
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     """Parse the command line, run the experiment and say what was written; returns ``eval/metrics.json``."""
-    check_config_files(sys.argv[1:] if argv is None else argv)
     config = parse_config(MnarConfig, argv, prog="python -m domains.recsys.mnar", description=__doc__)
-    if config.cpu_threads > 0:
-        torch.set_num_threads(config.cpu_threads)
     run = run_experiment(config)
     print(run.markdown)
     print(f"[mnar] wrote {run.folder.path}/: {', '.join(run.outputs[:5])} and {len(run.outputs) - 5} model file(s)")

@@ -9,12 +9,9 @@ other protocol is refused rather than silently ignored.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, NoReturn
-
-import yaml
 
 from domains.recsys.mnar.losses import ALL_ESTIMATORS, POINTWISE_ESTIMATORS
 from domains.recsys.mnar.training import mnar_trainer_config
@@ -277,27 +274,3 @@ def _check_trainer(trainer: TrainerConfig) -> None:
             _refuse(
                 f"--trainer.{name}", "the real-data fits have no validation during training (the last weights are kept)"
             )
-
-
-def check_config_files(argv: Sequence[str]) -> None:
-    """Refuse a ``--config`` file that is not UTF-8 YAML with a message naming it, before the parser reads it.
-
-    The core parser reports these without the file's name; this check goes once it does.
-
-    Raises:
-        MnarConfigError: the file is missing, not UTF-8 or not valid YAML.
-    """
-    arguments = list(argv)
-    paths = [value for flag, value in zip(arguments, arguments[1:]) if flag == "--config"]
-    paths += [argument.split("=", 1)[1] for argument in arguments if argument.startswith("--config=")]
-    for path in paths:
-        try:
-            yaml.safe_load(Path(path).read_bytes().decode("utf-8"))
-        except OSError as error:
-            _refuse(f"--config {path}", error.strerror or "cannot read the file")
-        except UnicodeDecodeError as error:
-            _refuse(f"--config {path}", f"not UTF-8 text (undecodable byte at offset {error.start})")
-        except yaml.YAMLError as error:
-            mark = getattr(error, "problem_mark", None)
-            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-            _refuse(f"--config {path}", f"not valid YAML{where} ({getattr(error, 'problem', None) or 'parse error'})")

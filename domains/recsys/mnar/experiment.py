@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from domains.recsys.mnar.config import MnarConfig, MnarConfigError, check_config, clip_values, estimator_names
 from domains.recsys.mnar.real_data_experiment import (
     RealData,
@@ -82,13 +84,16 @@ def resolve_config(config: MnarConfig, data: RealData | None) -> MnarConfig:
 def run_experiment(config: MnarConfig) -> MnarRun:
     """Check and resolve ``config``, run its protocol and write the run folder (and the store).
 
-    Bad settings and bad data are refused before the run folder is created.
+    ``config.cpu_threads`` (when > 0) sets torch's CPU threads for the rest of the process. Bad settings
+    and bad data are refused before the run folder is created.
 
     Raises:
         MnarConfigError: a setting is out of range or does not fit the dataset.
         MnarDataError: a data file is missing or malformed.
     """
     check_config(config)
+    if config.cpu_threads > 0:
+        torch.set_num_threads(config.cpu_threads)
     data = None if config.is_semi_synthetic else prepare_real_data(config)
     config = resolve_config(config, data)
     run_name = config.run_name or default_run_name(config)

@@ -12,18 +12,18 @@ import pandas as pd
 import pytest
 
 from domains.recsys import ablate, augment, embed, evaluate, ingest, recommend, train
-from domains.recsys.embed import EmbedConfig
-from domains.recsys.evaluate import EvaluateConfig
-from domains.recsys.ingest import IngestConfig
 from domains.recsys.llmrec.ablation import VARIANTS, AblateConfig
 from domains.recsys.llmrec.augmentation import AugmentConfig, DecodingSettings
 from domains.recsys.llmrec.datasets import DatasetConfig
+from domains.recsys.llmrec.evaluation import EvaluateConfig
+from domains.recsys.llmrec.ingestion import IngestConfig
 from domains.recsys.llmrec.model import RecommenderConfig
 from domains.recsys.llmrec.pipeline import TrainConfig, run_training
+from domains.recsys.llmrec.recommendations import RecommendConfig
 from domains.recsys.llmrec.recommendations import recommend as recommend_for_users
+from domains.recsys.llmrec.store_export import EmbedConfig
 from domains.recsys.llmrec.training import FitConfig, load_run
 from domains.recsys.recbole_io import read_atomic_file
-from domains.recsys.recommend import RecommendConfig
 from shared.cli import field_docstrings, parse_config
 
 FAST = ["--fit.batch_size", "64", "--trainer.validate_every_epochs", "1", "--dataset.text_features", "false"]
