@@ -12,10 +12,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from command_contract import expect_command_failure
 
 from domains.astro import embed, evaluate, finetune, ingest, pretrain, table
 from domains.astro.catalogue import ALL_COLUMNS, CATALOGUE_ID_COLUMNS
-from shared.cli import run_command
 from shared.run_folder import RunFolder
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -27,19 +27,7 @@ def fails(
     main: Callable[[list[str]], object], argv: list[str], capsys: pytest.CaptureFixture[str], code: int = 2
 ) -> str:
     """Run a command that must fail; returns its one stderr line after checking the handler's contract."""
-    capsys.readouterr()
-    with pytest.raises(SystemExit) as exited:
-        run_command(main, argv)
-    captured = capsys.readouterr()
-    assert exited.value.code == code, captured.err
-    lines = captured.err.strip().splitlines()
-    assert len(lines) == 1, captured.err
-    assert "Traceback" not in captured.err
-    if code == 1:
-        assert lines[0].startswith("nothing produced:") and "next:" not in captured.out
-    else:
-        assert lines[0].startswith("error:")
-    return lines[0]
+    return expect_command_failure(main, argv, capsys, code).line
 
 
 # ------------------------------------------------------------------------------------------------ ingest

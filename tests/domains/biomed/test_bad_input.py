@@ -8,15 +8,14 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
 from biomed_fixtures import PHI, biomedica_sample, write_dicom
+from command_contract import expect_command_failure
 
 from domains.biomed import embed, evaluate, export, ingest, pretrain
-from shared.cli import run_command
 from shared.shards import ShardWriter
 
 TINY = ["--model.source", "tiny", "--model.pretrained_towers", "false", "--data.batch_size", "4",
@@ -66,13 +65,6 @@ def setup_files(tmp: Path) -> None:
     (tmp / "not_a_run").mkdir()
     good_shards(tmp / "shards")
     corrupt_shards(tmp / "corrupt")
-
-
-def run(main: Callable, argv: list[str], capsys) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as stopped:
-        run_command(main, argv)
-    captured = capsys.readouterr()
-    return int(stopped.value.code), captured.out, captured.err
 
 
 # (command, argv, expected exit code, a string the one error line must contain: the file or flag)
@@ -180,25 +172,19 @@ def test_bad_input_gives_one_line_naming_the_file_or_flag(
     command: str, argv: list[str], code: int, names: str, inputs: Path, monkeypatch, capsys
 ) -> None:
     monkeypatch.chdir(inputs)
-    exit_code, out, err = run(COMMANDS[command].main, argv, capsys)
-    lines = err.strip().splitlines()
-    assert len(lines) == 1, err
-    assert "Traceback" not in err
-    assert exit_code == code, err
-    assert names in lines[0], lines[0]
-    assert lines[0].startswith("nothing produced: " if code == 1 else "error: "), lines[0]
-    if code == 1:
-        assert "next:" not in out.lower()
+    failure = expect_command_failure(COMMANDS[command].main, argv, capsys, code, (names,))
     for value in PHI.values():  # the DICOM inputs carry identifiers: no message may quote them
         for part in value.replace("^", " ").split():
-            assert not re.search(rf"\b{re.escape(part)}\b", err, flags=re.IGNORECASE), part
+            assert not re.search(rf"\b{re.escape(part)}\b", failure.line, flags=re.IGNORECASE), part
 
 
 def test_nothing_is_marked_finished_after_bad_input(inputs: Path, monkeypatch, capsys) -> None:
     """A failed ingest or pretrain leaves no run.json: the explorer never picks up a run that did not finish."""
     monkeypatch.chdir(inputs)
-    run(ingest.main, ["--input", "binary", "--run_name", "failed-ingest"], capsys)
-    run(pretrain.main, [*TINY, "--data.train", "corrupt", "--run_name", "failed-pretrain"], capsys)
+    expect_command_failure(ingest.main, ["--input", "binary", "--run_name", "failed-ingest"], capsys, code=1)
+    expect_command_failure(
+        pretrain.main, [*TINY, "--data.train", "corrupt", "--run_name", "failed-pretrain"], capsys, code=1
+    )
     for name in ("failed-ingest", "failed-pretrain"):
         assert not (inputs / "runs" / "biomed" / name / "run.json").exists()
     assert not os.path.exists(inputs / "runs" / "biomed" / "failed-pretrain" / "model.safetensors")

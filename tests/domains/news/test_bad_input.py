@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from command_contract import expect_command_failure
 from PIL import Image
 
 from domains.news import ablate, detect, embed, evaluate, ingest, train
@@ -40,18 +41,7 @@ def refused(
     main: Callable[[list[str]], Any], argv: list[str], capsys: pytest.CaptureFixture[str], code: int = 2
 ) -> str:
     """Run a command expecting failure; check exit status, one stderr line, no traceback; return the line."""
-    capsys.readouterr()
-    with pytest.raises(SystemExit) as stopped:
-        run_command(main, argv)
-    captured = capsys.readouterr()
-    lines = captured.err.strip().splitlines()
-    assert stopped.value.code == code, captured.err
-    assert len(lines) == 1, captured.err
-    assert "Traceback" not in captured.err
-    assert lines[0].startswith("error: " if code == 2 else "nothing produced: "), lines[0]
-    if code == 1:
-        assert "next:" not in captured.out
-    return lines[0]
+    return expect_command_failure(main, argv, capsys, code).line
 
 
 def png(path: Path, color: tuple[int, int, int] = (200, 30, 30)) -> Path:

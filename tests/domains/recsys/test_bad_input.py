@@ -13,9 +13,9 @@ from types import ModuleType
 
 import numpy as np
 import pytest
+from command_contract import expect_command_failure
 
 from domains.recsys import ablate, augment, embed, evaluate, ingest, recommend, train
-from shared.cli import run_command
 
 from .conftest import write_synthetic_recbole
 
@@ -31,18 +31,7 @@ def fast(command: ModuleType) -> list[str]:
 
 def expect_failure(command: ModuleType, argv: list[str], capsys, names: tuple[str, ...], code: int = 2) -> str:
     """Runs ``command`` and checks the failure contract; returns the stderr line."""
-    with pytest.raises(SystemExit) as exit_info:
-        run_command(command.main, argv)
-    captured = capsys.readouterr()
-    error = captured.err.strip()
-    assert exit_info.value.code == code, error
-    assert error and "\n" not in error, f"not one line: {captured.err!r}"
-    assert "Traceback" not in captured.err
-    for name in names:
-        assert name in error, f"{name!r} not named in {error!r}"
-    if code == 1:
-        assert error.startswith("nothing produced:") and "next:" not in captured.out.lower()
-    return error
+    return expect_command_failure(command.main, argv, capsys, code, names).line
 
 
 @pytest.fixture(scope="module")

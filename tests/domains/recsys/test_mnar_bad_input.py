@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from command_contract import expect_command_failure
 
 from domains.recsys.mnar.__main__ import main
 from shared.cli import run_command
@@ -21,19 +22,12 @@ GOOD_LOG = "user,item,click,propensity\nann,x,1,0.5\nann,y,0,0.5\nbob,x,1,0.25\n
 
 def refused(argv: list[str], capsys: pytest.CaptureFixture[str], tmp_path: Path) -> str:
     """Run the command expecting a user error; check the contract and return the error line."""
-    capsys.readouterr()
     runs = tmp_path / "runs"
-    with pytest.raises(SystemExit) as stopped:
-        run_command(main, [*argv, "--runs_root", str(runs), "--store", "null"])
-    captured = capsys.readouterr()
-    lines = captured.err.strip().splitlines()
-    assert stopped.value.code == 2, captured.err
-    assert len(lines) == 1, captured.err
-    assert lines[0].startswith("error: ") and "Traceback" not in captured.err
-    assert len(lines[0]) < 400, lines[0]  # a huge input line is not echoed whole
-    assert "next:" not in captured.out
+    failure = expect_command_failure(main, [*argv, "--runs_root", str(runs), "--store", "null"], capsys)
+    assert len(failure.line) < 400, failure.line  # a huge input line is not echoed whole
+    assert "next:" not in failure.out
     assert not (runs / "recsys").exists(), "bad input must be refused before the run folder is created"
-    return lines[0]
+    return failure.line
 
 
 def write_bytes(path: Path, data: bytes) -> Path:
