@@ -22,15 +22,13 @@ import hashlib
 import importlib.util
 import json
 import os
-import shutil
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from shared.atomic_files import atomic_output
+from shared.atomic_files import atomic_directory, atomic_output
 
 #: OGLE-III (Type, Subtype) → AstroM3 class. δ Scuti stars are split by amplitude (see HADS_MIN_I_AMPLITUDE).
 OGLE_TO_ASTROM3: dict[tuple[str, str], str] = {
@@ -210,22 +208,11 @@ def build_demo_dataset(
     files = DemoFiles.at(cache_dir / f"demo-n{spec.n_stars}-s{spec.seed}-{key[:10]}")
     if (files.root / "DONE").is_file() and not rebuild:
         return files
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=cache_dir, prefix=".building-"))
-    try:
+    # Built aside and swapped in whole: a reader never sees half a set; a process that finishes the same
+    # (deterministic) set second replaces it with identical files.
+    with atomic_directory(files.root) as staging:
         _write_demo(DemoFiles.at(staging), spec)
         (staging / "DONE").write_text(json.dumps(asdict(spec)), encoding="utf-8")
-        if files.root.exists():
-            shutil.rmtree(files.root)
-        try:
-            os.replace(staging, files.root)
-        except OSError:
-            if not (files.root / "DONE").is_file():
-                raise
-            shutil.rmtree(staging, ignore_errors=True)  # another process finished the same set first
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return files
 
 
