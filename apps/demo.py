@@ -58,9 +58,7 @@ STEPS: tuple[DemoStep, ...] = (
         ("-m", "domains.biomed.pretrain", "--store", STORE),
         ("runs/biomed/demo/run.json", "runs/biomed/demo/export/open_clip_config.json"),
     ),
-    DemoStep(
-        "astro-pretrain", "astro", ("-m", "domains.astro.pretrain"), ("runs/astro/pretrain-demo/run.json",)
-    ),
+    DemoStep("astro-pretrain", "astro", ("-m", "domains.astro.pretrain"), ("runs/astro/pretrain-demo/run.json",)),
     DemoStep("astro-embed", "astro", ("-m", "domains.astro.embed", "--store", STORE)),
     DemoStep("news-train", "news", ("-m", "domains.news.train"), ("runs/news/demo/run.json",)),
     DemoStep("news-embed", "news", ("-m", "domains.news.embed", "--store", STORE)),
