@@ -40,6 +40,7 @@ from shared.checkpoints import (
     restore_rng_state,
     save_weights_atomically,
 )
+from shared.contrastive_loss import ContrastiveLoss
 from shared.device import autocast_for, move_to_device, pick_device, resolve_precision
 from shared.distributed import DistributedContext, init_distributed
 from shared.lr_schedule import LearningRateSchedule
@@ -151,8 +152,7 @@ class TrainingInterrupted(SystemExit):
 class TrainableModel(Protocol):
     """What the trainer needs of a model: ``forward(batch)`` returns a dict with a scalar ``"loss"``.
 
-    Optional extras the trainer uses when present: ``"loss_terms"`` (a dict of named scalar terms,
-    logged), and ``after_optimizer_step()`` (e.g. clamping temperatures).
+    ``"loss_terms"`` (a dict of named scalar terms) may be returned beside ``"loss"``; they are logged.
     """
 
     def __call__(self, batch: Any) -> dict[str, Any]: ...
@@ -166,11 +166,12 @@ class ContrastiveTrainable(TrainableModel, Protocol):
 
     ``forward(batch, features_only=True)`` returns ``{modality: features}`` and
     ``loss_from_features(features, loss_params_grad)`` the loss dict, so that gradient accumulation can
-    cache features and the contrastive batch is the full effective batch. The model owns its loss (and
-    the loss owns the temperatures): ``loss`` is exposed for logging the temperatures.
+    cache features and the contrastive batch is the full effective batch. The model owns its loss, a
+    :class:`~shared.contrastive_loss.ContrastiveLoss`, and the loss owns the temperatures (logged every
+    step); ``after_optimizer_step()`` runs after each optimizer step (it clamps them).
     """
 
-    loss: nn.Module
+    loss: ContrastiveLoss
 
     def loss_from_features(
         self, features: dict[str, torch.Tensor], loss_params_grad: bool = True
@@ -603,15 +604,13 @@ class Trainer:
             self.optimizer.zero_grad(set_to_none=True)
             return {"loss": float(loss), "nonfinite": 1.0}
         self.optimizer.step()
-        after_step = getattr(self.model, "after_optimizer_step", None)
-        if callable(after_step):
-            after_step()
         values = {"loss": float(loss), "grad_norm": float(grad_norm), "lr": self.schedule.lr_at(self.step)}
         for name, term in (output.get("loss_terms") or {}).items():
             values[f"loss_{name}"] = float(term.detach())
-        loss_module = getattr(self.model, "loss", None)
-        for name, log_scale in getattr(loss_module, "logit_scales", {}).items():
-            values[f"logit_scale_{name}"] = float(log_scale.detach().exp())
+        if self.uses_feature_cache:  # a ContrastiveTrainable: its loss owns the temperatures
+            self.model.after_optimizer_step()
+            for name, log_scale in self.model.loss.logit_scales.items():
+                values[f"logit_scale_{name}"] = float(log_scale.detach().exp())
         return values
 
     # ----------------------------------------------------------------------------------- validation

@@ -389,11 +389,13 @@ def run_ingest(config: IngestConfig) -> IngestResult:
         NothingProduced: no object could be ingested (``problems.csv`` says why for each).
     """
     _check_config(config)
+    # The user's inputs are checked first (the built-in set is only built once the output is known free).
+    sources = _raw_sources(config) if config.catalogue is not None else None
     shard_dir = Path(config.runs_root) / "astro" / config.run_name / "shards"
     if not config.overwrite and ((shard_dir / MANIFEST_NAME).exists() or any(shard_dir.glob("*.tar"))):
         message = "already holds shards; pass --overwrite true or choose another --run_name"
         raise FileExistsError(errno.EEXIST, message, str(shard_dir))
-    sources = _raw_sources(config)
+    sources = sources or _raw_sources(config)
     catalogue = read_asassn_catalogue(sources.catalogue)
     folder = RunFolder.create("astro", config.run_name, config.runs_root)
     shard_dir, split_dir = folder.path / "shards", folder.path / "splits"

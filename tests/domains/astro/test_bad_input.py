@@ -129,7 +129,9 @@ def test_ingest_needs_all_four_inputs_and_a_readable_config(
 ) -> None:
     catalogue = tmp_path / "catalogue.csv"
     catalogue.write_text(catalogue_text(), encoding="utf-8")
-    assert "--spectrum_dir" in fails(ingest.main, ingest_argv(catalogue, raw_inputs, tmp_path)[:-6], capsys)
+    argv = ingest_argv(catalogue, raw_inputs, tmp_path / "runs")
+    at = argv.index("--spectrum_dir")
+    assert "--spectrum_dir" in fails(ingest.main, argv[:at] + argv[at + 2 :], capsys)
     bad_yaml = tmp_path / "bad.yaml"
     bad_yaml.write_text(BAD_YAML, encoding="utf-8")
     assert str(bad_yaml) in fails(ingest.main, ["--config", str(bad_yaml)], capsys)
