@@ -15,8 +15,10 @@ import json
 import os
 import re
 import shlex
+import tarfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 from PIL import Image
@@ -229,6 +231,25 @@ def open_biomedica_stream(
         return ShardStream(urls, decoder, batch_size, **options)
     except FileNotFoundError as error:
         raise UserError(f"{flag} {urls}: {error}") from None
+
+
+def check_shard_source(urls: str, flag: str) -> None:
+    """Refuse, before any model is built, a shard source that cannot be read at all: a missing or empty
+    folder, or local files none of which is a tar archive. (One bad shard among good ones is the stream's to
+    skip and count; remote and ``pipe:`` sources are checked as they stream.)
+
+    Raises:
+        UserError: naming ``flag`` and the offending path.
+    """
+    stream = open_biomedica_stream(urls, None, 1, flag, mode="epoch", shuffle_buffer=0)
+    local = [
+        Path(url.removeprefix("file://"))
+        for url in stream.shard_urls
+        if url.startswith("file://") or ("://" not in url and not url.startswith("pipe:"))
+    ]
+    files = [path for path in local if path.is_file()]
+    if files and len(files) == len(stream.shard_urls) and not any(tarfile.is_tarfile(path) for path in files):
+        raise UserError(f"{flag} {files[0]}: not a tar shard (webdataset shards are .tar archives)")
 
 
 def eval_stream(urls: str, decoder: Any, batch_size: int, flag: str = "--input") -> ShardStream:

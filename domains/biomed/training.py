@@ -23,7 +23,7 @@ from typing import Any
 from domains.biomed.biomedica import (
     BiomedicaDecoder,
     BiomedicaFilter,
-    eval_stream,
+    check_shard_source,
     huggingface_shard_urls,
     open_biomedica_stream,
 )
@@ -319,8 +319,10 @@ def pretrain(config: PretrainConfig, say: Callable[[str], None] = _say) -> Pretr
     if config.trainer.resume:  # a resume without a checkpoint fails here, before any data or model is built
         check_resume(config.trainer.resume, run)
     train_urls, validation_urls = training_urls(config, say)
+    # Unreadable shard sources fail here, before the (slow, chatty) model build.
+    check_shard_source(train_urls, "--data.hf_repo" if config.data.hf_repo else "--data.train")
     if validation_urls:
-        eval_stream(validation_urls, None, config.eval_batch_size, "--data.validation")  # fail before training
+        check_shard_source(validation_urls, "--data.validation")
     device = pick_device(config.trainer.device)
     model_config = config.model
     seed_everything(config.trainer.seed)  # the initial weights are part of what the seed fixes

@@ -98,7 +98,9 @@ CASES = [
     ("pretrain", [*TINY, "--data.train", "shards", "--trainer.resume", "no/such.pt"], 2, "--trainer.resume"),
     ("pretrain", [*TINY, "--data.train", "no_such_shards"], 2, "--data.train"),
     ("pretrain", [*TINY, "--data.train", "empty"], 2, "--data.train"),
-    ("pretrain", [*TINY, "--data.train", "corrupt"], 1, "--data.train"),
+    ("pretrain", [*TINY, "--data.train", "corrupt"], 2, "--data.train corrupt/bad-000000.tar: not a tar shard"),
+    ("pretrain", [*TINY, "--data.train", "binary/scan.dcm"], 2, "--data.train binary/scan.dcm: not a tar shard"),
+    ("pretrain", [*TINY, "--data.train", "reports_utf16.csv"], 2, "--data.train reports_utf16.csv: not a tar shard"),
     ("pretrain", [*TINY, "--data.train", "shards", "--data.validation", "no_such_shards"], 2, "--data.validation"),
     ("pretrain", [*TINY, "--data.train", "shards", "--trainer.max_steps", "0"], 2, "--trainer.max_steps"),
     ("pretrain", [*TINY, "--data.train", "shards", "--trainer.max_steps", "ten"], 2, "trainer.max_steps"),
@@ -183,7 +185,7 @@ def test_nothing_is_marked_finished_after_bad_input(inputs: Path, monkeypatch, c
     monkeypatch.chdir(inputs)
     expect_command_failure(ingest.main, ["--input", "binary", "--run_name", "failed-ingest"], capsys, code=1)
     expect_command_failure(
-        pretrain.main, [*TINY, "--data.train", "corrupt", "--run_name", "failed-pretrain"], capsys, code=1
+        pretrain.main, [*TINY, "--data.train", "corrupt", "--run_name", "failed-pretrain"], capsys, code=2
     )
     for name in ("failed-ingest", "failed-pretrain"):
         assert not (inputs / "runs" / "biomed" / name / "run.json").exists()

@@ -157,3 +157,26 @@ def test_public_sets_get_plain_urls() -> None:
                     "https://huggingface.co/datasets/org/set/resolve/main/b.tar"]  # fmt: skip
     with pytest.raises(ValueError, match="environment variable name"):
         huggingface_shard_urls("org/set", ["a.tar"], token_env="X; rm -rf /")  # noqa: S106
+
+
+def test_shard_source_check_refuses_only_a_source_with_no_readable_shard(tmp_path: Path) -> None:
+    import io
+    import tarfile
+
+    from domains.biomed.biomedica import check_shard_source
+    from shared.user_errors import UserError
+
+    good = tmp_path / "mixed" / "shard-000000.tar"
+    good.parent.mkdir()
+    with tarfile.open(good, "w") as archive:
+        info = tarfile.TarInfo("a.txt")
+        info.size = 1
+        archive.addfile(info, io.BytesIO(b"x"))
+    (tmp_path / "mixed" / "shard-000001.tar").write_bytes(b"\x00garbage" * 10)
+    check_shard_source(str(tmp_path / "mixed"), "--data.train")  # the stream skips and counts the bad one
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "shard-000000.tar").write_bytes(b"not a tar at all")
+    with pytest.raises(UserError, match=r"^--data\.train .*shard-000000\.tar: not a tar shard"):
+        check_shard_source(str(tmp_path / "bad"), "--data.train")
+    with pytest.raises(UserError, match="--data.validation"):
+        check_shard_source(str(tmp_path / "nowhere"), "--data.validation")
