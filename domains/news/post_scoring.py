@@ -16,7 +16,7 @@ from typing import Any
 from PIL import Image
 
 from domains.news.data import LABEL_NAMES, NewsPost, image_as_rgb, load_readable_image, read_jsonl_posts
-from domains.news.trained_detector import LoadedDetector, check_weights
+from domains.news.trained_detector import LoadedDetector, check_weights, load_detector
 from shared.user_errors import NothingProduced, UserError
 
 
@@ -217,3 +217,37 @@ def write_batch_results(results: list[dict[str, Any]], output: Path) -> dict[str
         reasons = ", ".join(f"{skipped.count(reason)} {reason}" for reason in sorted(set(skipped)))
         raise NothingProduced(f"all {len(results)} posts were skipped ({reasons}); reasons in {output}")
     return summary
+
+
+@dataclass
+class Detection:
+    """What a detection run produced: the result records, and for a batch its summary (``None`` for one post)."""
+
+    results: list[dict[str, Any]]
+    summary: dict[str, Any] | None = None
+
+
+def detect_posts(config: DetectConfig) -> Detection:
+    """Score the post given on the command line, or every post of ``--input`` (results written to ``--out_dir``).
+
+    Flags and inputs are checked before the model loads.
+
+    Raises:
+        UserError: bad flags or input (named), or a single post that cannot be classified.
+        NothingProduced: every post of a batch was skipped.
+    """
+    from shared.device import pick_device
+
+    check_detect_config(config)
+    if config.input is None:
+        post, _ = single_post(config)
+        detector = load_detector(config.run, config.weights, device=pick_device(config.device))
+        result = classify_posts(detector, [post], 1)[0]
+        if "skipped" in result:
+            raise UserError(f"cannot classify the post: {result['skipped']}")
+        return Detection([result])
+    posts = read_batch(config.input)
+    output = batch_output_path(config)
+    detector = load_detector(config.run, config.weights, device=pick_device(config.device))
+    results = classify_posts(detector, posts, config.batch_size)
+    return Detection(results, write_batch_results(results, output))
