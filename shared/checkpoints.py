@@ -150,7 +150,9 @@ class CheckpointManager:
         if resume == "latest":
             found = self.latest()
             if found is None:
-                raise CheckpointError(f"--trainer.resume latest: no checkpoint in {self.directory}")
+                raise CheckpointError(
+                    f"--trainer.resume latest: no checkpoint in {self.directory}; run without --trainer.resume to start"
+                )
             return found
         path = Path(resume)
         if path.is_dir():
@@ -170,3 +172,17 @@ class CheckpointManager:
             state_path = self.path_for(step)
             state_path.unlink(missing_ok=True)
             state_path.with_suffix(".safetensors").unlink(missing_ok=True)
+
+
+def check_resume(resume: str | None, checkpoints_dir: str | Path) -> None:
+    """Refuse a ``--trainer.resume`` with nothing to resume from, before any data or model is built.
+
+    The same resolution the trainer makes when it starts (:meth:`CheckpointManager.resolve`), done early so
+    that a command fails in one line instead of after loading its data and model. ``None`` passes.
+
+    Raises:
+        CheckpointError: (a ``UserError``) ``latest`` with no checkpoint in ``checkpoints_dir``, or a path that
+            holds none.
+    """
+    if resume:
+        CheckpointManager(checkpoints_dir).resolve(resume)

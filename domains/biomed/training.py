@@ -30,6 +30,7 @@ from domains.biomed.biomedica import (
 from domains.biomed.evaluation import ZERO_SHOT_PRESETS, evaluate_model, headline_metrics
 from domains.biomed.model import RUN_WEIGHTS, BiomedClipModel, build_training_model, lock_towers, wise_ft_merge
 from domains.biomed.open_clip_loading import LoadedOpenClip, load_open_clip_model
+from shared.checkpoints import check_resume
 from shared.run_folder import RunFolder, is_main_process, sha256_of
 from shared.trainer import TrainerConfig, resolve_budget
 from shared.user_errors import NothingProduced, UserError
@@ -219,25 +220,6 @@ def check_pretrain_config(config: PretrainConfig) -> None:
         )
 
 
-def check_resume(resume: str, run: RunFolder) -> None:
-    """Refuse ``--trainer.resume`` when there is nothing to resume from (never a silent fresh start).
-
-    Raises:
-        UserError: No checkpoint in the run folder (``latest``), or no such checkpoint file or folder.
-    """
-    from shared.checkpoints import CheckpointError, CheckpointManager
-
-    manager = CheckpointManager(run.checkpoints_dir)
-    try:
-        if resume == "latest" and manager.latest() is None:
-            raise UserError(
-                f"--trainer.resume latest: no checkpoint in {run.checkpoints_dir}; run without --trainer.resume to start"
-            )
-        manager.resolve(resume)
-    except CheckpointError as error:
-        raise UserError(f"--trainer.resume {resume}: {str(error).partition(': ')[2] or error}") from None
-
-
 def training_urls(config: PretrainConfig, say: Callable[[str], None] = _say) -> tuple[str, str]:
     """The training and validation shard sources; builds the demo corpus (saying so) when none is given."""
     data = config.data
@@ -317,7 +299,7 @@ def pretrain(config: PretrainConfig, say: Callable[[str], None] = _say) -> Pretr
     check_pretrain_config(config)
     run = RunFolder.create(DOMAIN, config.run_name, config.runs_root)
     if config.trainer.resume:  # a resume without a checkpoint fails here, before any data or model is built
-        check_resume(config.trainer.resume, run)
+        check_resume(config.trainer.resume, run.checkpoints_dir)
     train_urls, validation_urls = training_urls(config, say)
     # Unreadable shard sources fail here, before the (slow, chatty) model build.
     check_shard_source(train_urls, "--data.hf_repo" if config.data.hf_repo else "--data.train")

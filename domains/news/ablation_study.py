@@ -23,7 +23,6 @@ from typing import Any
 
 from domains.news.detector_training import (
     TRAIN_COMMAND,
-    check_resume,
     check_trainer_settings,
     demo_trainer_config,
     fit_clip_features,
@@ -37,6 +36,7 @@ from domains.news.ingestion import DEFAULT_SHARDS, ensure_builtin_shards
 from domains.news.model import HeadConfig
 from domains.news.splits import check_fractions
 from shared.atomic_files import write_json_atomically, write_text_atomically
+from shared.checkpoints import check_resume
 from shared.run_folder import RunFolder
 from shared.seed_statistics import markdown_table, summarize
 from shared.trainer import TrainerConfig, resolve_budget

@@ -26,6 +26,7 @@ from domains.news.ingestion import DEFAULT_SHARDS, ensure_builtin_shards
 from domains.news.model import FEATURE_KEYS, FNDCLIPModel, HeadConfig, build_model
 from domains.news.splits import check_fractions, pair_groups, split_rows
 from domains.news.trained_detector import DETECTOR_FILE, save_detector
+from shared.checkpoints import check_resume
 from shared.run_folder import RunFolder
 from shared.trainer import TrainerConfig, check_trainer_config, resolve_budget, with_step_defaults
 from shared.user_errors import UserError
@@ -120,23 +121,6 @@ def check_trainer_settings(trainer: TrainerConfig, flag_prefix: str = "--trainer
         value = getattr(trainer, name)
         if value is not None and value not in VALIDATION_METRICS:
             raise UserError(f"{flag_prefix}{name}: must be one of {', '.join(VALIDATION_METRICS)}, got {value!r}")
-
-
-def check_resume(resume: str | None, checkpoints_dir: Path, flag: str = "--trainer.resume") -> None:
-    """Refuse a resume that has nothing to resume from (never a silent fresh start).
-
-    Raises:
-        UserError: ``latest`` with no checkpoint in ``checkpoints_dir``, or a path that does not exist.
-    """
-    from shared.checkpoints import CheckpointManager
-
-    if resume is None:
-        return
-    if resume == "latest":
-        if CheckpointManager(checkpoints_dir).latest() is None:
-            raise UserError(f"{flag} latest: no checkpoint in {checkpoints_dir}")
-    elif not Path(resume).exists():
-        raise UserError(f"{flag} {resume}: no such checkpoint file or folder")
 
 
 def check_train_config(config: TrainConfig) -> None:
@@ -259,7 +243,7 @@ def train_detector(config: TrainConfig, command: str = TRAIN_COMMAND) -> TrainOu
     saved config is changed afterwards.
 
     Raises:
-        UserError: a bad setting or input, named (see :func:`check_train_config`, :func:`check_resume`).
+        UserError: a bad setting or input, named (see :func:`check_train_config`, :func:`shared.checkpoints.check_resume`).
     """
     check_train_config(config)
     shards = ensure_builtin_shards(config.input)

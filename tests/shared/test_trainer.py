@@ -13,7 +13,7 @@ import torch
 from torch import nn
 from train_job import build_dataset, build_model  # tests/shared/jobs is on pytest's pythonpath
 
-from shared.checkpoints import CheckpointError, CheckpointManager, load_training_state
+from shared.checkpoints import CheckpointError, CheckpointManager, check_resume, load_training_state
 from shared.data_iteration import TensorDictDataset, batches_from_dataset
 from shared.run_folder import RunFolder, read_metrics
 from shared.trainer import (
@@ -475,3 +475,14 @@ def test_sgd_and_config_checks() -> None:
     ):
         with pytest.raises(UserError, match=flag):
             check_trainer_config(TrainerConfig(**bad))
+
+
+def test_check_resume_refuses_early_what_the_trainer_would_refuse(tmp_path: Path) -> None:
+    check_resume(None, tmp_path / "checkpoints")  # no resume asked: nothing to check
+    with pytest.raises(CheckpointError, match=r"^--trainer\.resume latest: no checkpoint in .*run without"):
+        check_resume("latest", tmp_path / "checkpoints")
+    with pytest.raises(CheckpointError, match=r"--trainer\.resume .*nope\.pt: no such checkpoint file"):
+        check_resume(str(tmp_path / "nope.pt"), tmp_path / "checkpoints")
+    trainer = Trainer(_Regressor(), TrainerConfig(max_steps=2, checkpoint_every=2, progress_bar=False), tmp_path)
+    trainer.fit(batches_from_dataset(TensorDictDataset({"x": torch.randn(16, 2), "y": torch.randn(16)}), 8))
+    check_resume("latest", tmp_path / "checkpoints")
