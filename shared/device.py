@@ -8,12 +8,18 @@ from typing import Any
 
 import torch
 
+from shared.user_errors import UserError
 
-def pick_device(preferred: str = "auto") -> torch.device:
+
+def pick_device(preferred: str = "auto", flag: str = "--device") -> torch.device:
     """Return the device to run on.
 
     Args:
         preferred: ``"auto"`` (CUDA when available, else CPU), or an explicit torch device string.
+        flag: The flag that gave ``preferred`` (named in the error).
+
+    Raises:
+        UserError: ``preferred`` is not a device string torch knows.
     """
     if preferred == "auto":
         if torch.cuda.is_available():
@@ -21,7 +27,10 @@ def pick_device(preferred: str = "auto") -> torch.device:
                 return torch.device("cuda", torch.cuda.current_device())
             return torch.device("cuda")
         return torch.device("cpu")
-    return torch.device(preferred)
+    try:
+        return torch.device(preferred)
+    except RuntimeError as error:
+        raise UserError(f"{flag} {preferred!r}: not a torch device ({error})") from None
 
 
 def resolve_precision(device: torch.device, precision: str = "auto") -> str:

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from domains.astro.datasets import AstroSplits, device_from_flag, load_astro_splits, map_batches
+from domains.astro.datasets import AstroSplits, load_astro_splits, map_batches
 from domains.astro.ingest_pipeline import resolve_ingest_dir
 from domains.astro.input_errors import AstroInputError, MissingAstroFolderError
 from domains.astro.model import AstroClassifier, model_config_from_dict
@@ -170,7 +170,7 @@ def evaluate_run(config: EvaluateConfig) -> dict[str, Any]:
         raise UserError(f"--split: must be one of {list(SPLITS_EVALUATED)}, got {config.split!r}")
     if config.batch_size < 1:
         raise UserError(f"--batch_size: must be >= 1, got {config.batch_size}")
-    device = device_from_flag(config.device)
+    device = pick_device(config.device)
     folders = seed_folders(config.run)
     per_seed: dict[int, dict[str, Any]] = {}
     for folder in folders:

@@ -27,7 +27,6 @@ from domains.astro.classifier_evaluation import EVALUATION_OUTPUTS, evaluate_cla
 from domains.astro.clip_pretraining import check_validation_metrics, load_pretrained_clip
 from domains.astro.datasets import (
     SUBSETS,
-    device_from_flag,
     epoch_aware_batches,
     load_astro_splits,
     map_batches,
@@ -44,6 +43,7 @@ from domains.astro.model import (
 from domains.astro.training_budget import resolve_epoch_budget, with_epoch_budget
 from shared.atomic_files import write_json_atomically
 from shared.cli import config_to_dict
+from shared.device import pick_device
 from shared.run_folder import RunFolder
 from shared.trainer import Trainer, TrainerConfig, check_trainer_config, seed_everything
 from shared.user_errors import UserError
@@ -211,7 +211,7 @@ VALIDATION_METRICS = ("val_accuracy", "val_loss")
 def _check_config(config: FinetuneConfig, trainer_flags: str) -> None:
     check_trainer_config(config.trainer, trainer_flags)
     check_validation_metrics(config.trainer, VALIDATION_METRICS, trainer_flags)
-    device_from_flag(config.trainer.device, f"{trainer_flags}device")
+    pick_device(config.trainer.device, f"{trainer_flags}device")
     if config.mode not in FINETUNE_MODES:
         raise UserError(f"--mode: must be one of {list(FINETUNE_MODES)}, got {config.mode!r}")
     if config.subset not in SUBSETS:

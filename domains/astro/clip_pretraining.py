@@ -19,7 +19,6 @@ import torch
 from domains.astro.datasets import (
     SUBSETS,
     collate_astro_batch,
-    device_from_flag,
     epoch_aware_batches,
     load_astro_splits,
 )
@@ -36,7 +35,7 @@ from domains.astro.model import (
 from domains.astro.training_budget import resolve_epoch_budget, with_epoch_budget
 from shared.checkpoints import load_weights
 from shared.contrastive_model import ContrastiveModel
-from shared.device import move_to_device
+from shared.device import move_to_device, pick_device
 from shared.run_folder import FINISHED_MARKER, RunFolder
 from shared.trainer import Trainer, TrainerConfig, check_trainer_config, seed_everything
 from shared.user_errors import UserError
@@ -164,7 +163,7 @@ def check_validation_metrics(
 def _check_config(config: PretrainConfig, trainer_flags: str) -> None:
     check_trainer_config(config.trainer, trainer_flags)
     check_validation_metrics(config.trainer, VALIDATION_METRICS, trainer_flags)
-    device_from_flag(config.trainer.device, f"{trainer_flags}device")
+    pick_device(config.trainer.device, f"{trainer_flags}device")
     if config.subset not in SUBSETS:
         raise UserError(f"--subset: must be one of {list(SUBSETS)}, got {config.subset!r}")
     if config.eval_batch_size < 1:

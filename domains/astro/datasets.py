@@ -24,8 +24,7 @@ from domains.astro.input_errors import MissingAstroFolderError
 from domains.astro.preprocessing import SplitInfo, photometry_channels, window_photometry
 from domains.astro.shard_samples import IngestedObject, read_ingested_objects
 from shared.data_iteration import batches_from_dataset
-from shared.device import autocast_for, move_to_device, pick_device
-from shared.user_errors import UserError
+from shared.device import autocast_for, move_to_device
 
 
 class AstroTrimodalDataset:
@@ -240,15 +239,3 @@ def map_batches(
     if not outputs:
         raise ValueError("the dataset is empty")
     return {name: np.concatenate(parts) for name, parts in outputs.items()}
-
-
-def device_from_flag(value: str, flag: str = "--device") -> torch.device:
-    """The torch device a ``--device`` flag names ('auto': CUDA when available).
-
-    Raises:
-        UserError: not a device string torch knows.
-    """
-    try:
-        return pick_device(value)
-    except RuntimeError as error:
-        raise UserError(f"{flag} {value!r}: not a torch device ({error})") from None

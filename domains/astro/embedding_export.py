@@ -21,10 +21,11 @@ import numpy as np
 import pandas as pd
 
 from domains.astro.clip_pretraining import load_pretrained_clip
-from domains.astro.datasets import device_from_flag, load_astro_splits, map_batches
+from domains.astro.datasets import load_astro_splits, map_batches
 from domains.astro.downstream import anomaly_scores, fused_embeddings, misclassification_candidates
 from domains.astro.ingest_pipeline import resolve_ingest_dir
 from domains.astro.model import MODALITIES
+from shared.device import pick_device
 from shared.run_folder import RunFolder, sha256_of
 from shared.store import EmbeddingStore
 from shared.user_errors import UserError
@@ -109,7 +110,7 @@ def _check_config(config: EmbedConfig) -> None:
 def run_embed(config: EmbedConfig) -> EmbedResult:
     """Embed, score and write; see the module docstring."""
     _check_config(config)
-    device = device_from_flag(config.device)
+    device = pick_device(config.device)
     folder = RunFolder(Path(config.run))
     model, values = load_pretrained_clip(folder.path, flag="--run")
     ingest_dir = resolve_ingest_dir(values["input"], values.get("runs_root", "runs"), values.get("demo_stars", 2000))

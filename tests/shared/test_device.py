@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from shared.device import autocast_for, move_to_device, pick_device, resolve_precision
+from shared.user_errors import UserError
 
 
 def test_pick_device_auto_and_explicit(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -40,3 +41,10 @@ def test_move_to_device_keeps_structure_and_non_tensors() -> None:
     assert isinstance(moved["nested"][1], tuple) and moved["nested"][1][0] == "id"
     assert moved["nested"][1][1].device.type == "meta"
     assert moved["name"] == "a" and moved["n"] == 3
+
+
+def test_a_device_string_torch_does_not_know_is_a_user_error_naming_the_flag() -> None:
+    with pytest.raises(UserError, match=r"^--trainer\.device 'gpu0': not a torch device"):
+        pick_device("gpu0", "--trainer.device")
+    with pytest.raises(UserError, match=r"^--device 'cuda:x'"):
+        pick_device("cuda:x")
