@@ -11,7 +11,8 @@ Two settings:
   relevant, AP@K normalised by ``min(K, relevant)``, and only users with a relevant test item.
 * **Biased log only**: :func:`propensity_weighted_ranking_metrics` ranks all items per user and re-weights
   each logged click by ``1/θ`` (Yang et al., RecSys 2018): IPS divides a user's weighted sum by the number of
-  clicks, SNIPS by the sum of the weights. With ``θ ≡ 1`` both equal the naive average over clicks.
+  relevant items (when known) or of clicks; SNIPS self-normalises the weights everywhere, including inside
+  MAP's precision, so its estimates stay in the metric's range. With ``θ ≡ 1`` both equal the naive average.
 
 Ties in scores are broken by input order (the earlier row ranks higher) for MAR metrics, and optimistically
 (only strictly higher scores push an item down) for the IPS/SNIPS ranks over all items.
@@ -135,14 +136,27 @@ def propensity_weighted_ranking_metrics(
     estimator: Literal["ips", "snips"] = "snips",
     excluded_users: np.ndarray | None = None,
     excluded_items: np.ndarray | None = None,
+    relevant_per_user: np.ndarray | None = None,
 ) -> dict[str, float]:
     """IPS or SNIPS estimates of DCG@K, Recall@K and MAP@K from a biased click log with logged propensities.
 
-    Each user's items are all ranked by ``score_matrix``; every logged click ``(u, i)`` with propensity
-    ``θ_ui`` contributes weight ``w = 1/θ_ui``:
-    ``DCG@K_u = Σ w·[r ≤ K]/log2(r + 1) / N_u``, ``Recall@K_u = Σ w·[r ≤ K] / N_u``,
-    ``MAP@K_u = Σ [r ≤ K]·w·(Σ_{clicks j with r_j ≤ r} w_j)/r / N_u``, with ``N_u`` the number of the user's
-    clicks (IPS) or the sum of their weights (SNIPS); results are averaged over users with clicks.
+    Each user's items are all ranked by ``score_matrix``; every logged click ``(u, i)`` at rank ``r_i`` with
+    propensity ``θ_ui`` gets weight ``w_i = 1/θ_ui``. Per user, with ``N_u`` the normaliser:
+
+    * ``DCG@K_u = Σ_i w_i·[r_i ≤ K]/log2(r_i + 1) / N_u`` and ``Recall@K_u = Σ_i w_i·[r_i ≤ K] / N_u``;
+    * ``MAP@K_u = Σ_i w_i·[r_i ≤ K]·P_i / N_u`` with the precision at the click
+      ``P_i = (1 + Σ_{j ≠ i, r_j ≤ r_i} w_j) / r_i``: the click itself counts once (it is relevant), every
+      other click ranked at or above it stands for ``w_j`` relevant items. Weighting ``i`` itself by ``w_i``
+      inside ``P_i`` too (``w_i²``) would make the estimate biased, since ``E[O_i/θ_i²] ≠ 1``.
+
+    **IPS** uses ``N_u`` = the number of the user's relevant items when ``relevant_per_user`` is given (then
+    every metric is unbiased under independent exposures), else the number of the user's logged clicks (a
+    ratio estimate). **SNIPS** self-normalises: it is IPS with the weights rescaled to average 1 over the
+    user's clicks (``w̃ = w·n_u/Σw``), everywhere including inside ``P_i``, so ``N_u = Σ w``; a precision is
+    at most 1, and the rescaled weights of clicks ranked above a heavy click can still exceed the ranks they
+    occupy, so ``P_i`` is capped at 1. Every SNIPS estimate therefore lies in the metric's range: a weighted
+    average of per-click values in [0, 1] (DCG's discount and the capped precision) is in [0, 1]. With ``θ ≡ 1``
+    both estimators equal the plain average over clicks. Results are averaged over users with clicks.
 
     Args:
         score_matrix: ``(n_users, n_items)`` model scores.
@@ -153,6 +167,8 @@ def propensity_weighted_ranking_metrics(
         estimator: ``"ips"`` or ``"snips"``.
         excluded_users: users of pairs to remove from the ranking (e.g. training clicks).
         excluded_items: items of those pairs.
+        relevant_per_user: ``(n_users,)`` number of relevant items of each user (known in simulations); IPS
+            divides by it. Ignored by SNIPS.
 
     Returns:
         ``{"DCG@K": ..., "Recall@K": ..., "MAP@K": ..., "users": n}``.
@@ -178,9 +194,26 @@ def propensity_weighted_ranking_metrics(
     n_groups = group[-1] + 1
     clicks_per_user = np.bincount(group, minlength=n_groups).astype(np.float64)
     weight_per_user = np.bincount(group, weights=weight, minlength=n_groups)
-    normaliser = clicks_per_user if estimator == "ips" else weight_per_user
+    if estimator == "snips":
+        # SNIPS = IPS with weights rescaled to average 1 over each user's clicks
+        weight = weight * (clicks_per_user / weight_per_user)[group]
+        normaliser = clicks_per_user
+    elif relevant_per_user is not None:
+        first_rows = np.flatnonzero(np.r_[True, sorted_users[1:] != sorted_users[:-1]])
+        relevant = np.asarray(relevant_per_user, dtype=np.float64)[sorted_users[first_rows]]
+        if np.any(relevant < clicks_per_user):
+            raise ValueError("relevant_per_user is below a user's number of clicks")
+        normaliser = relevant
+    else:
+        normaliser = clicks_per_user
+    # Σ_{j: r_j ≤ r_i} w_j within the user, ties in rank included: the running sum at the end of each tie block
     cumulative = np.cumsum(weight)
-    weight_ranked_above = cumulative - np.r_[0.0, cumulative][starts]  # includes the click itself
+    block_start = np.r_[True, (sorted_users[1:] != sorted_users[:-1]) | (ranks[1:] != ranks[:-1])]
+    block_end = np.r_[np.flatnonzero(block_start)[1:] - 1, weight.size - 1]
+    through_block = cumulative[block_end[np.cumsum(block_start) - 1]] - np.r_[0.0, cumulative][starts]
+    precision = (1.0 + through_block - weight) / ranks
+    if estimator == "snips":
+        precision = np.minimum(precision, 1.0)
     out: dict[str, float] = {}
     for k in ks:
         if k < 1:
@@ -188,7 +221,7 @@ def propensity_weighted_ranking_metrics(
         top = ranks <= k
         dcg = np.bincount(group, weights=weight * top / np.log2(ranks + 1), minlength=n_groups)
         recall = np.bincount(group, weights=weight * top, minlength=n_groups)
-        average_precision = np.bincount(group, weights=top * weight * weight_ranked_above / ranks, minlength=n_groups)
+        average_precision = np.bincount(group, weights=top * weight * precision, minlength=n_groups)
         out[f"DCG@{k}"] = float(np.mean(dcg / normaliser))
         out[f"Recall@{k}"] = float(np.mean(recall / normaliser))
         out[f"MAP@{k}"] = float(np.mean(average_precision / normaliser))

@@ -120,9 +120,12 @@ def test_ips_and_snips_match_hand_computation():
     assert snips["DCG@3"] == pytest.approx(dcg3 / w.sum())
     assert ips["Recall@1"] == pytest.approx(w[0] / 2)
     assert snips["Recall@1"] == pytest.approx(w[0] / w.sum())
-    ap3 = w[0] * w[0] / 1 + w[1] * (w[0] + w[1]) / 3
+    # the click itself counts once in its own precision; other clicks ranked above count by their weight
+    ap3 = w[0] * 1 / 1 + w[1] * (1 + w[0]) / 3
     assert ips["MAP@3"] == pytest.approx(ap3 / 2)
-    assert snips["MAP@3"] == pytest.approx(ap3 / w.sum())
+    # SNIPS: weights rescaled to average 1 over the user's clicks, inside the precision too
+    w_sn = w * 2 / w.sum()  # [2/3, 4/3]
+    assert snips["MAP@3"] == pytest.approx((w_sn[0] * 1 + w_sn[1] * (1 + w_sn[0]) / 3) / 2)
 
 
 def test_uniform_propensities_reduce_to_the_naive_average_over_clicks():
