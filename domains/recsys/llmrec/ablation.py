@@ -231,7 +231,9 @@ def _run_seed(config: AblateConfig, seed: int, seed_dir: Path) -> dict[str, dict
         )
         if name == "lightgcn":
             base_model = model
-        metrics = evaluate_split(model, data, "test", batch_users=config.fit.eval_batch_users)
+        metrics = evaluate_split(
+            model, data, "test", batch_users=config.fit.eval_batch_users, test_excludes=config.fit.test_excludes
+        )
         metrics["seconds"] = time.perf_counter() - started
         metrics["steps"] = float(result.step)
         metrics["seed"] = seed

@@ -100,7 +100,7 @@ def load_dataset(
             if is_llmrec_layout(folder):
                 data = interactions_from_llmrec(read_llmrec_dataset(folder), name=folder.name)
                 if not config.text_features:
-                    data.item_text_features = None
+                    data.item_text_features = data.item_image_features = None
             else:
                 data, tables = read_recbole_interactions(
                     folder,

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from domains.recsys.llmrec.training import NDCG_VARIANTS, evaluate_split, load_run
+from domains.recsys.llmrec.training import NDCG_VARIANTS, TEST_EXCLUSIONS, evaluate_split, load_run
 from shared.atomic_files import write_json_atomically
 from shared.device import pick_device
 from shared.user_errors import UserError
@@ -31,6 +31,9 @@ class EvaluateConfig:
     """Cut-offs K."""
     ndcg_variant: str = "standard"
     """'standard' NDCG, or 'llmrec' (ideal DCG from the retrieved hits, as in LLMRec's code; reads high)."""
+    test_excludes: str = "train+val"
+    """Items left out of the test ranking: 'train+val' (every known interaction) or 'train' (training items
+    only, as LLMRec's code does; for numbers set beside the paper's)."""
     batch_users: int = 1024
     """Users scored at once (memory: batch_users × n_items scores)."""
     device: str = "auto"
@@ -62,6 +65,8 @@ def check_evaluate_config(config: EvaluateConfig) -> None:
         raise UserError(f"--split: must be 'test' or 'val', got {config.split!r}")
     if config.ndcg_variant not in NDCG_VARIANTS:
         raise UserError(f"--ndcg_variant: must be one of {NDCG_VARIANTS}, got {config.ndcg_variant!r}")
+    if config.test_excludes not in TEST_EXCLUSIONS:
+        raise UserError(f"--test_excludes: must be one of {TEST_EXCLUSIONS}, got {config.test_excludes!r}")
     if not config.ks or min(config.ks) < 1:
         raise UserError(f"--ks: give one or more cut-offs >= 1, got {list(config.ks)}")
     if config.batch_users < 1:
@@ -83,7 +88,9 @@ def evaluate_run(config: EvaluateConfig) -> Evaluation:
         ks=tuple(config.ks),
         batch_users=config.batch_users,
         ndcg_variant=config.ndcg_variant,
+        test_excludes=config.test_excludes,
     )
+    metrics["test_excludes"] = config.test_excludes if config.split == "test" else "train"
     metrics["ndcg_variant"] = config.ndcg_variant
     out_dir = Path(config.out_dir) if config.out_dir else loaded.run_dir / "eval"
     path = write_json_atomically(out_dir / f"{config.split}_metrics.json", metrics)

@@ -28,6 +28,7 @@ class InteractionData:
         item_texts: Text describing each item (title, year, genres) for the text tower.
         item_attributes: Per item, attribute name → list of values (e.g. KG ``director`` entities).
         item_text_features: Optional (n_items, F) float32 text features.
+        item_image_features: Optional (n_items, G) float32 image features (LLMRec layout's image_feat.npy).
         user_profile_features: Optional (n_users, P) float32 profile features (LLM user profiles, embedded).
         name: Dataset name.
     """
@@ -41,6 +42,7 @@ class InteractionData:
     item_texts: list[str]
     item_attributes: list[dict[str, list[str]]] = field(default_factory=list)
     item_text_features: np.ndarray | None = None
+    item_image_features: np.ndarray | None = None
     user_profile_features: np.ndarray | None = None
     name: str = "dataset"
 

@@ -24,13 +24,14 @@ from domains.recsys.llmrec.augmentation import (
 from domains.recsys.llmrec.augmentation_files import AUGMENTATION_FILES, Augmentation, read_augmentation
 from domains.recsys.llmrec.datasets import MOVIELENS_100K, DatasetConfig, is_llmrec_layout, load_dataset
 from domains.recsys.llmrec.interactions import InteractionData
-from domains.recsys.llmrec.model import RecommenderConfig, base_model_config
+from domains.recsys.llmrec.model import RecommenderConfig, base_model_config, check_recommender_config
 from domains.recsys.llmrec.released_layout import llmrec_layout_augmentation
 from domains.recsys.llmrec.training import (
     MANIFEST_FILE,
     NDCG_VARIANTS,
     WEIGHTS_FILE,
     FitConfig,
+    check_fit_config,
     default_trainer_config,
     headline_test_metrics,
     resolve_trainer,
@@ -83,6 +84,8 @@ class TrainConfig:
 
 def _check(config: TrainConfig) -> None:
     check_trainer_config(config.trainer)  # before anything is read or written
+    check_recommender_config(config.model)
+    check_fit_config(config.fit)
     if config.ndcg_variant not in NDCG_VARIANTS:
         raise UserError(f"--ndcg_variant: must be one of {NDCG_VARIANTS}, got {config.ndcg_variant!r}")
     if config.augmentation == "kg" and config.base_epochs <= 0:

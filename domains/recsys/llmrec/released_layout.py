@@ -238,6 +238,7 @@ def interactions_from_llmrec(layout: LLMRecLayout, name: str = "llmrec") -> Inte
         item_texts=texts,
         item_attributes=[{} for _ in item_ids],
         item_text_features=layout.text_features,
+        item_image_features=layout.image_features,
         name=name,
     )
 

@@ -24,7 +24,7 @@ from domains.recsys.llmrec.bpr_sampling import BprBatches
 from domains.recsys.llmrec.datasets import DatasetConfig, load_dataset
 from domains.recsys.llmrec.graphs import items_by_user
 from domains.recsys.llmrec.interactions import InteractionData
-from domains.recsys.llmrec.model import LLMRecModel, RecommenderConfig, attribute_vocabulary
+from domains.recsys.llmrec.model import LLMRecModel, RecommenderConfig, attribute_feature_matrices
 from domains.recsys.llmrec.ranking_metrics import full_ranking_metrics
 from domains.recsys.llmrec.released_layout import llmrec_layout_augmentation
 from domains.recsys.recbole_io import RecboleTables
@@ -40,6 +40,9 @@ MANIFEST_FILE = "recommender.json"
 """What :func:`load_run` reads to rebuild a trained recommender (beside ``model.safetensors``)."""
 WEIGHTS_FILE = "model.safetensors"
 NDCG_VARIANTS = ("standard", "llmrec")
+TEST_EXCLUSIONS = ("train+val", "train")
+"""What test ranking excludes: known training and validation items (ours), or training items only (the
+official LLMRec ``test_one_user``; use it to set numbers beside the paper's)."""
 
 
 @dataclass
@@ -53,6 +56,9 @@ class FitConfig:
     """Augmented triplets appended to each batch, as a fraction of batch_size (LLMRec ω3 = 0.1)."""
     eval_batch_users: int = 1024
     """Users scored at once in full-ranking evaluation."""
+    test_excludes: str = "train+val"
+    """Items left out of each user's test ranking: 'train+val' (every known interaction) or 'train' (training
+    items only, as LLMRec's code does, to set numbers beside the paper's). Validation always excludes train."""
     cpu_threads: int | None = 1
     """torch CPU threads when training on CPU (1 avoids thread contention that makes the sparse backward
     several times slower on small or shared machines); null keeps torch's default."""
@@ -97,6 +103,8 @@ def check_fit_config(fit: FitConfig, prefix: str = "--fit.") -> None:
             raise UserError(f"{prefix}{name}: must be >= 1, got {getattr(fit, name)}")
     if fit.cpu_threads is not None and fit.cpu_threads < 1:
         raise UserError(f"{prefix}cpu_threads: must be >= 1 or null, got {fit.cpu_threads}")
+    if fit.test_excludes not in TEST_EXCLUSIONS:
+        raise UserError(f"{prefix}test_excludes: must be one of {TEST_EXCLUSIONS}, got {fit.test_excludes!r}")
     if not 0.0 <= fit.augmented_share <= 1.0:
         raise UserError(f"{prefix}augmented_share: must be in [0, 1], got {fit.augmented_share}")
 
@@ -119,7 +127,12 @@ def resolve_trainer(trainer: TrainerConfig, data: InteractionData, fit: FitConfi
 def build_model(
     data: InteractionData, config: RecommenderConfig, augmentation: Augmentation | None = None
 ) -> LLMRecModel:
-    """The recommender for ``data``: graph from the training split, side features, merged attributes."""
+    """The recommender for ``data``: graphs from the training split, side features, merged attributes.
+
+    Attributes (the data's own, e.g. KG director/country/language, plus any augmented ones) become one
+    multi-hot feature matrix per attribute name (:func:`attribute_feature_matrices`); augmented profile texts
+    are embedded with MiniLM (users without a profile get a zero row).
+    """
     attributes = [dict(item) for item in data.item_attributes] or [{} for _ in range(data.n_items)]
     profile_features = data.user_profile_features
     if augmentation is not None:
@@ -131,16 +144,15 @@ def build_model(
             texts = [augmentation.user_profiles.get(user, "") for user in range(data.n_users)]
             profile_features = text_features.encode_texts_minilm(texts, max_length=128)
             profile_features[[not text for text in texts]] = 0.0
-    attribute_ids, vocabulary = attribute_vocabulary(attributes)
     return LLMRecModel(
         data.n_users,
         data.n_items,
         data.train,
         config,
         item_text_features=data.item_text_features,
-        item_attribute_ids=attribute_ids,
-        n_attribute_values=len(vocabulary),
+        item_attribute_features=attribute_feature_matrices(attributes) if config.use_item_attributes else None,
         user_profile_features=profile_features,
+        item_image_features=data.item_image_features,
     )
 
 
@@ -151,15 +163,19 @@ def evaluate_split(
     ks: tuple[int, ...] = (10, 20, 50),
     batch_users: int = 1024,
     ndcg_variant: str = "standard",
+    test_excludes: str = "train+val",
 ) -> dict[str, float]:
     """Full-ranking metrics on ``split`` ('val' or 'test').
 
     Validation excludes training items; test excludes training and validation items (both are known
-    interactions by then).
+    interactions by then), or training items only with ``test_excludes='train'`` (LLMRec's protocol).
     """
     if split not in ("val", "test"):
         raise ValueError(f"split must be 'val' or 'test', got {split!r}")
-    known = data.train if split == "val" else np.concatenate([data.train, data.val])
+    if test_excludes not in TEST_EXCLUSIONS:
+        raise ValueError(f"test_excludes must be one of {TEST_EXCLUSIONS}, got {test_excludes!r}")
+    only_train = split == "val" or test_excludes == "train"
+    known = data.train if only_train else np.concatenate([data.train, data.val])
     truth = data.val if split == "val" else data.test
     users, items = model.user_item_embeddings()
     return full_ranking_metrics(
@@ -177,9 +193,10 @@ def headline_test_metrics(
     model: LLMRecModel, data: InteractionData, fit: FitConfig, ndcg_variant: str
 ) -> dict[str, float]:
     """Test metrics with ``ndcg_variant`` as the headline NDCG and the other variant as ``ndcg@K_<variant>``."""
-    metrics = evaluate_split(model, data, "test", batch_users=fit.eval_batch_users, ndcg_variant=ndcg_variant)
+    settings = {"batch_users": fit.eval_batch_users, "test_excludes": fit.test_excludes}
+    metrics = evaluate_split(model, data, "test", ndcg_variant=ndcg_variant, **settings)
     other = "llmrec" if ndcg_variant == "standard" else "standard"
-    alternative = evaluate_split(model, data, "test", batch_users=fit.eval_batch_users, ndcg_variant=other)
+    alternative = evaluate_split(model, data, "test", ndcg_variant=other, **settings)
     metrics.update({f"{name}_{other}": value for name, value in alternative.items() if name.startswith("ndcg")})
     return metrics
 

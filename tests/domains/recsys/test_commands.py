@@ -218,4 +218,4 @@ def test_training_on_an_llmrec_layout_with_its_shipped_augmentation(
     loaded = load_run(run_dir)
     assert loaded.model.profile_projection is not None
     assert loaded.model.user_profile_features[1].abs().sum() == 0, "users without a profile get a zero feature"
-    assert loaded.model.attribute_embedding is not None and loaded.model.text_projection is not None
+    assert loaded.model.attribute_projection is not None and loaded.model.text_projection is not None

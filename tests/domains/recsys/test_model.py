@@ -9,7 +9,12 @@ import torch.nn.functional as F
 from torch_geometric.nn import LightGCN
 
 from domains.recsys.llmrec.graphs import bipartite_graph
-from domains.recsys.llmrec.model import LLMRecModel, RecommenderConfig, attribute_vocabulary
+from domains.recsys.llmrec.model import (
+    LLMRecModel,
+    RecommenderConfig,
+    attribute_feature_matrices,
+    row_normalized_graphs,
+)
 
 N_USERS, N_ITEMS = 12, 9
 
@@ -66,35 +71,153 @@ def test_paper_pruning_default_keeps_29_percent() -> None:
     assert model(batch)["loss_terms"]["kept_fraction"].item() == pytest.approx(0.29)
 
 
-def test_side_features_attributes_and_profiles_change_the_representations() -> None:
-    pairs = _pairs()
-    features = np.random.default_rng(1).normal(size=(N_ITEMS, 6)).astype(np.float32)
-    attributes = [{"director": [f"d{i % 3}"]} if i < 6 else {} for i in range(N_ITEMS)]
-    ids, vocabulary = attribute_vocabulary(attributes)
-    assert vocabulary == ["director=d0", "director=d1", "director=d2"] and ids[6] == []
-    profiles = np.random.default_rng(2).normal(size=(N_USERS, 5)).astype(np.float32)
+# A hand-checked graph: users u0 → {i0, i1}, u1 → {i1, i2}. Degrees u: 2, 2; i: 1, 2, 1.
+TINY_PAIRS = np.array([[0, 0], [0, 1], [1, 1], [1, 2]])
+S = 1 / np.sqrt(2)
+R_USER_ITEM = np.array([[S, S, 0], [0, S, S]])  # D_u^{-1/2} A
+R_ITEM_USER = np.array([[1, 0], [S, S], [0, 1]])  # D_i^{-1/2} Aᵀ
+
+
+def _identity(linear: torch.nn.Linear) -> None:
+    with torch.no_grad():
+        linear.weight.copy_(torch.eye(linear.weight.shape[0], linear.weight.shape[1]))
+        linear.bias.zero_()
+
+
+def _tiny_rich_model(**overrides) -> LLMRecModel:
+    settings = dict(embedding_dim=2, side_feature_weight=0.5, attribute_weight=0.25, profile_weight=2.0)
+    settings.update(overrides)
+    text = np.array([[1, 0], [0, 1], [1, 1]], dtype=np.float32)
+    profiles = np.array([[1, 0], [0, 2]], dtype=np.float32)
+    attributes = [{"genre": ["a"]}, {"genre": ["a", "b"]}, {}]
+    matrices = attribute_feature_matrices(attributes)
     torch.manual_seed(0)
-    plain = LLMRecModel(N_USERS, N_ITEMS, pairs, _plain())
-    torch.manual_seed(0)
-    rich = LLMRecModel(
-        N_USERS,
-        N_ITEMS,
-        pairs,
-        RecommenderConfig(embedding_dim=8, side_feature_weight=0.5, attribute_weight=0.5, profile_weight=0.5),
-        item_text_features=features,
-        item_attribute_ids=ids,
-        n_attribute_values=len(vocabulary),
+    model = LLMRecModel(
+        2,
+        3,
+        TINY_PAIRS,
+        RecommenderConfig(**settings),
+        item_text_features=text,
+        item_attribute_features=matrices,
         user_profile_features=profiles,
     )
-    rich.lightgcn.load_state_dict(plain.lightgcn.state_dict())
-    plain_users, plain_items = plain.user_item_embeddings()
-    rich_users, rich_items = rich.user_item_embeddings()
-    side = F.normalize(rich.text_projection(torch.from_numpy(features)), dim=-1)
-    attribute = F.normalize(rich.attribute_embedding(rich.attribute_flat, rich.attribute_offsets), dim=-1)
-    attribute[6:] = 0
-    expected_items = plain_items + 0.5 * side + 0.5 * attribute
-    torch.testing.assert_close(rich_items, expected_items, rtol=1e-5, atol=1e-5)
-    assert not torch.allclose(rich_users, plain_users)
+    for linear in (model.text_projection, model.attribute_projection, model.profile_projection):
+        _identity(linear)
+    return model
+
+
+def test_row_normalised_graphs_match_the_hand_computed_matrices() -> None:
+    user_items, item_users = row_normalized_graphs(TINY_PAIRS, 2, 3)
+    np.testing.assert_allclose(user_items.to_dense().numpy(), R_USER_ITEM, rtol=1e-6)
+    np.testing.assert_allclose(item_users.to_dense().numpy(), R_ITEM_USER, rtol=1e-6)
+    matrices = attribute_feature_matrices([{"genre": ["a"]}, {"genre": ["a", "b"]}, {}])
+    np.testing.assert_allclose(matrices["genre"].to_dense().numpy(), [[1, 0], [0.5, 0.5], [0, 0]])
+
+
+def test_side_features_are_propagated_as_the_official_code_does() -> None:
+    model = _tiny_rich_model()
+    parts = model.representations()
+    # text: users one hop R·f, items two hops Rᵀ'·R·f (by hand from the matrices above)
+    text_users = [[S, S], [S, 2 * S]]
+    text_items = [[S, S], [1.0, 1.5], [S, 2 * S]]
+    # profiles: items one hop Rᵀ'·P, users two hops R·Rᵀ'·P
+    profile_items = [[1, 0], [S, 2 * S], [0, 2]]
+    profile_users = [[S * (1 + S), S * 2 * S], [S * (S + 0), S * (2 * S + 2)]]
+    # attribute 'genre' (multi-hot mean rows [1,0], [.5,.5], [0,0]): users one hop, items two hops
+    attribute_users = [[1.5 * S, 0.5 * S], [0.5 * S, 0.5 * S]]
+    attribute_items = [[1.5 * S, 0.5 * S], [1.0, 0.5], [0.5 * S, 0.5 * S]]
+    close = {"rtol": 1e-5, "atol": 1e-6}
+    np.testing.assert_allclose(parts.modal_users["text"].detach().numpy(), text_users, **close)
+    np.testing.assert_allclose(parts.modal_items["text"].detach().numpy(), text_items, **close)
+    np.testing.assert_allclose(parts.profile_items.detach().numpy(), profile_items, **close)
+    np.testing.assert_allclose(parts.profile_users.detach().numpy(), profile_users, **close)
+    np.testing.assert_allclose(parts.attribute_users["genre"].detach().numpy(), attribute_users, **close)
+    np.testing.assert_allclose(parts.attribute_items["genre"].detach().numpy(), attribute_items, **close)
+
+    def unit(rows) -> np.ndarray:
+        rows = np.asarray(rows, dtype=np.float64)
+        return rows / np.linalg.norm(rows, axis=1, keepdims=True)
+
+    id_users, id_items = (part.detach().numpy() for part in model.id_embeddings())
+    expected_users = id_users + 0.5 * unit(text_users) + 2.0 * unit(profile_users) + 0.25 * unit(attribute_users)
+    expected_items = id_items + 0.5 * unit(text_items) + 2.0 * unit(profile_items) + 0.25 * unit(attribute_items)
+    np.testing.assert_allclose(parts.users.detach().numpy(), expected_users, **close)
+    np.testing.assert_allclose(parts.items.detach().numpy(), expected_items, **close)
+
+
+def test_official_id_branch_row_normalises_and_softmaxes_the_last_layer() -> None:
+    torch.manual_seed(0)
+    model = LLMRecModel(2, 3, TINY_PAIRS, _plain(embedding_dim=4, id_propagation="llmrec"))
+    weight = model.lightgcn.embedding.weight.detach().numpy().astype(np.float64)
+    u0, i0 = weight[:2], weight[2:]
+
+    def softmax(rows: np.ndarray) -> np.ndarray:
+        exp = np.exp(rows - rows.max(1, keepdims=True))
+        return exp / exp.sum(1, keepdims=True)
+
+    u1 = R_USER_ITEM @ i0
+    i1 = R_ITEM_USER @ u1
+    u2 = softmax(R_USER_ITEM @ i1)
+    i2 = softmax(R_ITEM_USER @ u2)
+    users, items = model.user_item_embeddings()
+    np.testing.assert_allclose(users.numpy(), (u0 + u1 + u2) / 3, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(items.numpy(), (i0 + i1 + i2) / 3, rtol=1e-5, atol=1e-6)
+
+
+def _bpr(users: torch.Tensor, items: torch.Tensor, batch: dict, keep: int | None = None) -> torch.Tensor:
+    u = users[batch["users"]]
+    losses = -F.logsigmoid((u * items[batch["pos"]]).sum(1) - (u * items[batch["neg"]]).sum(1))
+    return losses.sort(descending=True).values[: keep or len(losses)].mean()
+
+
+@pytest.mark.parametrize("drop, keep", [(0.0, None), (0.5, 2)])
+def test_auxiliary_bpr_terms_and_feature_regulariser_as_in_the_official_loss(drop: float, keep: int | None) -> None:
+    weights = dict(feature_bpr_weight=0.3, profile_attribute_bpr_weight=0.7, feature_reg_weight=0.05, l2_weight=0.1)
+    model = _tiny_rich_model(prune_drop_fraction=drop, **weights).train()
+    batch = {"users": torch.tensor([0, 0, 1, 1]), "pos": torch.tensor([0, 1, 1, 2]), "neg": torch.tensor([2, 2, 0, 0])}
+    parts = model.representations()
+    main = _bpr(parts.users, parts.items, batch, keep)
+    feature = _bpr(parts.modal_users["text"], parts.modal_items["text"], batch, keep)
+    profile_attribute = _bpr(parts.profile_users, parts.attribute_items["genre"], batch, keep)
+    regulariser = (0.5 * parts.modal_items["text"].pow(2).sum() + 0.5 * parts.modal_users["text"].pow(2).sum()) / 3
+    ego = model.lightgcn.embedding.weight
+    l2 = (
+        ego[batch["users"]].pow(2).sum() + ego[2 + batch["pos"]].pow(2).sum() + ego[2 + batch["neg"]].pow(2).sum()
+    ) / 8
+    expected = main + 0.1 * l2 + 0.3 * feature + 0.7 * profile_attribute + 0.05 * regulariser
+    output = model(batch)
+    assert output["loss"].item() == pytest.approx(expected.item(), rel=1e-5)
+    terms = output["loss_terms"]
+    assert terms["feature_bpr"].item() == pytest.approx(feature.item(), rel=1e-5)
+    assert terms["profile_attribute_bpr"].item() == pytest.approx(profile_attribute.item(), rel=1e-5)
+    assert terms["feature_reg"].item() == pytest.approx(regulariser.item(), rel=1e-5)
+    # every auxiliary term reaches its projection's gradient
+    output["loss"].backward()
+    assert model.profile_projection.weight.grad.abs().sum() > 0
+    assert model.attribute_projection.weight.grad.abs().sum() > 0
+
+
+def test_pruning_counts_which_dropped_pairs_were_injected_noise() -> None:
+    pairs = _pairs()
+    torch.manual_seed(0)
+    model = LLMRecModel(N_USERS, N_ITEMS, pairs, _plain(prune_drop_fraction=0.5)).train()
+    batch = {
+        "users": torch.tensor([0, 1, 2, 3, 4, 5]),
+        "pos": torch.tensor([0, 1, 2, 3, 4, 5]),
+        "neg": torch.tensor([8, 7, 6, 5, 4, 3]),
+        "augmented": torch.tensor([False, False, True, True, True, True]),
+        "noisy": torch.tensor([False, False, False, True, False, True]),
+    }
+    users, items = model.user_item_embeddings()
+    losses = model.pair_losses(users, items, batch)
+    dropped = torch.ones(6, dtype=torch.bool)
+    dropped[losses.topk(3).indices] = False
+    model(batch)
+    counts = model.pruning_counts.as_dict()
+    assert counts["pairs"] == 6 and counts["dropped"] == 3
+    assert counts["dropped_augmented"] == int((dropped & batch["augmented"]).sum())
+    assert counts["dropped_noisy"] == int((dropped & batch["noisy"]).sum())
+    assert counts["noise_share_of_augmented"] == pytest.approx(0.5)
 
 
 def test_mae_trains_its_decoder_and_lowers_reconstruction_error() -> None:
