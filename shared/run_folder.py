@@ -206,6 +206,9 @@ class RunFolder:
             outputs: Files inside the folder the run produced (relative paths; missing ones are an error).
             summary: Headline metrics or counts shown by the explorer's Home page.
         """
+        if not is_main_process():
+            # The outputs are rank 0's to write (and may not exist yet here): only rank 0 checks and marks.
+            return self.path / FINISHED_MARKER
         files = {}
         for relative in outputs:
             path = self.path / relative
@@ -229,6 +232,8 @@ class RunFolder:
         E.g. ``evaluate --run`` or ``export --run`` rewriting ``eval/metrics.json`` or ``export/``: the marker
         then still lists every output with its current hash. Does nothing for an unfinished run.
         """
+        if not is_main_process():
+            return
         marker = self.marker()
         if not marker:
             return

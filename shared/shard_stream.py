@@ -26,7 +26,18 @@ explicitly: exact resume with several workers needs to say which worker plays wh
   ``max_consecutive_failures`` failures in a row the stream raises :class:`TooManyFailuresError`
   naming the shard.
 
-In epoch mode the nodes' shares differ by up to a shard, so nodes may see different numbers of
+* **Any world size.** In epoch mode shards are split between nodes and workers when there are at least
+  as many shards as nodes × workers; with fewer (a small data set, a demo with one shard) every node and
+  worker reads all shards in the same seeded order and the *samples* are split instead: the shuffled
+  stream is cut into groups of ``world_size`` samples and node ``r`` takes the ``r``-th of each complete
+  group, then worker ``w`` takes windows ``w, w + n, …``. Then the global batch ``k`` (node batches of
+  ``batch_size``) holds exactly the samples of batch ``k`` of one process with ``batch_size ×
+  world_size``: a run's data do not depend on the world size. ``node_split`` forces either way, or
+  ``"none"`` (every node reads everything: evaluation on one rank, loading a data set into memory).
+  Code running inside :func:`shared.distributed.whole_data_view` (preparation, evaluation on rank 0)
+  also reads everything.
+
+When shards are split, the nodes' shares differ by up to a shard, so nodes may see different numbers of
 batches: under DDP stop by ``max_steps`` or use resampled mode (as open_clip does for multi-node).
 
 A batch whose samples all fail to decode is dropped (counted as ``empty_batches``); resume positions
@@ -58,6 +69,7 @@ import torch
 import webdataset as wds
 from torch.utils.data import DataLoader, IterableDataset, default_collate
 
+from shared.distributed import reads_whole_data
 from shared.shards import MANIFEST_NAME, S3_READ_COMMAND, ManifestError, read_manifest
 
 logger = logging.getLogger(__name__)
@@ -348,12 +360,16 @@ class _TarEndCheckingReader:
 
 @dataclasses.dataclass(frozen=True)
 class _Placement:
-    """Where one pipeline runs: node ``rank`` of ``world_size``, DataLoader ``worker`` of ``num_workers``."""
+    """Where one pipeline runs: node ``rank`` of ``world_size``, DataLoader ``worker`` of ``num_workers``.
+
+    ``by_sample``: nodes and workers read every shard and split the samples (too few shards to split).
+    """
 
     rank: int = 0
     world_size: int = 1
     worker: int = 0
     num_workers: int = 1
+    by_sample: bool = False
 
 
 class ShardStream:
@@ -386,6 +402,10 @@ class ShardStream:
         metadata_field: The sample field holding the per-sample JSON (for filters and balancing).
         s3_command: Shell command streaming an ``s3://`` object to stdout; ``{url}`` is replaced by
             the quoted URL.
+        node_split: How nodes (ranks) and workers share an epoch: ``"auto"`` (by shard when there
+            are at least nodes × workers shards, else by sample), ``"shard"``, ``"sample"``, or
+            ``"none"`` (each node reads every shard; for evaluation or loading all data on a rank).
+            Resampled mode always draws shards per node and worker.
 
     Raises:
         ValueError: Inconsistent options (unknown mode, weights in epoch mode, …).
@@ -409,9 +429,12 @@ class ShardStream:
         drop_last: bool = False,
         metadata_field: str = "json",
         s3_command: str = S3_READ_COMMAND,
+        node_split: Literal["auto", "shard", "sample", "none"] = "auto",
     ) -> None:
         if mode not in ("epoch", "resampled"):
             raise ValueError(f"mode must be 'epoch' or 'resampled', got {mode!r}")
+        if node_split not in ("auto", "shard", "sample", "none"):
+            raise ValueError(f"node_split must be 'auto', 'shard', 'sample' or 'none', got {node_split!r}")
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         if mode == "resampled" and (samples_per_epoch is None or samples_per_epoch < 1):
@@ -450,6 +473,7 @@ class ShardStream:
         self.drop_last = drop_last
         self.metadata_field = metadata_field
         self.s3_command = s3_command
+        self.node_split = node_split
         self.epoch = 0
         self._concept_counts = self._load_concept_counts(self.balance) if self.balance is not None else {}
         self._report = _Counters()
@@ -502,13 +526,13 @@ class ShardStream:
             raise ValueError(f"start_batch must be >= 0, got {start_batch}")
         node = self._node_placement()
         workers = max(self.num_workers, 1)
-        if self.mode == "epoch" and len(self.shard_urls) < node.world_size * workers:
-            logger.warning(
-                "%d shards for %d nodes x %d workers: some get no shard in epoch mode; write more, smaller "
-                "shards or use mode='resampled'",
+        if node.by_sample and self.node_split == "auto" and epoch == 0 and start_batch == 0:
+            logger.info(
+                "%d shard(s) for %d node(s) x %d worker(s): every node reads all shards and takes every %d-th sample",
                 len(self.shard_urls),
                 node.world_size,
                 workers,
+                node.world_size,
             )
         limits = self._worker_limits(node, workers)
         skips, first_worker = self._worker_skips(epoch, start_batch, node, limits)
@@ -601,10 +625,16 @@ class ShardStream:
             totals.update({str(concept): int(count) for concept, count in field_counts.items()})
         return dict(totals)
 
-    @staticmethod
-    def _node_placement() -> _Placement:
+    def _node_placement(self) -> _Placement:
+        """This node's place in the job, and whether shards or samples are split (see ``node_split``)."""
+        if self.node_split == "none" or reads_whole_data():
+            return _Placement()
         rank, world_size, _, _ = wds.utils.pytorch_worker_info()
-        return _Placement(rank=rank, world_size=world_size)
+        too_few_shards = len(self.shard_urls) < world_size * max(self.num_workers, 1)
+        by_sample = self.mode == "epoch" and (
+            self.node_split == "sample" or (self.node_split == "auto" and too_few_shards)
+        )
+        return _Placement(rank=rank, world_size=world_size, by_sample=by_sample)
 
     # -- resume arithmetic -----------------------------------------------------------------------------
 
@@ -652,6 +682,20 @@ class ShardStream:
         return lengths, 0
 
 
+def _every_nth_of_complete_groups(samples: Iterable[Any], group: int, index: int) -> Iterator[Any]:
+    """The ``index``-th sample of each complete group of ``group`` consecutive samples.
+
+    Every node gets the same number of samples (an incomplete last group is dropped), so the nodes' batches
+    have equal sizes and the contrastive gather lines up.
+    """
+    iterator = iter(samples)
+    while True:
+        chunk = list(islice(iterator, group))
+        if len(chunk) < group:
+            return
+        yield chunk[index]
+
+
 class _PassSpec(IterableDataset):
     """One epoch's pipeline for every worker of one node; picklable into DataLoader workers."""
 
@@ -689,6 +733,9 @@ class _PassSpec(IterableDataset):
         if stream.mode == "epoch":
             # Same shard order on every node and worker (seeded by seed and epoch only), then split.
             shard_list = wds.SimpleShardList(stream.shard_urls, seed=_stage_seed(stream.seed, self.epoch, 1))
+            if where.by_sample:  # every node and worker reads all shards; _windows splits the samples
+                yield from shard_list
+                return
             mine = islice(iter(shard_list), where.rank, None, where.world_size)
             yield from islice(mine, where.worker, None, where.num_workers)
             return
@@ -785,10 +832,16 @@ class _PassSpec(IterableDataset):
             lambda samples: self._select(samples, tracker),
         ]
         if stream.shuffle_buffer > 1:
-            seed = _stage_seed(stream.seed, self.epoch, where.rank, where.worker, 3)
+            # Split by sample: one shuffle for the whole job (as one process's), before the split.
+            rank, worker = (0, 0) if where.by_sample else (where.rank, where.worker)
+            seed = _stage_seed(stream.seed, self.epoch, rank, worker, 3)
             stages.append(wds.shuffle(stream.shuffle_buffer, initial=stream.shuffle_buffer, seed=seed))
+        if where.by_sample and where.world_size > 1:
+            stages.append(lambda samples: _every_nth_of_complete_groups(samples, where.world_size, where.rank))
         partial = not (stream.drop_last and stream.mode == "epoch")
         stages.append(wds.batched(stream.batch_size, collation_fn=None, partial=partial))
+        if where.by_sample and where.num_workers > 1:
+            stages.append(lambda windows: islice(windows, where.worker, None, where.num_workers))
         return iter(wds.DataPipeline(*stages))
 
     def count_windows(self, worker: int, num_workers: int) -> int:

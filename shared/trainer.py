@@ -42,7 +42,7 @@ from shared.checkpoints import (
 )
 from shared.contrastive_loss import ContrastiveLoss
 from shared.device import autocast_for, move_to_device, pick_device, resolve_precision
-from shared.distributed import DistributedContext, init_distributed
+from shared.distributed import DistributedContext, init_distributed, on_main_process
 from shared.lr_schedule import LearningRateSchedule
 from shared.run_folder import MetricsLog, RunFolder
 from shared.user_errors import UserError
@@ -456,6 +456,12 @@ class Trainer:
         self.wrapped: nn.Module = self.model
         if self.context.enabled:
             device_ids = [self.device.index] if self.device.type == "cuda" else None
+            # DDP cannot broadcast sparse tensors (e.g. a graph's adjacency buffer): they are built the same way
+            # on every rank, so DDP leaves them alone.
+            sparse = [name for name, tensor in [*self.model.named_parameters(), *self.model.named_buffers()]
+                      if tensor.is_sparse]  # fmt: skip
+            if sparse:
+                nn.parallel.DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(self.model, sparse)
             self.wrapped = nn.parallel.DistributedDataParallel(self.model, device_ids=device_ids)
         self.optimizer = build_optimizer(self.model, config)
         self.stop_metric = config.stop_metric or config.select_metric
@@ -617,8 +623,13 @@ class Trainer:
     def _validate(self, validate: Validate) -> bool:
         """Run validation; returns True when training should stop early."""
         self.model.eval()
-        with torch.no_grad(), autocast_for(self.device, self.precision):
-            results = {name: float(value) for name, value in validate(self.model).items()}
+
+        def run_validation() -> dict[str, float]:
+            with torch.no_grad(), autocast_for(self.device, self.precision):
+                return {name: float(value) for name, value in validate(self.model).items()}
+
+        # Once, on rank 0 over the whole validation data; every rank gets the same numbers (and decisions).
+        results = on_main_process(run_validation, "validation")
         self.model.train()
         self.metrics.write(self.step, self.epoch, "val", results)
         self.history.append({"step": float(self.step), **results})
@@ -671,7 +682,8 @@ class Trainer:
         Args:
             make_batches: ``make_batches(epoch, start_batch)`` yielding this rank's batches of ``epoch``
                 from batch index ``start_batch`` on, the same way on every call.
-            validate: ``validate(model) -> {metric: value}``, run under ``no_grad`` in eval mode.
+            validate: ``validate(model) -> {metric: value}``, run under ``no_grad`` in eval mode, once on rank 0
+                (which reads the whole data: shard streams do not split there); every rank gets its results.
         """
         config = self.config
         if self.context.is_main:
