@@ -114,7 +114,8 @@ def read_ingested_objects(shard_dir: str | Path) -> list[IngestedObject]:
     level = stream_logger.level
     stream_logger.setLevel(logging.ERROR)  # the stream's per-sample warnings are summarised in one line below
     try:
-        stream = ShardStream(str(shard_dir), _stream_fields, batch_size=1, shuffle_buffer=1)
+        # Every rank loads every object (node_split="none"): the trainer's batches split them between ranks.
+        stream = ShardStream(str(shard_dir), _stream_fields, batch_size=1, shuffle_buffer=1, node_split="none")
         batches = list(stream.batches(epoch=0))
     except (FileNotFoundError, ManifestError, TooManyFailuresError) as error:
         raise AstroInputError(shard_dir, f"unreadable shards ({error}); run `python -m domains.astro.ingest`") from None

@@ -253,8 +253,9 @@ def check_shard_source(urls: str, flag: str) -> None:
 
 
 def eval_stream(urls: str, decoder: Any, batch_size: int, flag: str = "--input") -> ShardStream:
-    """An unshuffled single pass over a shard set (evaluation, embedding)."""
-    return open_biomedica_stream(urls, decoder, batch_size, flag, mode="epoch", shuffle_buffer=0, drop_last=False)
+    """An unshuffled single pass over the whole shard set (evaluation, embedding), on any rank."""
+    return open_biomedica_stream(urls, decoder, batch_size, flag, mode="epoch", shuffle_buffer=0, drop_last=False,
+                                 node_split="none")  # fmt: skip
 
 
 def huggingface_shard_urls(

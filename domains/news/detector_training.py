@@ -27,6 +27,7 @@ from domains.news.model import FEATURE_KEYS, FNDCLIPModel, HeadConfig, build_mod
 from domains.news.splits import check_fractions, pair_groups, split_rows
 from domains.news.trained_detector import DETECTOR_FILE, save_detector
 from shared.checkpoints import check_resume
+from shared.distributed import main_process_first, per_rank_batch_size
 from shared.run_folder import RunFolder
 from shared.trainer import TrainerConfig, check_trainer_config, resolve_budget, with_step_defaults
 from shared.user_errors import UserError
@@ -175,16 +176,17 @@ def prepare_data(config: TrainConfig, run_dir: Path) -> PreparedData:
 
     The built-in default shard folder is built first when missing (one line says so).
     """
-    shards = ensure_builtin_shards(config.input)
-    encoders, table, rows = load_training_posts(
-        shards,
-        config.encoders,
-        config.device,
-        config.cache_dir,
-        config.val_fraction,
-        config.test_fraction,
-        config.trainer.seed,
-    )
+    with main_process_first("building the built-in shards and the feature cache"):
+        shards = ensure_builtin_shards(config.input)
+        encoders, table, rows = load_training_posts(
+            shards,
+            config.encoders,
+            config.device,
+            config.cache_dir,
+            config.val_fraction,
+            config.test_fraction,
+            config.trainer.seed,
+        )
     return fit_clip_features(encoders, table, rows, run_dir, config.trainer.seed)
 
 
@@ -216,7 +218,10 @@ def train_head(
     # Each run fine-tunes its own copy, so ablation variants all start from the pretrained tower.
     model = build_model(prepared.encoders.dims, head, image_tower=copy.deepcopy(tower) if tower is not None else None)
     dataset = _rows_dataset(prepared.features, labels, prepared.rows["train"])
-    make_batches = batches_from_dataset(dataset, min(batch_size, len(dataset)), seed=trainer_config.seed)
+    # batch_size is per process; a data set smaller than the global batch is one global batch.
+    make_batches = batches_from_dataset(
+        dataset, min(batch_size, per_rank_batch_size(len(dataset))), seed=trainer_config.seed
+    )
 
     def validate(current: FNDCLIPModel) -> dict[str, float]:
         metrics = metrics_for_rows(current, prepared.features, labels, prepared.rows["val"], device)
@@ -246,19 +251,21 @@ def train_detector(config: TrainConfig, command: str = TRAIN_COMMAND) -> TrainOu
         UserError: a bad setting or input, named (see :func:`check_train_config`, :func:`shared.checkpoints.check_resume`).
     """
     check_train_config(config)
-    shards = ensure_builtin_shards(config.input)
+    with main_process_first("building the built-in shards"):  # under torchrun: rank 0 builds, the others wait
+        shards = ensure_builtin_shards(config.input)
     folder = RunFolder.create("news", config.run_name, config.runs_root)
     check_resume(config.trainer.resume, folder.checkpoints_dir)
     folder.clear_finished()
-    encoders, table, rows = load_training_posts(
-        shards,
-        config.encoders,
-        config.device,
-        config.cache_dir,
-        config.val_fraction,
-        config.test_fraction,
-        config.trainer.seed,
-    )
+    with main_process_first("building the feature cache"):  # rank 0 writes the cache, the others then read it
+        encoders, table, rows = load_training_posts(
+            shards,
+            config.encoders,
+            config.device,
+            config.cache_dir,
+            config.val_fraction,
+            config.test_fraction,
+            config.trainer.seed,
+        )
     trainer = resolve_budget(config.trainer, steps_per_epoch(len(rows["train"]), config.batch_size))
     config = dataclasses.replace(config, trainer=trainer)
     folder.save_config(config)

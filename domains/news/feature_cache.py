@@ -83,7 +83,8 @@ def _decode_for_features(sample: dict[str, Any]) -> dict[str, Any]:
 def _iterate_samples(shard_dir: Path) -> tuple[Iterator[dict[str, Any]], Any]:
     from shared.shard_stream import ShardStream
 
-    stream = ShardStream(str(shard_dir), _decode_for_features, batch_size=1, shuffle_buffer=0)
+    # Every post on every rank (node_split="none"): the trainer splits the batches between ranks.
+    stream = ShardStream(str(shard_dir), _decode_for_features, batch_size=1, shuffle_buffer=0, node_split="none")
 
     def one_by_one() -> Iterator[dict[str, Any]]:
         for batch in stream.batches(0):

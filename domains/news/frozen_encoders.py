@@ -189,6 +189,7 @@ class NewsEncoders:
     ) -> None:
         """Fit projections contrastively (core ContrastiveModel + Trainer, CLIP loss) on genuine pairs."""
         from shared.data_iteration import TensorDictDataset, batches_from_dataset
+        from shared.distributed import per_rank_batch_size
         from shared.trainer import Trainer, TrainerConfig
 
         dataset = TensorDictDataset({"text": text, "image": image})
@@ -203,7 +204,9 @@ class NewsEncoders:
             seed=seed,
             progress_bar=False,
         )
-        Trainer(aligner, config, run_dir).fit(batches_from_dataset(dataset, min(256, len(dataset)), seed=seed))
+        # 256 pairs (or all) per global batch, whatever the number of processes.
+        batch_size = per_rank_batch_size(min(256, len(dataset)))
+        Trainer(aligner, config, run_dir).fit(batches_from_dataset(dataset, batch_size, seed=seed))
         aligner.to(self.device).eval()
 
     def fit_alignment(
