@@ -12,7 +12,9 @@ over-exposed items. The estimators:
 * ``expomf``: exposure-aware MF fitted by EM (Liang et al., WWW 2016), see :mod:`domains.recsys.mnar.expomf`.
 
 Local losses: ``log`` (``δ¹ = −log ŷ``, ``δ⁰ = −log(1 − ŷ)``) or ``squared`` (``δ¹ = (1 − ŷ)²``,
-``δ⁰ = ŷ²``, the form of the authors' real-data code); ``ŷ = σ(logit)``.
+``δ⁰ = ŷ²``, the form of the authors' real-data code); ``ŷ = σ(logit)``. ``squared_linear`` is the squared
+loss on the linear score itself (``ŷ = logit``, as in WMF): the objective that
+:mod:`domains.recsys.mnar.alternating_least_squares` minimises in closed form.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ POINTWISE_ESTIMATORS = ("oracle", "naive", "wmf", "relmf", "relmf_clipped")
 ALL_ESTIMATORS = (*POINTWISE_ESTIMATORS, "ubpr", "expomf")
 """Every estimator name the ``mnar`` command accepts."""
 
-LocalLoss = Literal["log", "squared"]
+LocalLoss = Literal["log", "squared", "squared_linear"]
 
 
 def local_losses(logits: torch.Tensor, loss: LocalLoss) -> tuple[torch.Tensor, torch.Tensor]:
@@ -41,7 +43,9 @@ def local_losses(logits: torch.Tensor, loss: LocalLoss) -> tuple[torch.Tensor, t
     if loss == "squared":
         prob = torch.sigmoid(logits)
         return (1 - prob).square(), prob.square()
-    raise ValueError(f"unknown local loss {loss!r}; use 'log' or 'squared'")
+    if loss == "squared_linear":
+        return (1 - logits).square(), logits.square()
+    raise ValueError(f"unknown local loss {loss!r}; use 'log', 'squared' or 'squared_linear'")
 
 
 def pointwise_debiasing_loss(
@@ -64,7 +68,7 @@ def pointwise_debiasing_loss(
         logits: model logits, shape ``(B,)``.
         labels: clicks ``Y`` (or soft relevance labels for the oracle), shape ``(B,)``.
         propensity: exposure propensities θ, shape ``(B,)``; only clicked pairs' values matter.
-        loss: local loss, ``"log"`` or ``"squared"``.
+        loss: local loss, ``"log"``, ``"squared"`` or ``"squared_linear"`` (no link).
         clip_min: lower clip ``M`` on θ (0 = no clipping).
         unlabeled_weight: weight ``w`` of the second term.
         normalization: ``"mean"`` divides by ``B``; ``"weighted"`` by ``Σ[Y + w(1 − Y)]`` as in the authors'
