@@ -13,7 +13,7 @@ import pandas as pd
 
 from shared.store.parquet_export import export_parquet
 from shared.store.query import check_nearest_arguments, find_nearest, read_vectors
-from shared.store.readonly import open_readonly
+from shared.store.reader_snapshot import ReaderSnapshot, SnapshotKeeper
 from shared.store.schema import DEFAULT_STORE_PATH, StoreError, store_error
 from shared.store.vector_index import VectorIndexCache
 from shared.store.writer import StoreWriter, temporary_files, write_session
@@ -51,10 +51,8 @@ class EmbeddingStore:
         self.memory_limit = memory_limit
         self.threads = threads
         self.vector_cache_mb = vector_cache_mb
-        self._vector_cache = VectorIndexCache()
         self._active_writer: StoreWriter | None = None
-        self._reader: duckdb.DuckDBPyConnection | None = None
-        self._reader_identity: tuple[int, int, int] | None = None
+        self._snapshots = SnapshotKeeper(self.path, memory_limit, threads)
 
     def temporary_files(self) -> list[Path]:
         """Temporary copies writers build beside the store; empty unless a write is under way or a writer died."""
@@ -177,33 +175,41 @@ class EmbeddingStore:
 
     # ----------------------------------------------------------------------------------------- reading
 
-    def _reader_connection(self) -> duckdb.DuckDBPyConnection:
-        """A read-only connection, reopened whenever a writer has swapped in a new file.
+    @contextmanager
+    def _reading(self) -> Iterator[tuple[duckdb.DuckDBPyConnection, ReaderSnapshot]]:
+        """A cursor on one consistent version of the file for one call (see :mod:`shared.store.reader_snapshot`).
 
-        Holding it open blocks nobody (writers never open the live file) and keeps DuckDB's buffer
-        cache warm between queries.
+        The connection is reopened whenever a writer has swapped in a new file; a call still using the
+        old version keeps it until it returns, so no reader ever fails because of a swap. Holding it open
+        blocks nobody (writers never open the live file) and keeps DuckDB's buffer cache warm.
         """
         if not self.path.is_file():
             raise self._error("no embedding store here yet (write embeddings first)")
-        status = self.path.stat()
-        identity = (status.st_ino, status.st_mtime_ns, status.st_size)
-        if self._reader is None or identity != self._reader_identity:
-            self.close()
-            self._reader = open_readonly(self.path, memory_limit=self.memory_limit, threads=self.threads)
-            self._reader_identity = identity
-        return self._reader
+        try:
+            with self._snapshots.lease() as (cursor, snapshot):
+                yield cursor, snapshot
+        except FileNotFoundError as error:
+            if Path(error.filename or "") == self.path:
+                raise self._error("no embedding store here yet (write embeddings first)") from error
+            raise
+
+    @property
+    def _vector_cache(self) -> VectorIndexCache:
+        """The in-memory indexes of the current file version (empty before a query)."""
+        snapshot = self._snapshots.current
+        return snapshot.index_cache if snapshot is not None else VectorIndexCache()
 
     def close(self) -> None:
-        """Closes the cached read-only connection and drops the vector cache (a later query reopens it)."""
-        self._vector_cache.clear()
-        if self._reader is not None:
-            self._reader.close()
-            self._reader = None
-            self._reader_identity = None
+        """Lets go of the read-only connection and its vector indexes (a later query reopens them).
+
+        A query still running in another thread keeps its version until it returns.
+        """
+        self._snapshots.close()
 
     def sql(self, query: str, parameters: Sequence[Any] | None = None) -> pd.DataFrame:
         """Runs a read-only query (with bound ``?`` parameters) on the store and returns a DataFrame."""
-        return self._reader_connection().execute(query, list(parameters or [])).df()
+        with self._reading() as (cursor, _):
+            return cursor.execute(query, list(parameters or [])).df()
 
     def get_vectors(
         self,
@@ -219,10 +225,11 @@ class EmbeddingStore:
         Raises:
             StoreError: If a sample has no vector for the resolved model.
         """
-        return read_vectors(
-            self._reader_connection(), self.path, sample_ids,
-            domain=domain, modality=modality, model_name=model_name, model_version=model_version,
-        )  # fmt: skip
+        with self._reading() as (cursor, _):
+            return read_vectors(
+                cursor, self.path, sample_ids,
+                domain=domain, modality=modality, model_name=model_name, model_version=model_version,
+            )  # fmt: skip
 
     def nearest(
         self,
@@ -263,12 +270,13 @@ class EmbeddingStore:
                 vector of the wrong dimension.
         """
         check_nearest_arguments(self.path, vector, sample_id, domain, k)  # before opening the file
-        return find_nearest(
-            self._reader_connection(), self.path, self._vector_cache, self.vector_cache_mb,
-            vector=vector, sample_id=sample_id, k=k, domain=domain, modality=modality, model_name=model_name,
-            model_version=model_version, filters=filters, exclude_query=exclude_query,
-            include_sample_columns=include_sample_columns,
-        )  # fmt: skip
+        with self._reading() as (cursor, snapshot):  # one file version for the whole call
+            return find_nearest(
+                cursor, self.path, snapshot.index_cache, self.vector_cache_mb,
+                vector=vector, sample_id=sample_id, k=k, domain=domain, modality=modality, model_name=model_name,
+                model_version=model_version, filters=filters, exclude_query=exclude_query,
+                include_sample_columns=include_sample_columns,
+            )  # fmt: skip
 
     # ----------------------------------------------------------------------------------------- export
 

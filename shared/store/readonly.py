@@ -4,25 +4,23 @@ from __future__ import annotations
 
 import os
 import tempfile
+import uuid
 from pathlib import Path
 
 import duckdb
 
 from shared.store.schema import DEFAULT_STORE_PATH, StoreError
 
-_READER_SPILL_DIRECTORY: str | None = None
-
 
 def _reader_spill_directory() -> str:
-    """A private, initially empty folder for read-only connections' spill files (one per process).
+    """A fresh, not yet existing folder name under ``$TMPDIR`` for one connection's spill files.
 
     DuckDB still lets a connection without external access read and write its temp directory, whose
-    default is ``.tmp`` under the working directory; pointing it here keeps that from exposing anything.
+    default is ``.tmp`` under the working directory; a private random name keeps that from exposing
+    anything. DuckDB creates the folder only when a query spills and removes the folder it created when
+    the connection closes, so a reader leaves nothing behind (a folder made here in advance would stay).
     """
-    global _READER_SPILL_DIRECTORY
-    if _READER_SPILL_DIRECTORY is None or not os.path.isdir(_READER_SPILL_DIRECTORY):
-        _READER_SPILL_DIRECTORY = tempfile.mkdtemp(prefix="duckdb-reader-spill-")
-    return _READER_SPILL_DIRECTORY
+    return os.path.join(tempfile.gettempdir(), f"duckdb-reader-spill-{os.getpid()}-{uuid.uuid4().hex}")
 
 
 def open_readonly(

@@ -6,12 +6,16 @@ sample id). The store drops the cache whenever a writer swaps in a new file.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import duckdb
 import numpy as np
 import pandas as pd
+
+#: Rows per block when an index is loaded (64k x 512 float32 = 128 MiB at most in flight).
+LOAD_BLOCK_ROWS = 65_536
 
 #: Cache key: ``(table, domain, modality, model_name, model_version)``.
 IndexKey = tuple[str, str, str, str, str]
@@ -37,6 +41,7 @@ class VectorIndexCache:
 
     def __init__(self) -> None:
         self._entries: dict[IndexKey, ModelVectors] = {}
+        self._loading = threading.Lock()  # concurrent first queries load a model once, not once each
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -68,6 +73,13 @@ class VectorIndexCache:
             return self._entries[key]
         if budget_mb <= 0:
             return None
+        with self._loading:
+            if key in self._entries:
+                return self._entries[key]
+            return self._load(connection, key, budget_mb)
+
+    def _load(self, connection: duckdb.DuckDBPyConnection, key: IndexKey, budget_mb: float) -> ModelVectors | None:
+        table, domain, modality, model_name, model_version = key
         parameters = [domain, modality, model_name, model_version]
         where = "WHERE domain = ? AND modality = ? AND model_name = ? AND model_version = ?"
         count = connection.execute(f"SELECT count(*) FROM {table} {where}", parameters).fetchall()[0][0]  # noqa: S608
@@ -75,16 +87,31 @@ class VectorIndexCache:
         cached_bytes = sum(entry.nbytes for entry in self._entries.values())
         if (cached_bytes + count * (dim * 4 + 128)) / 2**20 > budget_mb:
             return None
-        result = connection.sql(
+        # Filled block by block into one preallocated array: the process never holds the vectors twice
+        # (a whole Arrow table plus its numpy copy was 2x, and DuckDB's result buffers on top of that).
+        vectors = np.empty((count, dim), dtype=np.float32)
+        sample_ids, run_ids, metas = [], [], []
+        filled = 0
+        reader = connection.sql(
             f"SELECT sample_id, run_id, CAST(meta AS VARCHAR) AS meta, vec FROM {table} {where}",  # noqa: S608
             params=parameters,
-        ).to_arrow_table()
-        vectors = result.column("vec").combine_chunks().values.to_numpy().reshape(-1, dim)
+        ).to_arrow_reader(LOAD_BLOCK_ROWS)
+        for batch in reader:
+            rows = batch.num_rows
+            if filled + rows > count:  # cannot happen on one snapshot; refuse rather than write out of bounds
+                raise RuntimeError(f"{table}: more vectors than counted while loading the index")
+            block = batch.column("vec").flatten().to_numpy(zero_copy_only=False).reshape(rows, dim)
+            vectors[filled : filled + rows] = block
+            filled += rows
+            sample_ids.append(batch.column("sample_id").to_numpy(zero_copy_only=False).astype(object))
+            run_ids.append(batch.column("run_id").to_numpy(zero_copy_only=False).astype(object))
+            metas.append(batch.column("meta").to_numpy(zero_copy_only=False).astype(object))
+        empty = np.empty(0, dtype=object)
         self._entries[key] = ModelVectors(
-            sample_ids=result.column("sample_id").to_numpy(zero_copy_only=False).astype(object),
-            run_ids=result.column("run_id").to_numpy(zero_copy_only=False).astype(object),
-            metas=result.column("meta").to_numpy(zero_copy_only=False).astype(object),
-            vectors=np.ascontiguousarray(vectors, dtype=np.float32),
+            sample_ids=np.concatenate(sample_ids) if sample_ids else empty,
+            run_ids=np.concatenate(run_ids) if run_ids else empty,
+            metas=np.concatenate(metas) if metas else empty,
+            vectors=vectors[:filled],
         )
         return self._entries[key]
 

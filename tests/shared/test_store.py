@@ -435,3 +435,109 @@ def test_a_file_that_is_not_a_store_is_refused_naming_it(tmp_path: Path) -> None
     with pytest.raises(StoreError, match="not a DuckDB database file"), store.writing():
         pass
     assert bogus.read_text() == "not a database"  # nothing written over it
+
+
+def _write_generation(store: EmbeddingStore, generation: int, candidates: int = 40) -> None:
+    """All vectors rewritten in one swap, tagged with ``generation``; sample ``q`` equals one candidate's vector."""
+    rng = np.random.default_rng(generation)
+    vectors = rng.standard_normal((candidates, 8)).astype(np.float32)
+    twin = generation % candidates
+    ids = [f"c{i:02d}" for i in range(candidates)] + ["q"]
+    with store.writing() as writer:
+        writer.write_embeddings(
+            domain="astro", modality="photometry", model_name="m", model_version="v1", run_id="r",
+            sample_ids=ids, vectors=np.vstack([vectors, vectors[twin]]),
+            metadata=[{"generation": generation}] * len(ids),
+        )  # fmt: skip
+
+
+def test_readers_never_fail_and_see_one_version_while_a_writer_swaps(tmp_path):
+    """8 reader threads query while a writer swaps the file again and again: no error, every answer consistent.
+
+    Four threads share one store object (one cached connection), four open a store object per call as the
+    explorer does.
+
+    A sample-id query reads the query vector and ranks the candidates; both must come from one file version
+    (``q`` is a copy of candidate ``c<generation>`` in every version, so its nearest neighbour names the
+    version it was read from).
+    """
+    import threading
+
+    path = tmp_path / "embeddings.duckdb"
+    writer_store = EmbeddingStore(path)
+    writer_store.register_run("r", "astro", "m", "v1", config={})
+    _write_generation(writer_store, 0)
+    shared = EmbeddingStore(path, memory_limit="256MB", threads=1)
+    errors: list[BaseException] = []
+    answers = []
+    stop = threading.Event()
+
+    def read(shared_object: bool) -> None:
+        while not stop.is_set():
+            store = shared if shared_object else EmbeddingStore(path, memory_limit="256MB", threads=1)
+            try:
+                found = store.nearest(sample_id="q", k=3, domain="astro", modality="photometry")
+                by_vector = store.nearest(vector=np.ones(8), k=2, domain="astro", modality="photometry")
+                answers.append((found, by_vector))
+            except BaseException as error:  # noqa: BLE001 — every failure counts
+                errors.append(error)
+            finally:
+                if not shared_object:
+                    store.close()
+
+    readers = [threading.Thread(target=read, args=(i % 2 == 0,)) for i in range(8)]
+    for thread in readers:
+        thread.start()
+    swaps = 0
+    try:
+        while swaps < 10:
+            swaps += 1
+            _write_generation(writer_store, swaps)
+    finally:
+        stop.set()
+        for thread in readers:
+            thread.join(timeout=60)
+    shared.close()
+    assert not errors, f"{len(errors)} of {len(errors) + len(answers)} reader calls failed, first: {errors[0]!r}"
+    assert len(answers) >= 8
+    seen_generations = set()
+    for found, by_vector in answers:
+        generations = {json.loads(meta)["generation"] for meta in [*found["meta"], *by_vector["meta"][:0]]}
+        assert len(generations) == 1, generations
+        generation = generations.pop()
+        seen_generations.add(generation)
+        assert found["sample_id"].iloc[0] == f"c{generation % 40:02d}"
+        assert found["score"].iloc[0] == pytest.approx(1.0, abs=1e-5)
+    assert len(seen_generations) > 1  # the readers really ran across swaps
+
+
+def test_read_only_connections_leave_no_spill_folder(tmp_path):
+    """Readers (spilling or not) leave nothing in $TMPDIR once closed; checked in a fresh process."""
+    spill_root = tmp_path / "tmp"
+    spill_root.mkdir()
+    path = tmp_path / "embeddings.duckdb"
+    store = EmbeddingStore(path)
+    store.register_run("r", "astro", "m", "v1", config={})
+    _write_generation(store, 1)
+    store.close()
+    script = textwrap.dedent("""
+        import os, sys
+        from shared.store import EmbeddingStore, open_readonly
+        store, spill_root = EmbeddingStore(sys.argv[1]), sys.argv[2]
+        for _ in range(3):
+            store.nearest(sample_id="q", k=1, domain="astro", modality="photometry")
+            store.close()
+            open_readonly(store.path).close()
+        assert not os.listdir(spill_root), os.listdir(spill_root)
+        connection = open_readonly(store.path, memory_limit="64MB", threads=1)
+        sql = "SELECT count(*) FROM (SELECT range % 1000003 AS a, random() AS b FROM range(6000000) ORDER BY b)"
+        assert connection.execute(sql).fetchall()[0][0] == 6_000_000
+        assert os.listdir(spill_root), "the query was meant to spill, so the cleanup is checked"
+        connection.close()
+        assert not os.listdir(spill_root), os.listdir(spill_root)
+    """)
+    result = subprocess.run(
+        [sys.executable, "-c", script, str(path), str(spill_root)], cwd=REPO_ROOT,
+        env={**os.environ, "TMPDIR": str(spill_root)}, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
