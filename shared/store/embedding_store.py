@@ -272,7 +272,7 @@ class EmbeddingStore:
         check_nearest_arguments(self.path, vector, sample_id, domain, k)  # before opening the file
         with self._reading() as (cursor, snapshot):  # one file version for the whole call
             return find_nearest(
-                cursor, self.path, snapshot.index_cache, self.vector_cache_mb,
+                cursor, self.path, snapshot.index_cache, self.vector_cache_mb, open_loader=snapshot.open_loader,
                 vector=vector, sample_id=sample_id, k=k, domain=domain, modality=modality, model_name=model_name,
                 model_version=model_version, filters=filters, exclude_query=exclude_query,
                 include_sample_columns=include_sample_columns,

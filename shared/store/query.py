@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -201,6 +201,7 @@ def find_nearest(
     index_cache: VectorIndexCache,
     index_budget_mb: float,
     *,
+    open_loader: Callable[[], duckdb.DuckDBPyConnection | None] | None = None,
     vector: Any = None,
     sample_id: str | None = None,
     k: int = 10,
@@ -241,7 +242,9 @@ def find_nearest(
     table = embedding_table(dim)
     identity = {"domain": domain, "modality": modality, "model_name": model_name, "model_version": model_version}
     if not filters:
-        index = index_cache.load(connection, table, domain, modality, model_name, model_version, index_budget_mb)
+        index = index_cache.load(
+            connection, table, domain, modality, model_name, model_version, index_budget_mb, open_loader
+        )
         if index is not None:
             rows = nearest_in_memory(index, query, k, excluded_sample=sample_id if exclude_query else None, **identity)
             if include_sample_columns:

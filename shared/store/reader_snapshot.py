@@ -19,12 +19,16 @@ from pathlib import Path
 import duckdb
 
 from shared.store.readonly import open_readonly
+from shared.store.schema import StoreError
 from shared.store.vector_index import VectorIndexCache
 
 #: ``(inode, modification time in ns, size in bytes)`` of the store file: a swap changes it.
 FileIdentity = tuple[int, int, int]
 
 _OPEN_ATTEMPTS = 5
+
+#: DuckDB memory of the short-lived connection that loads an in-memory index (its buffers are freed on close).
+LOADER_MEMORY_LIMIT = "256MB"
 
 
 def file_identity(path: Path) -> FileIdentity:
@@ -68,6 +72,25 @@ class ReaderSnapshot:
         # only means the next call reopens).
         connection = open_readonly(path, memory_limit=memory_limit, threads=threads)
         return cls(path, file_identity(path), connection, VectorIndexCache())
+
+    def open_loader(self) -> duckdb.DuckDBPyConnection | None:
+        """A separate small-memory connection to this same file version, for loading an index; None if swapped.
+
+        Scanning a model's vectors through the snapshot's own connection would leave them in its buffer
+        pool as well as in the index (twice the memory); a loader connection is closed after the load,
+        which frees its buffers. It is only used when the file at ``path`` is still this version before
+        and after opening, so the index always matches the snapshot.
+        """
+        try:
+            if file_identity(self.path) != self.identity:
+                return None
+            connection = open_readonly(self.path, memory_limit=LOADER_MEMORY_LIMIT, threads=1)
+            if file_identity(self.path) == self.identity:
+                return connection
+            connection.close()
+        except (FileNotFoundError, StoreError):
+            pass
+        return None
 
     def _close_if_unused(self) -> None:
         if self.retired and self.users == 0:

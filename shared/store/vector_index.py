@@ -7,7 +7,7 @@ sample id). The store drops the cache whenever a writer swaps in a new file.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import duckdb
@@ -62,11 +62,24 @@ class VectorIndexCache:
         model_name: str,
         model_version: str,
         budget_mb: float,
+        open_loader: Callable[[], duckdb.DuckDBPyConnection | None] | None = None,
     ) -> ModelVectors | None:
         """One model's ids, identity columns and (N, D) float32 unit vectors, loaded once per store file.
 
-        Returns None when the model would not fit in ``budget_mb`` next to what is already loaded
-        (a budget of 0 disables the cache).
+        Args:
+            connection: A connection to the file version the index is for.
+            table: ``embeddings_<D>``.
+            domain: Identity of the model's vectors.
+            modality: See ``domain``.
+            model_name: See ``domain``.
+            model_version: See ``domain``.
+            budget_mb: Memory allowed for all loaded models together.
+            open_loader: Opens a short-lived connection to the same file version for the scan (its
+                buffers are freed when it closes), or returns None; ``connection`` is used then.
+
+        Returns:
+            The loaded model, or None when it would not fit in ``budget_mb`` next to what is already
+            loaded (a budget of 0 disables the cache).
         """
         key = (table, domain, modality, model_name, model_version)
         if key in self._entries:
@@ -76,9 +89,20 @@ class VectorIndexCache:
         with self._loading:
             if key in self._entries:
                 return self._entries[key]
-            return self._load(connection, key, budget_mb)
+            loader = open_loader() if open_loader is not None else None
+            try:
+                return self._load(connection, loader or connection, key, budget_mb)
+            finally:
+                if loader is not None:
+                    loader.close()
 
-    def _load(self, connection: duckdb.DuckDBPyConnection, key: IndexKey, budget_mb: float) -> ModelVectors | None:
+    def _load(
+        self,
+        connection: duckdb.DuckDBPyConnection,
+        scanner: duckdb.DuckDBPyConnection,
+        key: IndexKey,
+        budget_mb: float,
+    ) -> ModelVectors | None:
         table, domain, modality, model_name, model_version = key
         parameters = [domain, modality, model_name, model_version]
         where = "WHERE domain = ? AND modality = ? AND model_name = ? AND model_version = ?"
@@ -92,7 +116,7 @@ class VectorIndexCache:
         vectors = np.empty((count, dim), dtype=np.float32)
         sample_ids, run_ids, metas = [], [], []
         filled = 0
-        reader = connection.sql(
+        reader = scanner.sql(
             f"SELECT sample_id, run_id, CAST(meta AS VARCHAR) AS meta, vec FROM {table} {where}",  # noqa: S608
             params=parameters,
         ).to_arrow_reader(LOAD_BLOCK_ROWS)
