@@ -13,15 +13,19 @@ Three parts, all offline and deterministic (documented in ``data_cards/biomed/bi
    picture shows (kind, stain colour, density, lesion side/zone/size), so retrieval is learnable and
    measurable.
 
-The held-out split holds one generated image per caption combination with its own seed; the real
-images are all in the training split (too few to hold out).
+The held-out split measures learning, not memorisation: it holds only generated figures whose
+attribute *combination* (and so caption) never occurs in training (:data:`HELD_OUT_COMBINATIONS`),
+while every single attribute value of those combinations does (:func:`check_compositional_split`
+verifies both when the corpus is built). The real images are all in the training split (too few to
+hold out).
 """
 
 from __future__ import annotations
 
 import inspect
 import itertools
-from collections.abc import Iterator
+import json
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,8 +34,12 @@ from skimage import draw, filters
 
 from domains.biomed.dicom import DicomChainConfig, DicomReadError, dicom_image_samples, read_dicom_image
 from domains.biomed.samples import BiomedSample, biomedica_sample_dict, letterbox_rgb
+from shared.atomic_files import write_text_atomically
 
 DEMO_LICENSE = "CC0-1.0"
+#: Version of the corpus layout; a corpus folder written by another version is rebuilt.
+DEMO_CORPUS_VERSION = 2
+DEMO_CORPUS_MARKER = "corpus.json"
 CONCEPT_FIELDS = ("image_primary_label",)
 TRACKED_FIELDS = ("article_license", "image_panel_type", "image_set", "caption_source")
 
@@ -72,6 +80,11 @@ class GeneratedFigure:
     b: str
     c: str
 
+    @property
+    def combination(self) -> str:
+        """The attribute combination as one label, e.g. ``"fluorescence/green/dense/large"``."""
+        return "/".join(part for part in (self.kind, self.a, self.b, self.c) if part)
+
     def caption(self) -> str:
         """The caption: exactly what the generator draws."""
         if self.kind == "fluorescence":
@@ -101,6 +114,56 @@ def generated_figure_grid() -> list[GeneratedFigure]:
     grid += [GeneratedFigure("ultrasound", side, what, size)
              for side, what, size in itertools.product(("left", "right"), ("cyst", "solid mass"), ("small", "large"))]  # fmt: skip
     return grid
+
+
+#: Attribute combinations that only the held-out split shows (2–3 per kind, 11 of 45). Chosen so that
+#: each attribute value of a held-out combination still occurs in training with the same kind: the
+#: test asks for new compositions of known words and shapes, which a model can only get right by
+#: composing what it learned.
+HELD_OUT_COMBINATIONS: frozenset[GeneratedFigure] = frozenset(
+    {
+        GeneratedFigure("fluorescence", "green", "dense", "large"),
+        GeneratedFigure("fluorescence", "red", "sparse", "small"),
+        GeneratedFigure("fluorescence", "blue", "dense", "small"),
+        GeneratedFigure("histology", "pale", "dense", "large"),
+        GeneratedFigure("histology", "dark", "sparse", "small"),
+        GeneratedFigure("radiograph", "left", "lower", "small"),
+        GeneratedFigure("radiograph", "right", "upper", "large"),
+        GeneratedFigure("mri", "left", "occipital", "dark"),
+        GeneratedFigure("mri", "right", "frontal", "bright"),
+        GeneratedFigure("ultrasound", "left", "solid mass", "large"),
+        GeneratedFigure("ultrasound", "right", "cyst", "small"),
+    }
+)
+
+
+def compositional_split() -> tuple[list[GeneratedFigure], list[GeneratedFigure]]:
+    """The generator grid split into (training combinations, held-out combinations), in grid order."""
+    grid = generated_figure_grid()
+    train = [figure for figure in grid if figure not in HELD_OUT_COMBINATIONS]
+    test = [figure for figure in grid if figure in HELD_OUT_COMBINATIONS]
+    check_compositional_split(train, test)
+    return train, test
+
+
+def check_compositional_split(train: Iterable[GeneratedFigure], test: Iterable[GeneratedFigure]) -> None:
+    """Refuse a split whose held-out captions leak or cannot be composed from training.
+
+    Raises:
+        ValueError: A held-out combination or caption also occurs in training, or an attribute value of a
+            held-out combination never occurs in training with the same kind (then the test would ask for
+            a word the model never saw, not for a new composition).
+    """
+    train, test = list(train), list(test)
+    train_captions = {figure.caption() for figure in train}
+    seen_values = {(figure.kind, slot, value) for figure in train
+                   for slot, value in (("a", figure.a), ("b", figure.b), ("c", figure.c))}  # fmt: skip
+    for figure in test:
+        if figure in train or figure.caption() in train_captions:
+            raise ValueError(f"held-out combination {figure.combination} also occurs in training")
+        for slot, value in (("a", figure.a), ("b", figure.b), ("c", figure.c)):
+            if (figure.kind, slot, value) not in seen_values:
+                raise ValueError(f"held-out combination {figure.combination}: {value!r} never occurs in training")
 
 
 def _blobs(rng: np.random.Generator, size: int, count: int, radius: float, channel: np.ndarray, value: float) -> None:
@@ -181,8 +244,12 @@ def skimage_caption(name: str) -> str:
     return caption
 
 
-def _generated_samples(image_size: int, variants: int, seed_offset: int, split: str) -> Iterator[BiomedSample]:
-    for figure_index, figure in enumerate(generated_figure_grid()):
+def _generated_samples(
+    figures: list[GeneratedFigure], image_size: int, variants: int, seed_offset: int, split: str
+) -> Iterator[BiomedSample]:
+    grid_index = {figure: index for index, figure in enumerate(generated_figure_grid())}
+    for figure in figures:
+        figure_index = grid_index[figure]
         for variant in range(variants):
             seed = seed_offset + figure_index * 1000 + variant
             key = f"generated-{split}-{figure_index:03d}-{variant:02d}"
@@ -196,7 +263,12 @@ def _generated_samples(image_size: int, variants: int, seed_offset: int, split: 
                 "image_set": "generated",
                 "article_license": DEMO_LICENSE,
                 "caption_source": "generator",
-                "generator": {"kind": figure.kind, "attributes": [figure.a, figure.b, figure.c], "seed": seed},
+                "generator": {
+                    "kind": figure.kind,
+                    "attributes": [figure.a, figure.b, figure.c],
+                    "combination": figure.combination,
+                    "seed": seed,
+                },  # fmt: skip
             }
             yield BiomedSample(key, render_generated_figure(figure, image_size, seed), figure.caption(), metadata)
 
@@ -256,7 +328,7 @@ def build_demo_corpus(
     out_dir: str | Path,
     image_size: int = 96,
     train_variants: int = 12,
-    test_variants: int = 1,
+    test_variants: int = 4,
     skimage_crops: int = 6,
     seed: int = 0,
     overwrite: bool = True,
@@ -267,7 +339,8 @@ def build_demo_corpus(
         out_dir: Folder for the two shard sets (each with its ``manifest.json``).
         image_size: Side of every image in pixels.
         train_variants: Generated images per attribute combination in the training split.
-        test_variants: Generated images per combination in the held-out split (own seeds).
+        test_variants: Generated images per held-out combination (own seeds); the held-out split holds
+            only the combinations of :data:`HELD_OUT_COMBINATIONS`, never seen in training.
         skimage_crops: Crops per scikit-image picture (training split).
         seed: Base seed; the same seed gives the same corpus.
         overwrite: Replace an existing corpus in ``out_dir``.
@@ -278,13 +351,14 @@ def build_demo_corpus(
     from shared.shards import ShardWriter
 
     out_dir = Path(out_dir)
+    train_figures, test_figures = compositional_split()
     splits = {
         "train": itertools.chain(
             _dicom_samples(image_size),
             _skimage_samples(image_size, skimage_crops, seed),
-            _generated_samples(image_size, train_variants, seed * 1_000_003 + 17, "train"),
+            _generated_samples(train_figures, image_size, train_variants, seed * 1_000_003 + 17, "train"),
         ),
-        "test": _generated_samples(image_size, test_variants, seed * 1_000_003 + 900_001, "test"),
+        "test": _generated_samples(test_figures, image_size, test_variants, seed * 1_000_003 + 900_001, "test"),
     }
     paths = {}
     for split, samples in splits.items():
@@ -293,4 +367,20 @@ def build_demo_corpus(
             for sample in samples:
                 writer.write(biomedica_sample_dict(sample))
         paths[split] = out_dir / split
+    marker = {"version": DEMO_CORPUS_VERSION, "image_size": image_size, "train_variants": train_variants,
+              "test_variants": test_variants, "skimage_crops": skimage_crops, "seed": seed,
+              "held_out_combinations": sorted(figure.combination for figure in test_figures)}  # fmt: skip
+    write_text_atomically(out_dir / DEMO_CORPUS_MARKER, json.dumps(marker, indent=2) + "\n")
     return paths
+
+
+def demo_corpus_is_current(out_dir: str | Path, image_size: int) -> bool:
+    """True if ``out_dir`` holds both splits written by this corpus version at ``image_size`` px."""
+    out_dir = Path(out_dir)
+    if not all((out_dir / split / "manifest.json").is_file() for split in ("train", "test")):
+        return False
+    try:
+        marker = json.loads((out_dir / DEMO_CORPUS_MARKER).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return marker.get("version") == DEMO_CORPUS_VERSION and marker.get("image_size") == image_size

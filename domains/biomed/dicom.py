@@ -11,7 +11,13 @@ Patient-identifying header fields never leave :func:`read_dicom_image`: captions
 built from an allow-list of descriptive fields (:data:`DICOM_DESCRIPTIVE_FIELDS`), identifiers that
 leak into descriptive free text are scrubbed, and pydicom's own warnings and log lines (which quote
 raw header values) are silenced while a file is read. Error messages name the file and the reason,
-never a header value.
+never a header value. Report text given as a caption is scrubbed of the same file's identifying header
+values and of common identifier shapes (:mod:`domains.biomed.report_scrubbing`) before it becomes a
+caption; each sample records that scrubbing ran and how many spans it replaced.
+
+Pixels are not scrubbed: files that declare burned-in text (``BurnedInAnnotation = YES``) are skipped
+unless :attr:`DicomChainConfig.include_burned_in`, and files of modalities where burned-in text is common
+(:data:`BURNED_IN_TEXT_MODALITIES`, secondary capture) that do not declare it either way are flagged.
 """
 
 from __future__ import annotations
@@ -20,13 +26,19 @@ import contextlib
 import logging
 import re
 import warnings
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 
+from domains.biomed.report_scrubbing import (
+    IDENTIFYING_FIELDS,
+    REPLACEMENT,
+    header_identifiers,
+    scrub_report_text,
+)
 from domains.biomed.samples import BiomedSample, SkippedInput, content_key, letterbox_rgb
 from shared.user_errors import UserError
 
@@ -50,26 +62,17 @@ DICOM_DESCRIPTIVE_FIELDS: tuple[str, ...] = (
     "Manufacturer",
 )
 
-#: Fields whose values are scrubbed out of any descriptive free text that echoes them.
-DICOM_IDENTIFYING_FIELDS: tuple[str, ...] = (
-    "PatientName",
-    "PatientID",
-    "OtherPatientIDs",
-    "PatientBirthDate",
-    "PatientAddress",
-    "PatientTelephoneNumbers",
-    "InstitutionName",
-    "InstitutionAddress",
-    "AccessionNumber",
-    "ReferringPhysicianName",
-    "PerformingPhysicianName",
-    "OperatorsName",
-    "StudyDate",
-    "SeriesDate",
-    "AcquisitionDate",
-    "ContentDate",
-    "StudyID",
+#: Fields whose values are scrubbed out of any descriptive free text and report text that echoes them.
+DICOM_IDENTIFYING_FIELDS: tuple[str, ...] = IDENTIFYING_FIELDS
+
+#: Modalities whose images often carry burned-in text (ultrasound, secondary capture, other, angiography,
+#: fluoroscopy, endoscopy, photographs, documents): a file of these that does not say
+#: ``BurnedInAnnotation`` either way is flagged in the manifest.
+BURNED_IN_TEXT_MODALITIES: frozenset[str] = frozenset(
+    {"US", "IVUS", "SC", "OT", "XA", "RF", "ES", "XC", "OP", "DOC", "GM"}
 )
+#: SOP class UID prefix of the secondary capture image storage classes (flagged like modality SC).
+SECONDARY_CAPTURE_SOP_PREFIX = "1.2.840.10008.5.1.4.1.1.7"
 
 MODALITY_NAMES: dict[str, str] = {
     "CT": "CT",
@@ -129,6 +132,8 @@ class DicomChainConfig:
     """Multi-frame files: 'first', 'middle' (one sample) or 'all' (one sample per frame)."""
     decoding_plugin: str = ""
     """Pin a pydicom decoding plugin (e.g. 'pylibjpeg', 'pyjpegls', 'gdcm'); empty = pydicom's choice."""
+    include_burned_in: bool = False
+    """Also ingest files that declare burned-in text (BurnedInAnnotation = YES). Their pixels may show names, IDs and dates readable at model resolution: only for data already de-identified in the pixels. Default: skipped, with the reason in the manifest."""
 
     def __post_init__(self) -> None:
         named = {"auto", "window", "minmax", *WINDOW_PRESETS_HU}
@@ -155,27 +160,27 @@ class DicomImage:
     """Preprocessing steps applied, in order, human readable."""
     caption: str
     """Caption built from descriptive header fields."""
+    burned_in_annotation: str = ""
+    """The header's BurnedInAnnotation ('YES', 'NO') or '' when the file does not say."""
+    burned_in_text_likely: bool = False
+    """The modality (or secondary-capture SOP class) is one where burned-in text is common."""
+    identifiers: dict[str, list[str]] = field(default_factory=dict, repr=False)
+    """The header's identifying values, kept only to scrub report text; never written anywhere."""
+
+    @property
+    def burned_in_flags(self) -> list[str]:
+        """Manifest flags about burned-in text: declared and included, or likely but undeclared."""
+        if self.burned_in_annotation == "YES":
+            return ["burned_in_annotation_declared"]
+        if self.burned_in_text_likely and not self.burned_in_annotation:
+            return ["burned_in_annotation_unknown"]
+        return []
 
 
-def _scrub_identifiers(text: str, identifiers: Sequence[str]) -> str:
-    for value in identifiers:
-        for part in re.split(r"[\^\s,]+", value):
-            if len(part) >= 2:
-                text = re.sub(re.escape(part), "", text, flags=re.IGNORECASE)
-    return re.sub(r"\s{2,}", " ", text).strip(" ,;-")
-
-
-def _identifier_values(ds: Any) -> list[str]:
-    values = []
-    for name in DICOM_IDENTIFYING_FIELDS:
-        value = ds.get(name)
-        if value is None or value == "":
-            continue
-        if isinstance(value, (list, tuple)) or getattr(value, "VM", 1) > 1:
-            values.extend(str(v) for v in value)
-        else:
-            values.append(str(value))
-    return [v for v in values if v.strip()]
+def _scrub_identifiers(text: str, identifiers: dict[str, list[str]]) -> str:
+    """Descriptive free text with identifying values and shapes removed (not marked: it is a description)."""
+    scrubbed = scrub_report_text(text, identifiers).text.replace(REPLACEMENT, " ")
+    return re.sub(r"\s{2,}", " ", scrubbed).strip(" ,;-")
 
 
 def _json_value(value: Any) -> Any:
@@ -192,7 +197,7 @@ def _json_value(value: Any) -> Any:
 
 def dicom_descriptive_header(ds: Any) -> dict[str, Any]:
     """The allow-listed descriptive fields of a dataset, with identifiers scrubbed from free text."""
-    identifiers = _identifier_values(ds)
+    identifiers = header_identifiers(ds)
     header: dict[str, Any] = {}
     for name in DICOM_DESCRIPTIVE_FIELDS:
         value = ds.get(name)
@@ -374,12 +379,26 @@ def _read_dicom_image(path: Path, config: DicomChainConfig) -> DicomImage:
         # only the type: a parser message can quote raw element values
         raise DicomReadError(f"{path}: unreadable DICOM header ({type(error).__name__})") from error
     if "PixelData" not in ds and "FloatPixelData" not in ds and "DoubleFloatPixelData" not in ds:
+        if "Rows" in ds and "Columns" in ds:
+            # pydicom stops quietly at the end of a file cut short: an image header without its pixels.
+            raise DicomReadError(
+                f"{path}: truncated (the header describes a {ds.Rows}x{ds.Columns} image but the file ends "
+                "before its pixel data)"
+            )
         raise DicomReadError(f"{path}: no pixel data (SOP class {ds.get('SOPClassUID', 'unknown')})")
     photometric = str(ds.get("PhotometricInterpretation", ""))
     if photometric not in SUPPORTED_PHOTOMETRIC:
         raise DicomReadError(f"{path}: unsupported photometric interpretation {photometric!r}")
 
-    n_frames = int(ds.get("NumberOfFrames", 1) or 1)
+    try:
+        n_frames = int(ds.get("NumberOfFrames", 1) or 1)
+    except (TypeError, ValueError):
+        raise DicomReadError(f"{path}: NumberOfFrames is not an integer") from None
+    shortfall = _pixel_data_shortfall(ds, n_frames)
+    if shortfall is not None:
+        raise DicomReadError(
+            f"{path}: truncated (pixel data holds {shortfall[0]} of the {shortfall[1]} bytes the header describes)"
+        )
     if config.frame_policy == "all":
         indices = list(range(n_frames))
     elif config.frame_policy == "first":
@@ -396,6 +415,10 @@ def _read_dicom_image(path: Path, config: DicomChainConfig) -> DicomImage:
         else:
             raw_frames = [ds.pixel_array if not options else pixel_array(ds, **options)]
     except Exception as error:  # noqa: BLE001 — decoders raise many types for truncated/corrupt data
+        if any(
+            word in str(error).lower() for word in ("less than expected", "truncat", "end of file", "unexpected end")
+        ):
+            raise DicomReadError(f"{path}: truncated (pixel data ends early: {type(error).__name__})") from error
         raise DicomReadError(f"{path}: pixel data could not be decoded ({type(error).__name__}: {error})") from error
 
     frames: list[np.ndarray] = []
@@ -420,13 +443,50 @@ def _read_dicom_image(path: Path, config: DicomChainConfig) -> DicomImage:
     if n_frames > 1:
         steps.insert(1, f"frame policy {config.frame_policy} of {n_frames} frames")
     header = dicom_descriptive_header(ds)
-    return DicomImage(frames=frames, frame_indices=indices, header=header, steps=steps, caption=dicom_caption(header))
+    modality = str(ds.get("Modality", "")).upper()
+    sop_class = str(ds.get("SOPClassUID", ""))
+    return DicomImage(
+        frames=frames,
+        frame_indices=indices,
+        header=header,
+        steps=steps,
+        caption=dicom_caption(header),
+        burned_in_annotation=str(ds.get("BurnedInAnnotation", "") or "").strip().upper(),
+        burned_in_text_likely=modality in BURNED_IN_TEXT_MODALITIES
+        or sop_class.startswith(SECONDARY_CAPTURE_SOP_PREFIX),
+        identifiers=header_identifiers(ds),
+    )
 
 
-def _report_for(relative: Path, reports: dict[str, str]) -> str | None:
-    for candidate in (relative.as_posix(), relative.with_suffix("").as_posix(), relative.name, relative.stem):
+def _pixel_data_shortfall(ds: Any, n_frames: int) -> tuple[int, int] | None:
+    """(bytes present, bytes expected) when native (uncompressed) pixel data is shorter than the header says."""
+    transfer_syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+    if "PixelData" not in ds or transfer_syntax is None or transfer_syntax.is_compressed:
+        return None
+    try:
+        rows, columns = int(ds.Rows), int(ds.Columns)
+        samples, bits = int(ds.get("SamplesPerPixel", 1)), int(ds.BitsAllocated)
+        photometric = str(ds.get("PhotometricInterpretation", ""))
+    except (AttributeError, TypeError, ValueError):
+        return None
+    pixels = rows * columns * n_frames * samples
+    if photometric == "YBR_FULL_422":
+        pixels = pixels * 2 // 3  # two chroma samples shared by two pixels
+    expected = (pixels + 7) // 8 if bits == 1 else pixels * ((bits + 7) // 8)
+    present = len(ds.PixelData)
+    return (present, expected) if present < expected else None
+
+
+def _report_candidates(relative: Path) -> tuple[str, ...]:
+    """The report ids that name ``relative``: its path with and without suffix, its name, its stem."""
+    return (relative.as_posix(), relative.with_suffix("").as_posix(), relative.name, relative.stem)
+
+
+def _report_for(relative: Path, reports: dict[str, str]) -> tuple[str, str] | None:
+    """(report id, text) of the report naming ``relative``, or None."""
+    for candidate in _report_candidates(relative):
         if candidate in reports:
-            return reports[candidate]
+            return candidate, reports[candidate]
     return None
 
 
@@ -435,14 +495,25 @@ def dicom_image_samples(
 ) -> Iterator[BiomedSample]:
     """BIOMEDICA-format samples (one per frame) from a processed DICOM image.
 
+    A report is scrubbed (:func:`domains.biomed.report_scrubbing.scrub_report_text`, with the file's own
+    identifying header values) before it becomes the caption; each sample's JSON (``caption_scrub``) and
+    manifest record say that scrubbing ran and how many spans it replaced.
+
     Args:
         image: Output of :func:`read_dicom_image`.
         relative: The file's path relative to the input root; only its hash enters the sample key.
         report: Caption text from a report; None builds the caption from descriptive header fields.
         license_name: Licence recorded in ``article_license``.
     """
-    caption = report if report else image.caption
+    if report:
+        scrubbed = scrub_report_text(report, image.identifiers)
+        caption, spans = scrubbed.text, scrubbed.spans_replaced
+    else:
+        caption, spans = image.caption, 0  # built from allow-listed fields, themselves scrubbed
+    caption_source = "report" if report else "dicom header"
+    caption_scrub = {"ran": True, "spans_replaced": spans}
     modality_name = MODALITY_NAMES.get(str(image.header.get("Modality", "")), "medical image")
+    burned_in = image.burned_in_annotation or "absent"
     for frame, index in zip(image.frames, image.frame_indices):
         key = content_key("dicom", relative, index if len(image.frame_indices) > 1 else None)
         metadata = {
@@ -453,10 +524,29 @@ def dicom_image_samples(
             "image_secondary_label": [modality_name],
             "image_set": "dicom",
             "article_license": license_name,
-            "caption_source": "report" if report else "dicom header",
-            "dicom": {"header": image.header, "frame_index": index, "steps": image.steps},
+            "caption_source": caption_source,
+            "caption_scrub": caption_scrub,
+            "dicom": {
+                "header": image.header,
+                "frame_index": index,
+                "steps": image.steps,
+                "burned_in_annotation": burned_in,
+                "flags": image.burned_in_flags,
+            },  # fmt: skip
         }
-        yield BiomedSample(key=key, image=frame, caption=caption, metadata=metadata)
+        record = {"key": key, "caption_source": caption_source, "caption_scrub": caption_scrub,
+                  "burned_in_annotation": burned_in, "flags": image.burned_in_flags}  # fmt: skip
+        yield BiomedSample(key=key, image=frame, caption=caption, metadata=metadata, manifest_record=record)
+
+
+@dataclass
+class DicomFolderNotes:
+    """What a walk over a DICOM folder found besides its samples (filled when the walk ends)."""
+
+    unmatched_reports: list[str] = field(default_factory=list)
+    """Report ids that name no file in the folder (their text is never used or written)."""
+    burned_in_skipped: int = 0
+    """Files skipped because they declare burned-in text."""
 
 
 def read_dicom_folder(
@@ -465,19 +555,22 @@ def read_dicom_folder(
     reports: dict[str, str] | None = None,
     license_name: str = "unknown",
     skipped: list[SkippedInput] | None = None,
+    notes: DicomFolderNotes | None = None,
 ) -> Iterator[BiomedSample]:
     """Read every DICOM file under ``root`` (recursively) into BIOMEDICA-format samples.
 
     Files are visited in sorted order. Anything that is not a usable DICOM image is appended to
-    ``skipped`` with its reason and the walk continues.
+    ``skipped`` with its reason and the walk continues; so are files that declare burned-in text
+    (``BurnedInAnnotation = YES``) unless ``config.include_burned_in``.
 
     Args:
         root: Folder to search (all files, any suffix: DICOM files often have none).
         config: The DICOM chain settings.
-        reports: Optional id → report text (see :func:`domains.biomed.caption_tables.read_reports_csv`); otherwise the caption is
-            built from descriptive header fields.
+        reports: Optional id → report text (see :func:`domains.biomed.caption_tables.read_reports_csv`),
+            scrubbed before use; otherwise the caption is built from descriptive header fields.
         license_name: Licence recorded in each sample's ``article_license``.
         skipped: List that collects :class:`SkippedInput` records.
+        notes: Receives the report ids that matched no file, when the walk has ended.
 
     Yields:
         One sample per selected frame.
@@ -487,12 +580,22 @@ def read_dicom_folder(
     if not root.is_dir():
         raise UserError(f"{root}: DICOM input folder not found")
     skipped = skipped if skipped is not None else []
+    notes = notes if notes is not None else DicomFolderNotes()
+    named: set[str] = set()
     for path in sorted(p for p in root.rglob("*") if p.is_file()):
         relative = path.relative_to(root)
+        named.update(_report_candidates(relative))
         try:
             image = read_dicom_image(path, config)
         except DicomReadError as error:
             skipped.append(SkippedInput(relative.as_posix(), str(error).removeprefix(f"{path}: ")))
             continue
-        report = _report_for(relative, reports) if reports else None
-        yield from dicom_image_samples(image, relative, report, license_name)
+        if image.burned_in_annotation == "YES" and not config.include_burned_in:
+            notes.burned_in_skipped += 1
+            skipped.append(SkippedInput(relative.as_posix(), "burned-in annotation (BurnedInAnnotation = YES: "
+                                        "identifiers may be readable in the pixels; --dicom.include_burned_in "
+                                        "true ingests such files)"))  # fmt: skip
+            continue
+        found = _report_for(relative, reports) if reports else None
+        yield from dicom_image_samples(image, relative, found[1] if found else None, license_name)
+    notes.unmatched_reports = sorted(set(reports or {}) - named)

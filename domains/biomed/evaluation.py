@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from domains.biomed.biomedica import BiomedicaDecoder, eval_stream
+from domains.biomed.demo import generated_figure_grid
 from domains.biomed.model import load_trained_model
 from shared.run_folder import RunFolder
 from shared.user_errors import NothingProduced, UserError
@@ -48,6 +49,14 @@ ZERO_SHOT_PRESETS: dict[str, dict[str, Any]] = {
             "ultrasound": "ultrasound image",
         },
         "templates": ["a photo of {}", "{} presented in image", "this is an image of {}"],
+    },
+    # Which of all 45 attribute combinations of the demo generator an image shows, the caption as the
+    # prompt. On the demo's held-out split every true combination is one never seen in training, while the
+    # 34 seen combinations compete as distractors: zero-shot accuracy on unseen compositions.
+    "demo_compositions": {
+        "label_field": "generator.combination",
+        "classnames": {figure.combination: figure.caption() for figure in generated_figure_grid()},
+        "templates": ["{}"],
     },
 }
 
@@ -242,8 +251,8 @@ class EvaluateConfig:
     """Samples per encoding batch."""
     ks: list[int] = field(default_factory=lambda: [1, 5, 10])
     """K values of Recall@K."""
-    zero_shot: str = "demo"
-    """Zero-shot preset (pcam, rsna, demo), 'custom' to use the fields below, or 'none'."""
+    zero_shot: str = "demo_compositions"
+    """Zero-shot preset (pcam, rsna, demo: image kind, demo_compositions: attribute combination), 'custom' to use the fields below, or 'none'."""
     label_field: str = ""
     """Custom zero-shot: dotted path of the label in each sample's JSON."""
     classnames: dict[str, str] = field(default_factory=dict)

@@ -27,6 +27,8 @@ def main(argv: Sequence[str] | None = None) -> Path:
     print(f"Wrote {result.num_samples} samples to {result.out_dir} (manifest {result.manifest})")
     if result.skipped:
         print(f"Skipped {len(result.skipped)} input(s): {result.skipped_reasons}")
+    if result.unmatched_reports:
+        print(f"{len(result.unmatched_reports)} report(s) in --reports name no file (listed in the manifest)")
     print(
         f"Next: python -m domains.biomed.pretrain --data.train {result.out_dir} --run_name {config.run_name}-pretrain"
     )

@@ -3,8 +3,8 @@
 DICOM files (any suffix, searched recursively) go through the chain in :mod:`domains.biomed.dicom`;
 ordinary images through :mod:`domains.biomed.image_folder`; shards are written by
 :func:`domains.biomed.samples.write_sample_shards`. Files that are not DICOM, are truncated, have no
-pixel data or an unsupported photometric interpretation are listed in the manifest with the reason and
-the ingest continues; if no input becomes a sample it says why (:class:`~shared.user_errors.NothingProduced`).
+pixel data, an unsupported photometric interpretation or declared burned-in text are listed in the
+manifest with the reason and the ingest continues, and so are report ids that name no file; if no input becomes a sample it says why (:class:`~shared.user_errors.NothingProduced`).
 No patient-identifying header field reaches a caption, the metadata, the printed log or the manifest.
 """
 
@@ -14,9 +14,10 @@ import json
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from domains.biomed.caption_tables import read_captions_table, read_reports_csv
-from domains.biomed.dicom import DicomChainConfig, read_dicom_folder
+from domains.biomed.dicom import DicomChainConfig, DicomFolderNotes, read_dicom_folder
 from domains.biomed.image_folder import read_image_caption_folder
 from domains.biomed.samples import SkippedInput, write_sample_shards
 from shared.run_folder import RunFolder
@@ -66,6 +67,8 @@ class IngestResult:
     """Samples written."""
     skipped: list[SkippedInput]
     """Inputs that did not become a sample, with the reason."""
+    unmatched_reports: list[str] = field(default_factory=list)
+    """Report ids (--reports) that name no file in the input folder."""
 
     @property
     def skipped_reasons(self) -> str:
@@ -116,11 +119,20 @@ def ingest_to_shards(config: IngestConfig) -> IngestResult:
     out_dir = Path(config.out_dir) if config.out_dir else run.path / "shards"
     run.save_config(config)
     skipped: list[SkippedInput] = []
+    notes = DicomFolderNotes()
+    manifest_extra = None
     if config.captions:
         samples = read_image_caption_folder(source, config.captions, config.dicom.image_size, config.license, skipped)
     else:
-        samples = read_dicom_folder(source, config.dicom, reports, config.license, skipped)
-    manifest = write_sample_shards(samples, skipped, out_dir, config.max_samples_per_shard, config.overwrite)
+        samples = read_dicom_folder(source, config.dicom, reports, config.license, skipped, notes)
+
+        def manifest_extra() -> dict[str, Any]:
+            return {"unmatched_reports": notes.unmatched_reports,
+                    "burned_in_annotation": {"included": config.dicom.include_burned_in,
+                                             "skipped": notes.burned_in_skipped}}  # fmt: skip
+
+    manifest = write_sample_shards(samples, skipped, out_dir, config.max_samples_per_shard, config.overwrite,
+                                   manifest_extra)  # fmt: skip
     count = int(json.loads(manifest.read_text(encoding="utf-8")).get("num_samples", 0))
     if count == 0:
         what = "image listed in --captions" if config.captions else "file in --input"
@@ -131,4 +143,4 @@ def ingest_to_shards(config: IngestConfig) -> IngestResult:
     outputs = ["config.yaml"] + ([str(manifest.resolve().relative_to(run.path.resolve()))] if inside else [])
     run.mark_finished(command=COMMAND, outputs=outputs,
                       summary={"samples": count, "skipped": len(skipped), "shards": str(out_dir)})  # fmt: skip
-    return IngestResult(run, out_dir, manifest, count, skipped)
+    return IngestResult(run, out_dir, manifest, count, skipped, notes.unmatched_reports)

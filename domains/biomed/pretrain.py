@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from domains.biomed.training import DataConfig, ModelConfig, PretrainConfig, pretrain
+from domains.biomed.training import DataConfig, ModelConfig, PretrainConfig, held_out_summary, pretrain
 from shared.cli import parse_config, run_command
 
 __all__ = ["DataConfig", "ModelConfig", "PretrainConfig", "main"]
@@ -34,10 +34,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     print(f"  metrics:    {run_dir / 'metrics.csv'}")
     print(f"  weights:    {run_dir / 'model.safetensors'} (checkpoints in {run_dir / 'checkpoints'})")
     print(f"  evaluation: {run_dir / 'eval' / 'metrics.json'}")
-    after, before = result.held_out_image_to_text_r1("trained"), result.held_out_image_to_text_r1("untrained")
-    if after is not None:
-        untrained = f" (untrained {before:.3f})" if before is not None else ""
-        print(f"  image→text R@1 on the held-out split: {after:.3f}{untrained}")
+    for line in held_out_summary(result.metrics):
+        print(f"  {line}")
     if result.export_dir:
         print(f"  export:     {result.export_dir} (open_clip local-dir)")
     if result.stored:

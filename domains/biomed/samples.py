@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import io
-from collections.abc import Iterator
+import json
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from shared.atomic_files import write_text_atomically
 from shared.user_errors import UserError
 
 #: Metadata fields whose value counts go into an ingest manifest.
@@ -36,12 +38,15 @@ class BiomedSample:
         caption: Caption text.
         metadata: JSON-serialisable metadata in the BIOMEDICA schema (plus a ``dicom`` section for
             DICOM inputs recording the preprocessing steps applied).
+        manifest_record: What the manifest lists about this sample (``samples`` section), or None for
+            nothing: e.g. that caption scrubbing ran and how many spans it replaced, burned-in text flags.
     """
 
     key: str
     image: np.ndarray
     caption: str
     metadata: dict[str, Any]
+    manifest_record: dict[str, Any] | None = None
 
 
 def encode_jpeg(image: np.ndarray, quality: int = 95) -> bytes:
@@ -103,8 +108,13 @@ def write_sample_shards(
     out_dir: str | Path,
     max_samples_per_shard: int = 10000,
     overwrite: bool = False,
+    manifest_extra: Callable[[], dict[str, Any]] | None = None,
 ) -> Path:
     """Write samples into shards with the core ``ShardWriter``; skipped inputs go into the manifest.
+
+    The manifest also gets a ``samples`` list with each sample's ``manifest_record`` (for samples that
+    have one) and whatever ``manifest_extra()`` returns once every sample has been read (e.g. report ids
+    that matched no file).
 
     Args:
         samples: The samples, usually a reader's generator.
@@ -112,6 +122,7 @@ def write_sample_shards(
         out_dir: Shard folder.
         max_samples_per_shard: Samples per shard (BIOMEDICA uses 10,000).
         overwrite: Replace existing shards in ``out_dir``.
+        manifest_extra: Called after the last sample; its keys are added to the manifest.
 
     Returns:
         The manifest path.
@@ -130,14 +141,24 @@ def write_sample_shards(
                              overwrite=overwrite)  # fmt: skip
     except FileExistsError as error:
         raise UserError(f"{out_dir}: already holds shards ({error}); pass --overwrite true to replace them") from None
+    records: list[dict[str, Any]] = []
     with writer:
         reported = 0
         for sample in samples:
             writer.write(biomedica_sample_dict(sample))
+            if sample.manifest_record is not None:
+                records.append(sample.manifest_record)
             # Skips are collected while the reader walks; hand them over as they appear.
             for item in skipped[reported:]:
                 writer.skip(item.source, item.reason)
             reported = len(skipped)
         for item in skipped[reported:]:
             writer.skip(item.source, item.reason)
-    return out_dir / "manifest.json"
+    manifest_path = out_dir / "manifest.json"
+    extra = {"samples": records, **(manifest_extra() if manifest_extra else {})}
+    if records or manifest_extra:
+        # The core writer owns the manifest's schema; these sections are biomed's additions to it.
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+        manifest.update(extra)
+        write_text_atomically(manifest_path, json.dumps(manifest, indent=2, ensure_ascii=False))
+    return manifest_path

@@ -31,6 +31,7 @@ from domains.biomed.evaluation import ZERO_SHOT_PRESETS, evaluate_model, headlin
 from domains.biomed.model import RUN_WEIGHTS, BiomedClipModel, build_training_model, lock_towers, wise_ft_merge
 from domains.biomed.open_clip_loading import LoadedOpenClip, load_open_clip_model
 from shared.checkpoints import check_resume
+from shared.distributed import main_process_first, on_main_process
 from shared.run_folder import RunFolder, is_main_process, sha256_of
 from shared.trainer import TrainerConfig, resolve_budget
 from shared.user_errors import NothingProduced, UserError
@@ -148,8 +149,8 @@ class PretrainConfig:
     """Core trainer settings (steps, optimiser, precision, checkpoints, resume)."""
     eval_batch_size: int = 64
     """Batch size for evaluation and embedding."""
-    zero_shot: str = "demo"
-    """Zero-shot preset evaluated on the validation shards (pcam, rsna, demo, none)."""
+    zero_shot: str = "demo_compositions"
+    """Zero-shot preset evaluated on the validation shards (pcam, rsna, demo: image kind, demo_compositions: which attribute combination, none)."""
     evaluate_untrained: bool = True
     """Also measure the model before training, for comparison."""
     export: bool = True
@@ -182,6 +183,27 @@ class PretrainResult:
     def held_out_image_to_text_r1(self, which: str = "trained") -> float | None:
         """Image→text R@1 on the held-out split of the ``"trained"`` or ``"untrained"`` model (None: not measured)."""
         return self.metrics.get(which, {}).get("retrieval", {}).get("image_to_text_R@1")
+
+
+def held_out_summary(metrics: dict[str, Any]) -> list[str]:
+    """Lines comparing the untrained and trained model on the held-out split (R@1 both ways, zero-shot top-1)."""
+    lines = []
+    names = (("image_to_text_R@1", "image→text R@1"), ("text_to_image_R@1", "text→image R@1"))
+    for key, label in names:
+        after = metrics.get("trained", {}).get("retrieval", {}).get(key)
+        before = metrics.get("untrained", {}).get("retrieval", {}).get(key)
+        if after is not None:
+            lines.append(
+                f"{label} on the held-out split: {after:.3f}"
+                + (f" (untrained {before:.3f})" if before is not None else "")
+            )
+    after = metrics.get("trained", {}).get("zero_shot", {}).get("top1")
+    before = metrics.get("untrained", {}).get("zero_shot", {}).get("top1")
+    if after is not None:
+        classes = len(metrics["trained"]["zero_shot"].get("classes", []))
+        lines.append(f"zero-shot top-1 on the held-out split ({classes} classes): {after:.3f}"
+                     + (f" (untrained {before:.3f})" if before is not None else ""))  # fmt: skip
+    return lines
 
 
 def _say(message: str) -> None:
@@ -229,10 +251,10 @@ def training_urls(config: PretrainConfig, say: Callable[[str], None] = _say) -> 
         return "::".join(urls), data.validation
     if data.train:
         return data.train, data.validation
-    from domains.biomed.demo import build_demo_corpus
+    from domains.biomed.demo import build_demo_corpus, demo_corpus_is_current
 
     demo_dir = Path(data.demo_dir)
-    if not ((demo_dir / "train" / "manifest.json").is_file() and (demo_dir / "test" / "manifest.json").is_file()):
+    if not demo_corpus_is_current(demo_dir, data.demo_image_size):
         say(f"Building the built-in demo corpus in {demo_dir} (no --data.train given) ...")
         build_demo_corpus(demo_dir, image_size=data.demo_image_size)
     return str(demo_dir / "train"), data.validation or str(demo_dir / "test")
@@ -300,7 +322,8 @@ def pretrain(config: PretrainConfig, say: Callable[[str], None] = _say) -> Pretr
     run = RunFolder.create(DOMAIN, config.run_name, config.runs_root)
     if config.trainer.resume:  # a resume without a checkpoint fails here, before any data or model is built
         check_resume(config.trainer.resume, run.checkpoints_dir)
-    train_urls, validation_urls = training_urls(config, say)
+    with main_process_first("building the demo corpus"):  # under torchrun: rank 0 builds it, the others wait
+        train_urls, validation_urls = training_urls(config, say)
     # Unreadable shard sources fail here, before the (slow, chatty) model build.
     check_shard_source(train_urls, "--data.hf_repo" if config.data.hf_repo else "--data.train")
     if validation_urls:
@@ -345,7 +368,7 @@ def pretrain(config: PretrainConfig, say: Callable[[str], None] = _say) -> Pretr
 
     if validation_urls and config.evaluate_untrained:
         say(f"Evaluating the untrained model on {validation_urls} (for comparison) ...")
-        metrics["untrained"] = evaluate(model)
+        metrics["untrained"] = on_main_process(lambda: evaluate(model))  # once, on rank 0
         say(f"Untrained: image→text R@1 {metrics['untrained']['retrieval']['image_to_text_R@1']:.3f}")
 
     def validate(current: Any) -> dict[str, float]:
@@ -381,7 +404,7 @@ def pretrain(config: PretrainConfig, say: Callable[[str], None] = _say) -> Pretr
     if validation_urls:
         say(f"Evaluating the trained model on {validation_urls} (as `python -m domains.biomed.evaluate "
             f"--run {run.path} --input {validation_urls}` would) ...")  # fmt: skip
-        metrics["trained"] = evaluate(model)
+        metrics["trained"] = on_main_process(lambda: evaluate(model))  # once, on rank 0
     outputs = ["config.yaml", "metrics.csv", RUN_WEIGHTS, str(run.write_eval_metrics(metrics).relative_to(run.path))]
 
     export_dir = None

@@ -10,13 +10,20 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+import pytest
+
 from domains.biomed.demo import (
+    HELD_OUT_COMBINATIONS,
     GeneratedFigure,
     build_demo_corpus,
+    check_compositional_split,
+    compositional_split,
+    demo_corpus_is_current,
     generated_figure_grid,
     render_generated_figure,
     skimage_caption,
 )
+from domains.biomed.evaluation import ZERO_SHOT_PRESETS
 
 
 def read_split(folder: Path) -> dict[str, tuple[str, np.ndarray, dict]]:
@@ -45,12 +52,42 @@ def test_corpus_is_deterministic_and_holds_out_generated_figures(tmp_path: Path)
     sets = {meta["image_set"] for _, _, meta in train.values()}
     assert sets == {"dicom", "scikit-image", "generated"}
     assert {meta["image_set"] for _, _, meta in test.values()} == {"generated"}
-    assert len(test) == len(generated_figure_grid()) == 45
-    assert sorted(caption for caption, _, _ in test.values()) == sorted(f.caption() for f in generated_figure_grid())
+    assert len(test) == len(HELD_OUT_COMBINATIONS) == 11 and len(generated_figure_grid()) == 45
     train_seeds = {meta["generator"]["seed"] for _, _, meta in train.values() if "generator" in meta}
     assert not train_seeds & {meta["generator"]["seed"] for _, _, meta in test.values()}
     manifest = json.loads((tmp_path / "a" / "train" / "manifest.json").read_text())
     assert manifest["num_samples"] == len(train)
+    assert demo_corpus_is_current(tmp_path / "a", 32) and not demo_corpus_is_current(tmp_path / "a", 96)
+
+
+def test_held_out_captions_are_compositions_never_seen_in_training(tmp_path: Path) -> None:
+    paths = build_demo_corpus(tmp_path, image_size=16, train_variants=2, test_variants=2, skimage_crops=1)
+    train, test = read_split(paths["train"]), read_split(paths["test"])
+    train_captions = {caption for caption, _, _ in train.values()}
+    train_combinations = {meta["generator"]["combination"] for _, _, meta in train.values() if "generator" in meta}
+    test_combinations = {meta["generator"]["combination"] for _, _, meta in test.values()}
+    # read back from the shards: no held-out caption or attribute combination occurs in training ...
+    assert len(test) == 22 and len(test_combinations) == 11
+    assert not {caption for caption, _, _ in test.values()} & train_captions
+    assert not test_combinations & train_combinations
+    # ... while every attribute value of a held-out combination does, with the same kind
+    seen = {(m["generator"]["kind"], i, v) for _, _, m in train.values() if "generator" in m
+            for i, v in enumerate(m["generator"]["attributes"])}  # fmt: skip
+    for _, _, meta in test.values():
+        for slot, value in enumerate(meta["generator"]["attributes"]):
+            assert (meta["generator"]["kind"], slot, value) in seen
+    # the zero-shot preset ranks every combination: the unseen true one against 34 seen distractors
+    classes = ZERO_SHOT_PRESETS["demo_compositions"]["classnames"]
+    assert test_combinations <= set(classes) and len(classes) == 45
+
+
+def test_the_split_check_refuses_leaks_and_unlearnable_words() -> None:
+    train, test = compositional_split()
+    with pytest.raises(ValueError, match="also occurs in training"):
+        check_compositional_split(train, test + [train[0]])
+    never_seen = GeneratedFigure("fluorescence", "purple", "dense", "large")
+    with pytest.raises(ValueError, match="'purple' never occurs in training"):
+        check_compositional_split(train, [never_seen])
 
 
 def brightness(image: np.ndarray, rows: slice, columns: slice) -> float:

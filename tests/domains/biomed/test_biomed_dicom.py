@@ -104,13 +104,19 @@ def test_bad_files_are_listed_with_reasons_and_the_walk_continues(tmp_path: Path
     (tmp_path / "plan.dcm").write_bytes(Path(get_testdata_file("rtplan.dcm")).read_bytes())
     write_dicom(tmp_path / "hsv.dcm", np.zeros((4, 4), np.uint16), PhotometricInterpretation="HSV")
     write_dicom(tmp_path / "sub" / "good.dcm", np.arange(64, dtype=np.uint16).reshape(8, 8))
+    ct = Path(get_testdata_file("CT_small.dcm")).read_bytes()
+    (tmp_path / "cut_in_pixels.dcm").write_bytes(ct[: len(ct) // 2])  # cut inside the pixel data
+    (tmp_path / "cut_before_pixels.dcm").write_bytes(ct[:5000])  # cut between header and pixel data
     skipped = []
     samples = list(read_dicom_folder(tmp_path, DicomChainConfig(image_size=8), skipped=skipped))
     assert len(samples) == 1
     reasons = {item.source: item.reason for item in skipped}
     assert reasons["notes.txt"].startswith("not a DICOM file")
     assert reasons["random.dcm"].startswith("not a DICOM file")
-    assert reasons["truncated.dcm"].startswith("pixel data could not be decoded")
+    # truncated files say so, whether the cut is inside the pixel data or before it
+    assert reasons["truncated.dcm"] == "truncated (pixel data holds 8130 of the 8192 bytes the header describes)"
+    assert reasons["cut_in_pixels.dcm"].startswith("truncated (pixel data holds ")
+    assert reasons["cut_before_pixels.dcm"].startswith("truncated (the header describes a 128x128 image")
     assert reasons["plan.dcm"].startswith("no pixel data")
     assert reasons["hsv.dcm"] == "unsupported photometric interpretation 'HSV'"
 
