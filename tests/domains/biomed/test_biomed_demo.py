@@ -8,9 +8,8 @@ import tarfile
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
-
 import pytest
+from PIL import Image
 
 from domains.biomed.demo import (
     HELD_OUT_COMBINATIONS,

@@ -103,8 +103,8 @@ def test_report_identifiers_reach_no_output_file_log_or_store(tmp_path: Path, mo
     embed_into_store(BiomedClipModel(loaded.model), loaded, str(manifest_path.parent), store_path, "phi", "tiny", "v1")
     store = EmbeddingStore(store_path)
     tables = list(store.sql("SELECT table_name FROM information_schema.tables")["table_name"])
-    dump = "\n".join(store.sql(f'SELECT * FROM "{t}"').drop(columns=["vec"], errors="ignore").astype(str).to_csv()
-                     for t in tables)  # noqa: S608  # fmt: skip
+    frames = [store.sql(f'SELECT * FROM "{table}"') for table in tables]  # noqa: S608
+    dump = "\n".join(frame.drop(columns=["vec"], errors="ignore").astype(str).to_csv() for frame in frames)
     store.close()
     assert "small nodule" in dump and not _leaks(dump), "identifiers in the store"
 
