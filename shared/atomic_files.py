@@ -95,8 +95,20 @@ def atomic_directory(path: str | Path) -> Iterator[Path]:
         shutil.rmtree(previous, ignore_errors=True)
 
 
+def _is_rank_zero() -> bool:
+    # The launcher's RANK (torchrun / accelerate launch); no torch import on this path.
+    return int(os.environ.get("RANK", "0")) == 0
+
+
 def write_bytes_atomically(path: str | Path, data: bytes) -> Path:
-    """Write ``data`` to ``path`` atomically (see :func:`atomic_output`); returns ``path``."""
+    """Write ``data`` to ``path`` atomically (see :func:`atomic_output`); returns ``path``.
+
+    Under ``torchrun`` / ``accelerate launch`` only rank 0 writes (the other ranks return at once): every rank
+    may run the same code, and the run folder, caches and markers get one writer. A rank that reads what it
+    just wrote must let rank 0 write first (:func:`shared.distributed.main_process_first`).
+    """
+    if not _is_rank_zero():
+        return Path(path)
     with atomic_output(path) as temporary:
         temporary.write_bytes(data)
     return Path(path)

@@ -11,6 +11,7 @@ import argparse
 import ast
 import dataclasses
 import inspect
+import os
 import re
 import sys
 import textwrap
@@ -191,6 +192,13 @@ def describe_user_error(error: BaseException) -> str | None:
     return None
 
 
+def _quiet_stdout_off_rank_zero() -> None:
+    """Under ``torchrun`` / ``accelerate launch`` only rank 0 prints the console output (what was written, what to
+    run next); the other ranks' stdout goes to the null device. Errors still reach stderr from every rank."""
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and int(os.environ.get("RANK", "0")) != 0:
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - lives as long as the process
+
+
 def run_command(main: Callable[[list[str]], ResultT], argv: Sequence[str] | None = None) -> None:
     """Run a command's ``main(argv)`` the way every ``python -m domains.<d>.<command>`` does.
 
@@ -200,6 +208,7 @@ def run_command(main: Callable[[list[str]], ResultT], argv: Sequence[str] | None
     ``SystemExit`` (``--help``, a stopped training run) passes through unchanged.
     """
     arguments = list(sys.argv[1:] if argv is None else argv)
+    _quiet_stdout_off_rank_zero()
     debug = DEBUG_FLAG in arguments
     arguments = [argument for argument in arguments if argument != DEBUG_FLAG]
     try:

@@ -456,10 +456,10 @@ class Trainer:
         self.wrapped: nn.Module = self.model
         if self.context.enabled:
             device_ids = [self.device.index] if self.device.type == "cuda" else None
-            # DDP cannot broadcast sparse tensors (e.g. a graph's adjacency buffer): they are built the same way
+            # DDP cannot broadcast sparse (COO/CSR) tensors (e.g. a graph's adjacency buffer): they are built the same way
             # on every rank, so DDP leaves them alone.
             sparse = [name for name, tensor in [*self.model.named_parameters(), *self.model.named_buffers()]
-                      if tensor.is_sparse]  # fmt: skip
+                      if tensor.layout != torch.strided]  # fmt: skip
             if sparse:
                 nn.parallel.DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(self.model, sparse)
             self.wrapped = nn.parallel.DistributedDataParallel(self.model, device_ids=device_ids)
@@ -652,6 +652,17 @@ class Trainer:
         return patience > 0 and self.validations_without_improvement >= patience
 
     # ----------------------------------------------------------------------------------------- loop
+    def _mean_over_ranks(self, value: float) -> float:
+        """The mean of ``value`` over ranks: the logged loss is the global batch's, as with one process.
+
+        (Every rank logs at the same steps, so this collective lines up.)
+        """
+        if not self.context.enabled:
+            return value
+        total = torch.tensor([value], dtype=torch.float64, device=self.device)
+        dist.all_reduce(total)
+        return float(total[0]) / self.context.world_size
+
     def _print(self, message: str) -> None:
         if self.context.is_main:
             print(message, flush=True)
@@ -731,6 +742,7 @@ class Trainer:
                 samples_since_log += samples
                 progress.update(1)
                 if self.step % config.log_every == 0 or self.step == config.max_steps:
+                    values["loss"] = self._mean_over_ranks(values["loss"])
                     elapsed = max(time.perf_counter() - started, 1e-9)
                     values["samples_per_s"] = samples_since_log / elapsed
                     values["skipped_nonfinite"] = float(self.nonfinite.total)

@@ -39,6 +39,7 @@ from domains.recsys.llmrec.training import (
     write_run_manifest,
 )
 from domains.recsys.recbole_io import RecboleTables
+from shared.distributed import main_process_first
 from shared.run_folder import CONFIG_FILE, EVAL_DIR, EVAL_METRICS_FILE, FINISHED_MARKER, METRICS_FILE, RunFolder
 from shared.trainer import TrainerConfig, check_trainer_config
 from shared.user_errors import UserError
@@ -149,7 +150,8 @@ def _train_base(
         candidates_k=config.candidates_k,
         cache_dir=str(Path(config.dataset.cache_dir) / "kg_answers"),
     )
-    out, result = augment_with_model(base_model, data, tables, augment_config, run.path / AUGMENTATION_DIR)
+    with main_process_first("the knowledge-graph augmentation"):  # rank 0 writes it before anyone reads it
+        out, result = augment_with_model(base_model, data, tables, augment_config, run.path / AUGMENTATION_DIR)
     report["augmentation"] = {task: vars(counts) for task, counts in result.summary.items()}
     return out
 
