@@ -289,6 +289,7 @@ def load_open_clip_model(
     translate_stale: bool = True,
     device: str | torch.device = "cpu",
     aug_cfg: dict[str, Any] | None = None,
+    pretrained_image_tower: bool = True,
 ) -> LoadedOpenClip:
     """Build an open_clip model with its transforms and tokenizer.
 
@@ -302,6 +303,8 @@ def load_open_clip_model(
         translate_stale: See :func:`validate_open_clip_config`.
         device: Where to put the model.
         aug_cfg: open_clip augmentation settings for the training transform (e.g. ``{"scale": [0.4, 1.0]}``).
+        pretrained_image_tower: With ``pretrained_towers``, whether the image tower loads its own pretrained
+            (ImageNet) weights too; False leaves it randomly initialised (BiomedCLIP's ViT).
     """
     import open_clip
 
@@ -321,7 +324,7 @@ def load_open_clip_model(
             model, preprocess_train, preprocess_val = open_clip.create_model_and_transforms(
                 name,
                 pretrained=str(weights) if weights else None,
-                pretrained_image=pretrained_towers and weights is None,
+                pretrained_image=pretrained_towers and pretrained_image_tower and weights is None,
                 pretrained_text=pretrained_towers and text_has_weights and weights is None,
                 image_mean=tuple(preprocess["mean"]),
                 image_std=tuple(preprocess["std"]),

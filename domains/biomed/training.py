@@ -50,6 +50,8 @@ class ModelConfig:
     """Any open_clip checkpoint to start from (continual pretraining), loaded on top of `source`."""
     pretrained_towers: bool = True
     """Initialise HF text / timm image towers from their own pretrained weights when no CLIP checkpoint is loaded."""
+    pretrained_image_tower: bool = True
+    """With pretrained_towers: also load a timm image tower's ImageNet weights; false builds it from scratch (random init) while the text tower stays pretrained."""
     translate_stale_keys: bool = True
     """Translate stale text_cfg keys proj/pooler_type (warning); False rejects them."""
     lock_image: bool = False
@@ -333,6 +335,7 @@ def pretrain(config: PretrainConfig, say: Callable[[str], None] = _say) -> Pretr
     seed_everything(config.trainer.seed)  # the initial weights are part of what the seed fixes
     loaded = load_open_clip_model(model_config.source, checkpoint=model_config.checkpoint,
                                   pretrained_towers=model_config.pretrained_towers,
+                                  pretrained_image_tower=model_config.pretrained_image_tower,
                                   translate_stale=model_config.translate_stale_keys,
                                   aug_cfg=augmentation_settings(model_config))  # fmt: skip
     lock_towers(loaded.model, model_config.lock_image, model_config.lock_image_unlocked_groups,
