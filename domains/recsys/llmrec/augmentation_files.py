@@ -57,12 +57,15 @@ class Augmentation:
         item_attributes: Per item, attribute name → values (merged into the data's attributes).
         user_profiles: User index → profile text.
         folder: Where it was read from.
+        edge_is_noise: Optional (A,) bool: which edges a controlled experiment injected as noise (in memory
+            only; never written to an augmentation folder).
     """
 
     edges: np.ndarray = field(default_factory=lambda: np.zeros((0, 3), dtype=np.int64))
     item_attributes: dict[int, dict[str, list[str]]] = field(default_factory=dict)
     user_profiles: dict[int, str] = field(default_factory=dict)
     folder: str | None = None
+    edge_is_noise: np.ndarray | None = None
 
 
 def write_augmentation(

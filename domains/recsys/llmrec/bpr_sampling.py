@@ -25,6 +25,8 @@ class BprBatches:
         augmented_triplets: Optional (A, 3) ``(user, pos, neg)`` triplets.
         augmented_share: Augmented triplets per batch as a fraction of ``batch_size``.
         seed: Base seed.
+        augmented_is_noise: Optional (A,) bool marking augmented triplets that a controlled experiment injected
+            as noise; batches then carry a ``noisy`` flag per pair (the model counts what pruning drops).
     """
 
     def __init__(
@@ -35,6 +37,7 @@ class BprBatches:
         augmented_triplets: np.ndarray | None = None,
         augmented_share: float = 0.0,
         seed: int = 0,
+        augmented_is_noise: np.ndarray | None = None,
     ) -> None:
         self.pairs = np.asarray(train_pairs, dtype=np.int64).reshape(-1, 2)
         self.n_items = n_items
@@ -46,6 +49,13 @@ class BprBatches:
         )
         self.augmented_per_batch = round(augmented_share * batch_size) if len(self.augmented) else 0
         self.seed = seed
+        self.augmented_is_noise = (
+            np.asarray(augmented_is_noise, dtype=bool).reshape(-1) if augmented_is_noise is not None else None
+        )
+        if self.augmented_is_noise is not None and len(self.augmented_is_noise) != len(self.augmented):
+            raise ValueError(
+                f"augmented_is_noise has {len(self.augmented_is_noise)} flags for {len(self.augmented)} triplets"
+            )
         self._known = np.unique(self.pairs[:, 0] * n_items + self.pairs[:, 1])
 
     def __len__(self) -> int:
@@ -67,7 +77,8 @@ class BprBatches:
         return self._known[position] == keys
 
     def __call__(self, epoch: int, start_batch: int = 0) -> Iterator[dict[str, torch.Tensor]]:
-        """Batches of ``epoch`` from ``start_batch`` on: ``{"users", "pos", "neg", "augmented"}`` tensors."""
+        """Batches of ``epoch`` from ``start_batch`` on: ``{"users", "pos", "neg", "augmented"}`` tensors (plus
+        ``noisy`` when noise flags were given)."""
         order = np.random.default_rng([self.seed, epoch]).permutation(len(self.pairs))
         for batch_number in range(start_batch, len(self)):
             rng = np.random.default_rng([self.seed, epoch, batch_number, 1])
@@ -75,15 +86,22 @@ class BprBatches:
             users, positives = chosen[:, 0], chosen[:, 1]
             negatives = self._negatives(users, rng)
             augmented = np.zeros(len(users), dtype=bool)
+            noisy = np.zeros(len(users), dtype=bool)
             if self.augmented_per_batch:
-                extra = self.augmented[rng.integers(0, len(self.augmented), size=self.augmented_per_batch)]
+                drawn = rng.integers(0, len(self.augmented), size=self.augmented_per_batch)
+                extra = self.augmented[drawn]
                 users = np.concatenate([users, extra[:, 0]])
                 positives = np.concatenate([positives, extra[:, 1]])
                 negatives = np.concatenate([negatives, extra[:, 2]])
                 augmented = np.concatenate([augmented, np.ones(len(extra), dtype=bool)])
-            yield {
+                if self.augmented_is_noise is not None:
+                    noisy = np.concatenate([noisy, self.augmented_is_noise[drawn]])
+            batch = {
                 "users": torch.from_numpy(users),
                 "pos": torch.from_numpy(positives),
                 "neg": torch.from_numpy(negatives),
                 "augmented": torch.from_numpy(augmented),
             }
+            if self.augmented_is_noise is not None:
+                batch["noisy"] = torch.from_numpy(noisy)
+            yield batch

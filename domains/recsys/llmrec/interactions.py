@@ -31,6 +31,8 @@ class InteractionData:
         item_image_features: Optional (n_items, G) float32 image features (LLMRec layout's image_feat.npy).
         user_profile_features: Optional (n_users, P) float32 profile features (LLM user profiles, embedded).
         name: Dataset name.
+        held_out_known: Optional (H, 2) pairs known to the system but in no split (e.g. a controlled
+            experiment's augmentation pool); excluded from every validation and test ranking.
     """
 
     user_ids: list[str]
@@ -45,6 +47,7 @@ class InteractionData:
     item_image_features: np.ndarray | None = None
     user_profile_features: np.ndarray | None = None
     name: str = "dataset"
+    held_out_known: np.ndarray | None = None
 
     @property
     def n_users(self) -> int:

@@ -169,6 +169,7 @@ def evaluate_split(
 
     Validation excludes training items; test excludes training and validation items (both are known
     interactions by then), or training items only with ``test_excludes='train'`` (LLMRec's protocol).
+    Pairs in ``data.held_out_known`` (known, in no split) are excluded from every ranking.
     """
     if split not in ("val", "test"):
         raise ValueError(f"split must be 'val' or 'test', got {split!r}")
@@ -176,6 +177,8 @@ def evaluate_split(
         raise ValueError(f"test_excludes must be one of {TEST_EXCLUSIONS}, got {test_excludes!r}")
     only_train = split == "val" or test_excludes == "train"
     known = data.train if only_train else np.concatenate([data.train, data.val])
+    if data.held_out_known is not None and len(data.held_out_known):
+        known = np.concatenate([known, data.held_out_known])
     truth = data.val if split == "val" else data.test
     users, items = model.user_item_embeddings()
     return full_ranking_metrics(
@@ -237,6 +240,7 @@ def train_recommender(
         edges,
         fit.augmented_share if edges is not None else 0.0,
         trainer_config.seed,
+        augmented_is_noise=augmentation.edge_is_noise if edges is not None else None,
     )
 
     def validate(trained: torch.nn.Module) -> dict[str, float]:
