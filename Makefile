@@ -30,7 +30,7 @@ setup: $(STAMP)
 NEWS_EMOJI_TARBALL ?= .tmp/sources/emoji-datasource-google-16.0.0.tgz
 $(NEWS_EMOJI_TARBALL):
 	@mkdir -p $(dir $@)
-	npm pack emoji-datasource-google@16.0.0 --pack-destination $(dir $@) >/dev/null
+	npm pack emoji-datasource-google@16.0.0 --pack-destination $(dir $@) --loglevel=error --no-fund --no-audit --no-update-notifier >/dev/null
 
 demo: setup $(NEWS_EMOJI_TARBALL)
 	$(PY) -m apps.demo

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from shared.atomic_files import write_text_atomically
+from shared.quiet_output import silence_library_chatter
 
 MARKERS = Path("runs/.demo")
 STORE = "runs/embeddings.duckdb"
@@ -135,6 +136,7 @@ def free_port() -> int:
 
 def main() -> None:
     """Run the demo jobs, then serve the explorer unless ``DEMO_SERVE=0``."""
+    silence_library_chatter()  # the explorer it serves loads models too
     only = {d.strip() for d in os.environ.get("DEMO_ONLY", "").split(",") if d.strip()}
     steps = tuple(step for step in STEPS if not only or step.domain in only)
     started = time.perf_counter()

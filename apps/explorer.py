@@ -12,8 +12,11 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
+from shared.quiet_output import silence_library_chatter  # noqa: E402 — after the path set-up above
+
 PAGES_DIR = Path(__file__).parent / "app_pages"
 
+silence_library_chatter()  # model loading in the pages: no library tables or weight bars in the server log
 st.set_page_config(page_title="Domain CLIP explorer", layout="wide")
 navigation = st.navigation(
     [

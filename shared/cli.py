@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 import yaml
 from jsonargparse import ActionConfigFile, ArgumentParser, set_parsing_settings
 
+from shared.quiet_output import silence_library_chatter
 from shared.user_errors import NothingProduced, UserError
 
 set_parsing_settings(docstring_parse_attribute_docstrings=True)
@@ -211,6 +212,7 @@ def run_command(main: Callable[[list[str]], ResultT], argv: Sequence[str] | None
     _quiet_stdout_off_rank_zero()
     debug = DEBUG_FLAG in arguments
     arguments = [argument for argument in arguments if argument != DEBUG_FLAG]
+    silence_library_chatter(verbose=debug)  # library tables, partial-init notes, weight bars; not our bars
     try:
         main(arguments)
     except KeyboardInterrupt:
