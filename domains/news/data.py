@@ -36,6 +36,11 @@ from shared.user_errors import UserError
 FAKE = 1
 REAL = 0
 LABEL_NAMES = ("real", "fake")
+TEXT_ONLY_REFUSAL = (
+    "text-only posts are not supported: FND-CLIP scores a post from its text AND its image (CLIP similarity, "
+    "image branch); give each post an image"
+)
+"""The one line every news command prints when it meets posts without an image."""
 """Class names indexed by label: ``LABEL_NAMES[1] == "fake"``."""
 
 _SAFE_KEY = re.compile(r"[^A-Za-z0-9_-]+")
@@ -484,7 +489,7 @@ def decode_news_sample(sample: dict[str, Any]) -> dict[str, Any]:
         "key": key,
         "text": text.decode("utf-8") if isinstance(text, bytes) else text,
         "text_en": meta.get("text_en"),
-        "image": image_as_rgb(Image.open(io.BytesIO(image_bytes))),
+        "image": open_post_image(image_bytes, where=f"sample {key}"),
         "label": label,
         "split": meta.get("split"),
         "meta": meta,
@@ -492,9 +497,42 @@ def decode_news_sample(sample: dict[str, Any]) -> dict[str, Any]:
 
 
 def image_as_rgb(image: Image.Image) -> Image.Image:
-    """RGB copy of ``image``; transparent pixels (emoji, clip art) are composited onto white."""
-    if image.mode in ("RGBA", "LA", "P"):
+    """RGB copy of ``image``; transparent pixels (emoji, clip art) are composited onto white.
+
+    Covers every way a picture can carry transparency: an alpha band (RGBA, LA, PA, premultiplied RGBa/La)
+    and a palette or single colour marked transparent (PNG ``tRNS``: ``image.info["transparency"]``).
+    """
+    has_alpha = image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in image.info
+    if has_alpha:
         rgba = image.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         return Image.alpha_composite(background, rgba).convert("RGB")
     return image.convert("RGB")
+
+
+def open_post_image(source: bytes | str | Path, where: str | None = None) -> Image.Image:
+    """THE way a post's image is read, by training (shards), ``detect`` and the explorer alike.
+
+    Decodes the file or bytes fully with Pillow and returns an RGB image with any transparency composited
+    onto white (:func:`image_as_rgb`), so the same picture gives the same features (and the same CLIP
+    similarity) whichever path it came through.
+
+    Args:
+        source: image bytes (a shard sample, an upload) or a file path.
+        where: what to name in an error (default: the path, or "image bytes").
+
+    Raises:
+        NewsFormatError: the file is missing, a folder, or not an image Pillow can decode (named).
+    """
+    where = where or (str(source) if not isinstance(source, bytes) else "image bytes")
+    try:
+        data = source if isinstance(source, bytes) else Path(source).read_bytes()
+        with Image.open(io.BytesIO(data)) as image:
+            image.load()
+            return image_as_rgb(image)
+    except IsADirectoryError:
+        raise NewsFormatError(f"{where}: is a folder; expected an image file") from None
+    except FileNotFoundError:
+        raise NewsFormatError(f"{where}: no such file") from None
+    except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError, SyntaxError):
+        raise NewsFormatError(f"{where}: not a readable image (PNG, JPEG or another format Pillow decodes)") from None

@@ -6,19 +6,28 @@ emoji is a real image with its real caption (its Unicode name, e.g. "grinning fa
 
 Construction (deterministic):
 
-1. Split by *story* so no image or caption crosses splits: emoji are grouped by their ``subcategory``
-   (``animal-mammal``, ``food-fruit`` …); groups are ordered by a hash of their name and dealt into
-   test (15%), val (15%) and train (the rest).
+1. Split by *emoji* within each *kind*: emoji are grouped by their ``subcategory`` (``animal-mammal``,
+   ``food-fruit`` …); inside each group they are ordered by a hash of their code and dealt into test (15%),
+   val (15%) and train (the rest). A test image and its caption are never seen in training, but its kind is
+   (a "cat face" is tested, other mammals are trained on).
 2. Each caption keeps its own image → a **real** post.
-3. Each caption also gets a convincing wrong image → a **fake** post: the image of the emoji whose caption is
-   most similar (all-MiniLM-L6-v2 cosine, NewsCLIPpings' ``sbert_text_text`` strategy), chosen within the
-   same split, greedily from the most similar pairs down, so that every image is used as a wrong image at
-   most once (a rare leftover caption reuses its most similar image). With each caption and (almost) each
-   image appearing once real and once fake, neither text nor image alone reveals the label: only their
-   pairing does.
+3. Each caption also gets one **fake** post; within each split the captions are dealt (by hash order) into
+   three kinds of falsification, a third each:
+
+   * ``hard_swap``: the image of another emoji of this group whose caption is most similar (all-MiniLM-L6-v2
+     cosine, NewsCLIPpings' ``sbert_text_text`` strategy; greedy matching, each image used once:
+     :func:`hard_swap_permutation`);
+   * ``random_swap``: the image of a random other emoji of this group (a seeded derangement);
+   * ``manipulated_image``: the caption's own image with its colours edited (hue turned by 180°; Fakeddit's
+     "manipulated content"): the only kind an image alone can reveal.
+
+   Swaps permute images inside their kind group, so each swapped-in image appears once real and once fake.
+   Every caption appears once real and once fake, so **text alone carries no signal by construction**; the
+   image alone carries signal only through the colour edit.
 
 Output folder: ``posts.jsonl`` (the plain JSONL layout of :func:`domains.news.data.read_jsonl_posts`, with
-``pair_id``, ``similarity_score``, ``image_source_id`` and ``strategy`` per post), ``images/<unified>.png``,
+``pair_id``, ``kind`` (the emoji's subcategory), ``similarity_score``, ``image_source_id`` and ``strategy``
+per post: ``pristine``, ``hard_swap``, ``random_swap`` or ``manipulated_image``), ``images/<unified>.png``,
 ``build_info.json`` (source sha256 and parameters: a cache with other parameters is rebuilt).
 """
 
@@ -45,7 +54,10 @@ DEFAULT_BUILTIN_DIR = REPO_ROOT / ".tmp" / "news" / "builtin"
 INSTALL_HINT = (
     f"npm pack {EMOJI_PACKAGE} --pack-destination {DEFAULT_SOURCE_DIR} (or set NEWS_EMOJI_TARBALL to the .tgz path)"
 )
-_BUILD_VERSION = 2
+_BUILD_VERSION = 3
+FAKE_KINDS = ("hard_swap", "random_swap", "manipulated_image")
+"""The falsification kinds of the built-in set's fake posts (``strategy`` of a post; real posts: ``pristine``)."""
+_RANDOM_SWAP_SEED = 20260515
 
 
 class MissingSourcePackageError(UserError, FileNotFoundError):
@@ -113,22 +125,78 @@ def assign_hard_negatives(similarity: np.ndarray) -> np.ndarray:
     return chosen
 
 
-def _split_of_groups(groups: list[str], fractions: tuple[float, float] = (0.15, 0.15)) -> dict[str, str]:
-    """Deal groups, ordered by sha256 of their name, into test/val/train by sample count."""
-    counts: dict[str, int] = {}
-    for group in groups:
-        counts[group] = counts.get(group, 0) + 1
-    total = len(groups)
-    order = sorted(counts, key=lambda g: hashlib.sha256(g.encode()).hexdigest())
-    assignment: dict[str, str] = {}
-    filled = {"test": 0, "val": 0}
-    targets = {"test": fractions[0] * total, "val": fractions[1] * total}
-    for group in order:
-        split = next((s for s in ("test", "val") if filled[s] < targets[s]), "train")
-        if split != "train":
-            filled[split] += counts[group]
-        assignment[group] = split
-    return assignment
+def hard_swap_permutation(similarity: np.ndarray) -> np.ndarray:
+    """:func:`assign_hard_negatives` made a permutation: every image is shown as a wrong image exactly once.
+
+    The greedy matching leaves at most one caption c whose only free image is its own; it took the image
+    of its most similar caption, already shown with another caption d. Here d takes c's image instead, so
+    each image appears once real and once fake and the image alone says nothing about the label.
+    """
+    chosen = assign_hard_negatives(similarity)
+    counts = np.bincount(chosen, minlength=len(chosen))
+    if counts.max() > 1:
+        (free,) = np.flatnonzero(counts == 0)  # the left-over caption's own image
+        doubled = chosen[free]
+        other = next(c for c in np.flatnonzero(chosen == doubled) if c != free)
+        chosen[other] = free
+    return chosen
+
+
+def _hash_order(names: list[str]) -> list[int]:
+    """Indices of ``names`` ordered by the sha256 of each name (a fixed, content-independent shuffle)."""
+    return sorted(range(len(names)), key=lambda i: hashlib.sha256(names[i].encode()).hexdigest())
+
+
+def split_within_kinds(kinds: list[str], ids: list[str], fractions: tuple[float, float] = (0.15, 0.15)) -> list[str]:
+    """Split items so test items are unseen but their kinds are not: test/val/train shares inside each kind.
+
+    Inside each kind the items are ordered by the sha256 of their id; the first ``round(test share × n)`` go
+    to test, the next ``round(val share × n)`` to val, the rest to train. Kinds with fewer than 3 items stay
+    entirely in train (a kind is never tested without being trained on).
+
+    Returns:
+        The split of each item.
+    """
+    members: dict[str, list[int]] = {}
+    for index, kind in enumerate(kinds):
+        members.setdefault(kind, []).append(index)
+    splits = ["train"] * len(kinds)
+    for indices in members.values():
+        if len(indices) < 3:
+            continue
+        ordered = [indices[i] for i in _hash_order([ids[j] for j in indices])]
+        n_test = max(1, round(fractions[0] * len(ordered)))
+        n_val = max(1, round(fractions[1] * len(ordered))) if len(ordered) - n_test > 1 else 0
+        for position, index in enumerate(ordered):
+            splits[index] = "test" if position < n_test else "val" if position < n_test + n_val else "train"
+    return splits
+
+
+def random_derangement(n: int, rng: np.random.Generator) -> np.ndarray:
+    """A uniformly drawn permutation of ``range(n)`` with no fixed point (n ≥ 2), by rejection."""
+    if n < 2:
+        raise ValueError("need at least two items to swap")
+    while True:
+        order = rng.permutation(n)
+        if not np.any(order == np.arange(n)):
+            return order
+
+
+def hue_rotated_png(png: bytes, degrees: int = 180) -> bytes:
+    """The PNG with every pixel's hue turned by ``degrees`` (alpha kept): the set's image manipulation."""
+    import io
+
+    from PIL import Image
+
+    with Image.open(io.BytesIO(png)) as image:
+        rgba = image.convert("RGBA")
+    hue, saturation, value = rgba.convert("RGB").convert("HSV").split()
+    hue = hue.point(lambda h: (h + round(degrees * 256 / 360)) % 256)
+    edited = Image.merge("HSV", (hue, saturation, value)).convert("RGB").convert("RGBA")
+    edited.putalpha(rgba.getchannel("A"))
+    buffer = io.BytesIO()
+    edited.save(buffer, format="PNG")
+    return buffer.getvalue()
 
 
 def build_emoji_outofcontext(
@@ -188,31 +256,44 @@ def build_emoji_outofcontext(
 
     captions = [e["name"].lower() for e in entries]
     ids = [e["unified"].lower() for e in entries]
-    split_of_group = _split_of_groups([e["subcategory"] for e in entries])
-    splits = np.array([split_of_group[e["subcategory"]] for e in entries])
+    kinds = [str(e["subcategory"]) for e in entries]
+    splits = np.array(split_within_kinds(kinds, ids))
     embeddings = embed_texts(captions)
+    rng = np.random.default_rng(_RANDOM_SWAP_SEED)
     records = []
     for split in ("train", "val", "test"):
         members_idx = np.flatnonzero(splits == split)
-        if len(members_idx) < 2:
-            continue
-        sub = embeddings[members_idx]
-        similarity = sub @ sub.T
-        wrong = assign_hard_negatives(similarity)
-        for local, index in enumerate(members_idx):
-            other = members_idx[wrong[local]]
-            common = {"text": captions[index], "split": split, "pair_id": ids[index]}
+        ordered = members_idx[_hash_order([ids[i] for i in members_idx])]
+        groups = {kind: ordered[position :: len(FAKE_KINDS)] for position, kind in enumerate(FAKE_KINDS)}
+        wrong_image: dict[int, tuple[int, float]] = {}  # caption → (image source, caption–caption cosine)
+        for kind in ("hard_swap", "random_swap"):
+            group = groups[kind]
+            if len(group) < 2:  # a swap needs another image: a lone caption is manipulated instead
+                groups["manipulated_image"] = np.concatenate([groups["manipulated_image"], group])
+                groups[kind] = group[:0]
+                continue
+            similarity = embeddings[group] @ embeddings[group].T
+            chosen = hard_swap_permutation(similarity) if kind == "hard_swap" else random_derangement(len(group), rng)
+            for local, index in enumerate(group):
+                wrong_image[int(index)] = (int(group[chosen[local]]), float(similarity[local, chosen[local]]))
+        kind_of = {int(i): kind for kind, group in groups.items() for i in group}
+        for index in members_idx:
+            common = {"text": captions[index], "split": split, "pair_id": ids[index], "kind": kinds[index]}
             records.append(
                 common
                 | {"id": f"{ids[index]}-real", "image": f"images/{entries[index]['image']}", "label": REAL}
                 | {"image_source_id": ids[index], "similarity_score": 1.0, "strategy": "pristine"}
             )
-            records.append(
-                common
-                | {"id": f"{ids[index]}-fake", "image": f"images/{entries[other]['image']}", "label": FAKE}
-                | {"image_source_id": ids[other], "similarity_score": round(float(similarity[local, wrong[local]]), 6)}
-                | {"strategy": "minilm_text_text"}
-            )
+            kind = kind_of[int(index)]
+            if kind == "manipulated_image":
+                edited = entries[index]["image"].replace(".png", "-hue180.png")
+                write_bytes_atomically(image_dir / edited, hue_rotated_png(pngs[entries[index]["image"]]))
+                fake = {"image": f"images/{edited}", "image_source_id": ids[index], "similarity_score": 1.0}
+            else:
+                other, score = wrong_image[int(index)]
+                fake = {"image": f"images/{entries[other]['image']}", "image_source_id": ids[other]}
+                fake["similarity_score"] = round(score, 6)
+            records.append(common | {"id": f"{ids[index]}-fake", "label": FAKE, "strategy": kind} | fake)
     write_text_atomically(posts_path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
     write_text_atomically(info_path, json.dumps(info))
     return posts_path

@@ -24,10 +24,11 @@ from domains.news.feature_cache import DEFAULT_CACHE_DIR, PostTable, load_post_t
 from domains.news.frozen_encoders import ALIGNMENT_FILE, EncoderConfig, NewsEncoders
 from domains.news.ingestion import DEFAULT_SHARDS, ensure_builtin_shards
 from domains.news.model import FEATURE_KEYS, FNDCLIPModel, HeadConfig, build_model
+from domains.news.similarity_gauge import post_strategies, roc_auc_by_kind, similarity_gauge_auc
 from domains.news.splits import check_fractions, pair_groups, split_rows
 from domains.news.trained_detector import DETECTOR_FILE, save_detector
 from shared.checkpoints import check_resume
-from shared.distributed import main_process_first, per_rank_batch_size
+from shared.distributed import launched_world_size, main_process_first, per_rank_batch_size
 from shared.run_folder import RunFolder
 from shared.trainer import TrainerConfig, check_trainer_config, resolve_budget, with_step_defaults
 from shared.user_errors import UserError
@@ -79,6 +80,8 @@ class TrainConfig:
     """Where frozen features are cached (None: recompute every time)."""
     device: str = "auto"
     """auto (CUDA when available), cpu or cuda."""
+    cpu_threads: int = 1
+    """torch CPU threads for features and training (a CPU run is bit-for-bit repeatable for a given value; 0 = torch's default)."""
     encoders: EncoderConfig = field(default_factory=EncoderConfig)
     """Frozen encoders."""
     head: HeadConfig = field(default_factory=HeadConfig)
@@ -124,10 +127,25 @@ def check_trainer_settings(trainer: TrainerConfig, flag_prefix: str = "--trainer
             raise UserError(f"{flag_prefix}{name}: must be one of {', '.join(VALIDATION_METRICS)}, got {value!r}")
 
 
+def set_cpu_threads(threads: int) -> None:
+    """Fix torch's CPU thread count for the whole run (0 = leave torch's default).
+
+    Why: on the CPU, matrix products and reductions split their work by thread, and the MKL BLAS torch uses
+    may change its thread count with the machine's load; float sums in another order differ in the last
+    bits, and validation-based selection and early stopping turn those bits into other weights. One
+    fixed thread count (the same for cached features and training; it is part of the feature cache's
+    fingerprint) makes a CPU run with the same seed repeat bit for bit.
+    """
+    if threads > 0:
+        torch.set_num_threads(threads)
+
+
 def check_train_config(config: TrainConfig) -> None:
     """Every check of a training config that needs no data (see the ``check_*`` functions)."""
     if config.batch_size < 1:
         raise UserError(f"--batch_size: must be >= 1, got {config.batch_size}")
+    if config.cpu_threads < 0:
+        raise UserError(f"--cpu_threads: must be >= 0, got {config.cpu_threads}")
     check_fractions(config.val_fraction, config.test_fraction)
     config.encoders.check()
     config.head.check()
@@ -135,8 +153,12 @@ def check_train_config(config: TrainConfig) -> None:
 
 
 def steps_per_epoch(train_posts: int, batch_size: int) -> int:
-    """Optimizer steps in one pass over ``train_posts`` (incomplete batches are dropped, as in training)."""
-    return max(1, train_posts // max(1, min(batch_size, train_posts)))
+    """Optimizer steps in one pass over ``train_posts`` (incomplete batches are dropped, as in training).
+
+    ``batch_size`` is per process: under torchrun one step takes ``batch_size`` x world size posts.
+    """
+    global_batch = batch_size * launched_world_size()
+    return max(1, train_posts // max(1, min(global_batch, train_posts)))
 
 
 def load_training_posts(
@@ -235,6 +257,10 @@ def train_head(
         load_weights(model, best)
     model.to(device)
     test = metrics_for_rows(model, prepared.features, labels, prepared.rows["test"], device)
+    test_rows = prepared.rows["test"]
+    probs = predict_rows(model, prepared.features, test_rows, device)["probs"][:, 1]
+    strategies = post_strategies(prepared.table.meta)
+    test["roc_auc_by_kind"] = roc_auc_by_kind(labels[test_rows], probs, [strategies[i] for i in test_rows])
     test["selected_on"] = f"val {trainer_config.select_metric} = {result.best_metric}"
     test["steps"] = result.step
     test["stop_reason"] = result.stop_reason
@@ -275,6 +301,9 @@ def train_detector(config: TrainConfig, command: str = TRAIN_COMMAND) -> TrainOu
     test_rows = prepared.rows["test"]
     predicted = predict_rows(model, prepared.features, test_rows, prepared.encoders.device)
     test["split_sizes"] = {k: len(v) for k, v in prepared.rows.items()}
+    test["similarity_gauge_roc_auc"] = similarity_gauge_auc(
+        prepared.features, prepared.table.labels, test_rows, post_strategies(prepared.table.meta)
+    )
     test["data"] = config.input
     write_eval_pictures(folder.eval_dir(), test, predicted["probs"][:, 1], prepared.table.labels[test_rows])
     metrics_path = folder.write_eval_metrics(test)

@@ -9,7 +9,6 @@ shard manifest and the encoder settings, so a changed data set or encoder never 
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -20,7 +19,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from domains.news.data import NewsFormatError, decode_news_sample, image_as_rgb
+from domains.news.data import NewsFormatError, decode_news_sample, open_post_image
 from domains.news.frozen_encoders import NewsEncoders
 from shared.atomic_files import atomic_output
 from shared.user_errors import UserError
@@ -94,12 +93,14 @@ def _iterate_samples(shard_dir: Path) -> tuple[Iterator[dict[str, Any]], Any]:
 
 
 def dataset_fingerprint(shard_dir: Path, encoders: NewsEncoders) -> str:
-    """sha256 over the shard manifest and the encoder settings."""
+    """sha256 over the shard manifest, the encoder settings and torch's CPU thread count."""
     from shared.shards import read_manifest
 
     manifest = read_manifest(shard_dir)
     shards = [{k: v for k, v in s.items() if k in ("name", "sha256", "samples")} for s in manifest.get("shards", [])]
-    payload = json.dumps({"shards": shards, **encoders.identity()}, sort_keys=True, default=str)
+    # The thread count changes float sums in the last bits: features from another count are not reused.
+    identity = {"shards": shards, "cpu_threads": torch.get_num_threads(), **encoders.identity()}
+    payload = json.dumps(identity, sort_keys=True, default=str)
     return hashlib.sha256(payload.encode()).hexdigest()[:24]
 
 
@@ -162,7 +163,7 @@ def load_post_table(shard_dir: str | Path, encoders: NewsEncoders, cache_dir: st
         row_text.append(text_index[(sample["text"], clip_text)])
         if sample["image_sha"] not in image_index:
             image_index[sample["image_sha"]] = len(image_index)
-            pending_images.append(image_as_rgb(Image.open(io.BytesIO(bytes.fromhex(sample["image_hex"])))))
+            pending_images.append(open_post_image(bytes.fromhex(sample["image_hex"]), where=sample["key"]))
         row_image.append(image_index[sample["image_sha"]])
         if len(pending_texts) >= encoders.config.batch_size:
             flush_texts()

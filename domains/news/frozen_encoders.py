@@ -81,6 +81,15 @@ class EncoderConfig:
                 raise UserError(f"{flag_prefix}{name}: must be >= 1, got {getattr(self, name)}")
 
 
+def alignment_fit_rows(train_rows: np.ndarray, genuine: np.ndarray) -> np.ndarray:
+    """The posts the stand-in CLIP pair is fitted on: the genuine (real) pairs of the training split only.
+
+    Nothing of the validation or test posts (caption, image) enters the fit; with the built-in set, whose
+    splits share no caption and no image, the fitted pairs are disjoint from every test post.
+    """
+    return train_rows[genuine[train_rows]]
+
+
 class NewsEncoders:
     """The frozen encoders: layer-mixed text tower (its [CLS] stack), image tower, CLIP pair.
 
@@ -240,7 +249,7 @@ class NewsEncoders:
         if not isinstance(self.clip, AlignedTowerPair):
             return None
         text, image = base["clip_text_base"], base["clip_image_base"]
-        fit_rows = torch.as_tensor(train_rows[genuine[train_rows]])
+        fit_rows = torch.as_tensor(alignment_fit_rows(train_rows, genuine))
         self._fit_aligner(self.clip.aligner, text[fit_rows], image[fit_rows], run_dir / "clip_alignment", seed)
         folds = self.config.alignment_folds
         if folds <= 1:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from domains.news.data import (
+    TEXT_ONLY_REFUSAL,
     NewsPost,
     read_fakeddit,
     read_fakenewsnet,
@@ -138,7 +139,9 @@ def ingest_posts(config: IngestConfig) -> dict[str, Any]:
         if report["read"] == 0:
             raise NothingProduced(f"{source}: no posts in the input")
         reasons = ", ".join(f"{count} {reason}" for reason, count in report["dropped"].items())
-        raise NothingProduced(f"{source}: all {report['read']} posts were dropped ({reasons})")
+        imageless = report["dropped"].get("no image", 0) + report["dropped"].get("image file missing", 0)
+        hint = f"; {TEXT_ONLY_REFUSAL}" if imageless else ""
+        raise NothingProduced(f"{source}: all {report['read']} posts were dropped ({reasons}){hint}")
     return report
 
 

@@ -3,7 +3,7 @@
 Branches, each ending in a 64-d feature (Linear→256, BN, ReLU, Dropout 0.5, Linear→64, BN, ReLU):
 
 * text: ``[layer-mixed [CLS] ‖ CLIP text]`` — the [CLS] vector of every hidden state of a frozen BERT-style
-  encoder (embeddings + each layer), mixed with softmax weights of a learned per-state parameter;
+  encoder (embeddings + each layer), mixed with batch-dependent softmax weights (:class:`LayerMix`);
 * image: ``[image tower ‖ CLIP image]`` — the image tower is trainable in the paper (ResNet-101 with its
   1000-way ImageNet fc kept);
 * cross-modal: ``[CLIP text ‖ CLIP image]`` scaled by ``s' = w·cos(CLIP text, CLIP image) + b`` with learned
@@ -53,18 +53,31 @@ def tokenize_to_longest(preprocess: Any, texts: Sequence[str]) -> dict[str, torc
 
 
 class LayerMix(nn.Module):
-    """``Σ_s softmax(w)_s · x[:, s]``: mixes S stacked hidden-state vectors (B, S, H) into (B, H).
+    """FND-CLIP's batch-dependent mix of S stacked [CLS] vectors (B, S, H) into (B, H), as the official code.
 
-    Weights start uniform (w = 0); the official code learns an S×1 parameter the same way.
+    With a learned weight ``w_s`` per hidden state (initialised uniformly in [0, 1) by ``torch.rand`` as in
+    the official ``network.py``, ``self.weights = nn.Parameter(torch.rand(13, 1))``)::
+
+        a_s = w_s · Σ_{b,h} x[b, s, h]          (the state summed over the whole batch and hidden dimension)
+        α   = softmax_s(a)                       (one weight vector shared by every post of the batch)
+        out[b] = Σ_s α_s · x[b, s]
+
+    The weights therefore depend on the batch the post is in (and on its size), exactly as published;
+    a single post scored alone gets the softmax of its own sums.
     """
 
     def __init__(self, num_states: int) -> None:
         super().__init__()
-        self.logits = nn.Parameter(torch.zeros(num_states))
+        self.weights = nn.Parameter(torch.rand(num_states, 1))
+
+    def state_weights(self, stack: torch.Tensor) -> torch.Tensor:
+        """(B, S, H) → (S,) softmax weights of this batch."""
+        summed = stack.sum(dim=(0, 2))
+        return torch.softmax(summed * self.weights.view(-1).to(stack.dtype), dim=0)
 
     def forward(self, stack: torch.Tensor) -> torch.Tensor:
         """(B, S, H) → (B, H)."""
-        return torch.einsum("bsh,s->bh", stack, torch.softmax(self.logits, dim=0).to(stack.dtype))
+        return torch.einsum("bsh,s->bh", stack, self.state_weights(stack))
 
 
 class LayerMixedClsText(nn.Module):
@@ -115,18 +128,36 @@ def build_layer_mixed_cls_text(path: str | None = None, max_length: int = 300) -
     return LayerMixedClsText(path or str(minilm_model_dir()), max_length=max_length)
 
 
-class TorchvisionResNetTower(nn.Module):
-    """A torchvision ResNet as FND-CLIP's image tower; the 1000-way ImageNet fc is kept as the official code does."""
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+RESNET_INPUTS = ("clip", "imagenet")
 
-    def __init__(self, depth: int = 101, weights_path: str | None = None, keep_fc: bool = True) -> None:
+
+class TorchvisionResNetTower(nn.Module):
+    """A torchvision ResNet as FND-CLIP's image tower; the 1000-way ImageNet fc is kept as the official code does.
+
+    The official code feeds the ResNet-101 the tensor OpenAI CLIP's ``preprocess`` made (224 px, bicubic
+    resize of the short side, centre crop, CLIP mean/std) and uses its 1000-way output (``self.resnet101(
+    image_raw)`` in ``network.py``) as the image branch feature: ``input_transform="clip"`` does the same;
+    ``"imagenet"`` is torchvision's own recipe (resize 256, crop 224, ImageNet mean/std).
+    """
+
+    def __init__(
+        self, depth: int = 101, weights_path: str | None = None, keep_fc: bool = True, input_transform: str = "clip"
+    ) -> None:
         super().__init__()
         import torchvision
+        from torchvision.transforms import CenterCrop, Compose, InterpolationMode, Normalize, Resize, ToTensor
 
         builders = {18: torchvision.models.resnet18, 50: torchvision.models.resnet50}
         builders[101] = torchvision.models.resnet101
         if depth not in builders:
             raise ValueError(f"ResNet depth must be one of {sorted(builders)}, got {depth}")
-        self.net = builders[depth](weights=None)
+        if input_transform not in RESNET_INPUTS:
+            raise ValueError(f"input_transform must be one of {RESNET_INPUTS}, got {input_transform!r}")
+        self.net = builders[depth](weights=None)  # the architecture only: builds offline, weights come by path
         if weights_path is not None:
             state = torch.load(weights_path, map_location="cpu", weights_only=True)
             self.net.load_state_dict(state)
@@ -134,30 +165,41 @@ class TorchvisionResNetTower(nn.Module):
         if not keep_fc:
             self.net.fc = nn.Identity()
         self.output_dim = 1000 if keep_fc else pooled_dim
-        self.preprocess = torchvision.transforms.Compose(
-            [
-                torchvision.transforms.Resize(256),
-                torchvision.transforms.CenterCrop(224),
-                torchvision.transforms.ToTensor(),
-                torchvision.transforms.Normalize((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
-            ]
-        )
+        if input_transform == "clip":
+            steps = [Resize(224, interpolation=InterpolationMode.BICUBIC), CenterCrop(224)]
+            steps += [ToTensor(), Normalize(CLIP_MEAN, CLIP_STD)]
+        else:
+            steps = [Resize(256), CenterCrop(224), ToTensor(), Normalize(IMAGENET_MEAN, IMAGENET_STD)]
+        self.preprocess = Compose(steps)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """(B, 3, 224, 224) ImageNet-normalised images → (B, output_dim)."""
+        """(B, 3, 224, 224) normalised images → (B, output_dim) (the ImageNet logits with ``keep_fc``)."""
         return self.net(images)
 
 
 @register_tower("torchvision_resnet")
-def build_torchvision_resnet(depth: int = 101, weights_path: str | None = None, keep_fc: bool = True) -> nn.Module:
+def build_torchvision_resnet(
+    depth: int = 101, weights_path: str | None = None, keep_fc: bool = True, input_transform: str = "clip"
+) -> nn.Module:
     """A torchvision ResNet with weights loaded from a local ``state_dict`` file (no download).
 
     Args:
         depth: 18, 50 or 101 (the paper uses 101).
         weights_path: a torchvision ``resnet*.pth`` state dict; ``None`` = random initialisation.
         keep_fc: keep the 1000-way ImageNet classifier as the feature (official code) instead of pooled features.
+        input_transform: ``clip`` (the CLIP-preprocessed tensor, as the official code) or ``imagenet``.
     """
-    return TorchvisionResNetTower(depth=depth, weights_path=weights_path, keep_fc=keep_fc)
+    return TorchvisionResNetTower(depth, weights_path, keep_fc, input_transform)
+
+
+def bert_base_chinese_config() -> Any:
+    """The architecture of ``bert-base-chinese`` (the paper's text encoder): 12 layers → 13 hidden states, 768-d.
+
+    Builds offline (no weights): the paper preset loads the real weights from ``--encoders.text_encoder_path``.
+    """
+    from transformers import BertConfig
+
+    return BertConfig(vocab_size=21128, hidden_size=768, num_hidden_layers=12, num_attention_heads=12)
 
 
 # --------------------------------------------------------------------------------------------- CLIP pairs
@@ -378,9 +420,9 @@ class FNDCLIPModel(nn.Module):
             "cross": lambda: BranchHead(2 * dims.clip_dim, hidden_dim, feature_dim, dropout),
         }
         self.heads = nn.ModuleDict({name: heads[name]() for name in self.branches})
-        # The official code draws w and b at random; a fixed start (w = 1, b = 0) keeps seeds comparable.
-        self.similarity_scale = nn.Parameter(torch.ones(()))
-        self.similarity_offset = nn.Parameter(torch.zeros(()))
+        # As the official code: w and b drawn uniformly in [0, 1) (torch.rand(1) each), from the run's seed.
+        self.similarity_scale = nn.Parameter(torch.rand(()))
+        self.similarity_offset = nn.Parameter(torch.rand(()))
         self.similarity_norm = nn.BatchNorm1d(1) if similarity == "standardized" else None
         self.attention = ModalityAttention(len(self.branches))
         self.classifier = nn.Sequential(

@@ -7,7 +7,6 @@ line (:func:`single_post`) or a JSON-lines file of posts (:func:`read_batch`), s
 
 from __future__ import annotations
 
-import io
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +14,14 @@ from typing import Any
 
 from PIL import Image
 
-from domains.news.data import LABEL_NAMES, NewsPost, image_as_rgb, load_readable_image, read_jsonl_posts
+from domains.news.data import (
+    LABEL_NAMES,
+    TEXT_ONLY_REFUSAL,
+    NewsFormatError,
+    NewsPost,
+    open_post_image,
+    read_jsonl_posts,
+)
 from domains.news.trained_detector import LoadedDetector, check_weights, load_detector
 from shared.user_errors import NothingProduced, UserError
 
@@ -73,7 +79,7 @@ def check_detect_config(config: DetectConfig) -> None:
     if len(modes) > 1:
         raise UserError(f"{' and '.join(modes)}: give only one of them")
     if config.text is not None and config.image is None:
-        raise UserError("--image: required with --text (FND-CLIP scores a post from its text and its image)")
+        raise UserError(f"--image: required with --text; {TEXT_ONLY_REFUSAL}")
     if config.image is not None and config.text is None:
         raise UserError("--text: required with --image")
 
@@ -84,10 +90,7 @@ def _readable_image(path: Path, flag: str) -> Image.Image:
         raise UserError(f"{flag} {path}: no such file")
     if path.is_dir():
         raise UserError(f"{flag} {path}: is a folder; expected an image file")
-    loaded = load_readable_image(path)
-    if loaded is None:
-        raise UserError(f"{flag} {path}: not a readable image (PNG, JPEG or another format Pillow decodes)")
-    return image_as_rgb(Image.open(io.BytesIO(loaded[0])))
+    return open_post_image(path, where=f"{flag} {path}")
 
 
 def _post_record(post: str) -> tuple[dict[str, Any], Path]:
@@ -112,6 +115,8 @@ def _post_record(post: str) -> tuple[dict[str, Any], Path]:
         or not isinstance(record.get("text"), str)
         or not isinstance(record.get("image"), str)
     ):
+        if isinstance(record, dict) and isinstance(record.get("text"), str) and record.get("image") in (None, ""):
+            raise UserError(f"{where}: no 'image'; {TEXT_ONLY_REFUSAL}")
         raise UserError(f"{where}: must be a JSON object with a 'text' string and an 'image' path")
     return record, base
 
@@ -156,9 +161,11 @@ def read_batch(path: str | Path) -> list[NewsPost]:
 def first_image(post: NewsPost) -> Image.Image | None:
     """The first readable image of a post (the ingestion policy), as RGB; None if there is none."""
     for path in post.image_paths:
-        loaded = load_readable_image(path) if path.is_file() else None
-        if loaded is not None:
-            return image_as_rgb(Image.open(io.BytesIO(loaded[0])))
+        if path.is_file():
+            try:
+                return open_post_image(path)
+            except NewsFormatError:
+                continue
     return None
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pytest
@@ -31,15 +32,51 @@ def random_batch(n: int = 6, seed: int = 0) -> dict[str, torch.Tensor]:
     }
 
 
-def test_layer_mix_is_softmax_weighted_sum() -> None:
-    mix = LayerMix(3)
+def official_layer_mix(all_hidden_states: list[torch.Tensor], weights: torch.Tensor) -> torch.Tensor:
+    """The official network.py lines, on a list of S hidden states (B, L, H) each, as the paper's code does."""
+    s, (b, _, h) = len(all_hidden_states), all_hidden_states[0].shape
+    ht_cls = torch.cat(all_hidden_states)[:, :1, :].view(s, b, 1, h)
+    atten = torch.sum(ht_cls * weights.view(s, 1, 1, 1), dim=[1, 3])
+    atten = F.softmax(atten.view(-1), dim=0)
+    return torch.sum(ht_cls * atten.view(s, 1, 1, 1), dim=[0, 2])
+
+
+def test_layer_mix_weights_depend_on_the_batch_by_hand() -> None:
+    mix = LayerMix(2)
     with torch.no_grad():
-        mix.logits.copy_(torch.tensor([0.0, 1.0, -2.0]))
-    stack = torch.randn(4, 3, 5)
-    weights = torch.exp(torch.tensor([0.0, 1.0, -2.0]))
-    weights = weights / weights.sum()
-    expected = sum(weights[s] * stack[:, s] for s in range(3))
+        mix.weights.copy_(torch.tensor([[0.5], [0.25]]))
+    # two posts, two states, H = 2: state sums over batch and hidden = 1+2+3+4 = 10 and 0+1+0+1 = 2
+    stack = torch.tensor([[[1.0, 2.0], [0.0, 1.0]], [[3.0, 4.0], [0.0, 1.0]]])
+    # a = (0.5·10, 0.25·2) = (5, 0.5); softmax → e^5/(e^5+e^0.5), e^0.5/(e^5+e^0.5)
+    first = math.exp(5.0) / (math.exp(5.0) + math.exp(0.5))
+    expected = torch.tensor([[first * 1 + (1 - first) * 0, first * 2 + (1 - first) * 1]])
+    expected = torch.cat([expected, torch.tensor([[first * 3, first * 4 + (1 - first) * 1]])])
     torch.testing.assert_close(mix(stack), expected)
+    # the same post scored alone gets other weights: the mix depends on the batch, as published
+    alone = mix(stack[:1])
+    a = torch.tensor([0.5 * 3.0, 0.25 * 1.0]).softmax(0)
+    torch.testing.assert_close(alone, (a[0] * stack[0, 0] + a[1] * stack[0, 1])[None])
+    assert not torch.allclose(alone, mix(stack)[:1])
+
+
+def test_layer_mix_equals_the_official_code_on_13_states() -> None:
+    torch.manual_seed(0)
+    mix = LayerMix(13)
+    assert mix.weights.shape == (13, 1) and bool(((mix.weights >= 0) & (mix.weights < 1)).all())
+    hidden = [torch.randn(4, 7, 16) * 0.1 for _ in range(13)]
+    stack = torch.stack([h[:, 0] for h in hidden], dim=1)
+    torch.testing.assert_close(mix(stack), official_layer_mix(hidden, mix.weights.detach()))
+
+
+def test_similarity_affine_starts_uniform_in_unit_interval_like_the_official_code() -> None:
+    starts = []
+    for seed in range(3):
+        torch.manual_seed(seed)
+        model = FNDCLIPModel(DIMS)
+        w, b = model.similarity_scale.item(), model.similarity_offset.item()
+        assert 0.0 <= w < 1.0 and 0.0 <= b < 1.0
+        starts.append((w, b))
+    assert len(set(starts)) == 3  # drawn from the seed (torch.rand), not a fixed (1, 0)
 
 
 def test_modality_attention_equation() -> None:
@@ -104,7 +141,7 @@ def test_learned_scale_and_offset_receive_gradients() -> None:
     model = FNDCLIPModel(DIMS).train()
     model(random_batch(8))["loss"].backward()
     assert model.similarity_scale.grad is not None and model.similarity_scale.grad.abs() > 0
-    assert model.text_mix.logits.grad is not None and model.text_mix.logits.grad.abs().sum() > 0
+    assert model.text_mix.weights.grad is not None and model.text_mix.weights.grad.abs().sum() > 0
 
 
 @pytest.fixture(scope="module")
@@ -137,7 +174,7 @@ def test_layer_mixed_text_tower_takes_cls_of_every_hidden_state(tiny_bert_dir: P
     stack = tower.hidden_cls(tokens)
     hidden = tower.encoder(**tokens, output_hidden_states=True).hidden_states
     torch.testing.assert_close(stack, torch.stack([h[:, 0] for h in hidden], 1))
-    torch.testing.assert_close(tower(tokens), stack.mean(1))  # uniform weights at start
+    torch.testing.assert_close(tower(tokens), tower.mixer(stack))
 
 
 def test_resnet_tower_loads_a_state_dict_and_keeps_the_imagenet_fc(tmp_path: Path) -> None:
@@ -151,3 +188,32 @@ def test_resnet_tower_loads_a_state_dict_and_keeps_the_imagenet_fc(tmp_path: Pat
     x = torch.randn(1, 3, 64, 64)
     torch.testing.assert_close(tower(x), reference(x))
     assert build_layer_mixed_cls_text is not None
+
+
+def test_paper_image_tower_is_a_trainable_resnet101_with_the_1000_way_output_on_clip_inputs() -> None:
+    from PIL import Image
+
+    from domains.news.model import CLIP_MEAN
+
+    tower = create_tower("torchvision_resnet", depth=101)  # the architecture builds offline; weights by path
+    assert tower.output_dim == 1000 and sum(p.numel() for p in tower.parameters()) > 44_000_000
+    assert all(p.requires_grad for p in tower.parameters())
+    pixels = tower.preprocess(Image.new("RGB", (300, 200), (255, 255, 255)))
+    assert pixels.shape == (3, 224, 224)  # CLIP's preprocessing, as the official code feeds its ResNet
+    torch.testing.assert_close(pixels[0, 0, 0], torch.tensor((1.0 - CLIP_MEAN[0]) / 0.26862954))
+
+
+def test_paper_text_encoder_is_bert_base_with_13_states_of_768_over_300_tokens() -> None:
+    import yaml
+    from transformers import BertModel
+
+    from domains.news.model import bert_base_chinese_config
+
+    preset = yaml.safe_load(Path("domains/news/configs/paper.yaml").read_text())
+    assert preset["encoders"]["text_max_length"] == 300 and preset["encoders"]["train_image_tower"] is True
+    assert preset["encoders"]["image_tower_args"]["depth"] == 101
+    torch.manual_seed(0)
+    bert = BertModel(bert_base_chinese_config()).eval()  # builds offline; the preset loads weights by path
+    with torch.no_grad():
+        states = bert(input_ids=torch.ones(1, 300, dtype=torch.long), output_hidden_states=True).hidden_states
+    assert len(states) == 13 and states[0].shape == (1, 300, 768)
