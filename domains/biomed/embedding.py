@@ -13,10 +13,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from domains.biomed.biomedica import BiomedicaDecoder, eval_stream
-from domains.biomed.evaluation import encode_shards
+from domains.biomed.evaluation import EncodedShards, encode_shards
 from domains.biomed.model import load_trained_model
-from shared.user_errors import UserError
+from shared.distributed import ensure_process_group, gather_to_main
+from shared.user_errors import NothingProduced, UserError
 
 DOMAIN = "biomed"
 
@@ -46,8 +49,12 @@ def embed_into_store(
     batch_size: int = 64,
     device: Any = "cpu",
     flag: str = "--input",
+    across_ranks: bool = False,
 ) -> int:
     """Encode ``shards`` and write image and text vectors to the store; returns the number of samples.
+
+    With ``across_ranks`` under torchrun every rank must call it: each encodes its share of the samples and
+    rank 0 writes every vector once (the other ranks return 0).
 
     Args:
         model: A :class:`~domains.biomed.model.BiomedClipModel`.
@@ -62,6 +69,7 @@ def embed_into_store(
         batch_size: Samples per encoding batch.
         device: Where to encode.
         flag: The flag that named ``shards`` (for error messages).
+        across_ranks: Split the encoding between the ranks of a torchrun job (all ranks call this).
 
     Raises:
         UserError: A missing shard source, a store file DuckDB cannot open.
@@ -72,7 +80,15 @@ def embed_into_store(
     from shared.store import EmbeddingStore
 
     decoder = BiomedicaDecoder(loaded.preprocess_val, loaded.tokenizer)
-    encoded = encode_shards(model, eval_stream(shards, decoder, batch_size, flag), device, source=f"{flag} {shards}")
+    stream = eval_stream(shards, decoder, batch_size, flag)
+    if across_ranks and ensure_process_group().enabled:
+        stream.node_split = "sample"  # each rank encodes every world-size-th sample; rank 0 writes them all
+        parts = gather_to_main(encode_shards_or_none(model, stream, device))
+        if parts is None:
+            return 0
+        encoded = concatenate_encoded([part for part in parts if part is not None], f"{flag} {shards}")
+    else:
+        encoded = encode_shards(model, stream, device, source=f"{flag} {shards}")
     metadata = [{"caption": caption, **meta} for caption, meta in zip(encoded.captions, encoded.metadata)]
     store = EmbeddingStore(store_path)
     try:
@@ -89,6 +105,32 @@ def embed_into_store(
     finally:
         store.close()
     return len(encoded.keys)
+
+
+def encode_shards_or_none(model: Any, stream: Any, device: Any) -> EncodedShards | None:
+    """:func:`encode_shards`, or None when this rank's share of the stream is empty."""
+    try:
+        return encode_shards(model, stream, device)
+    except NothingProduced:
+        return None
+
+
+def concatenate_encoded(parts: list[EncodedShards], source: str) -> EncodedShards:
+    """The ranks' encoded shares as one :class:`EncodedShards` (rank order).
+
+    Raises:
+        NothingProduced: No rank encoded a sample.
+    """
+    if not parts:
+        raise NothingProduced(f"{source}: no sample could be read on any rank; check the path")
+    return EncodedShards(
+        [key for part in parts for key in part.keys],
+        [caption for part in parts for caption in part.captions],
+        [label for part in parts for label in part.labels],
+        [meta for part in parts for meta in part.metadata],
+        np.concatenate([part.image for part in parts]),
+        np.concatenate([part.text for part in parts]),
+    )
 
 
 @dataclass
@@ -153,5 +195,6 @@ def embed_to_store(config: EmbedConfig) -> EmbedResult:
     version = config.model_version or (sha[:12] if sha else "untrained")
     produced_by = {"run": str(trained.run.path) if trained.run else None, "model": config.model, "shards": config.input}
     count = embed_into_store(trained.model, trained.loaded, config.input, config.store, run_id, model_name, version,
-                             produced_by, sha, config.batch_size, device, flag="--input")  # fmt: skip
+                             produced_by, sha, config.batch_size, device, flag="--input",
+                             across_ranks=True)  # fmt: skip
     return EmbedResult(count, run_id, model_name, version)

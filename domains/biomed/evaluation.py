@@ -120,6 +120,22 @@ def retrieval_report(encoded: EncodedShards, ks: Sequence[int] = (1, 5, 10)) -> 
     return retrieval_metrics(encoded.image, encoded.text, ks=tuple(ks), query_name="image", target_name="text")
 
 
+def caption_level_text_to_image(encoded: EncodedShards, ks: Sequence[int] = (1, 5, 10)) -> dict[str, float]:
+    """Text→image Recall@K with one query per distinct caption; any image carrying that caption is a hit.
+
+    When several images share a caption (several renderings of one held-out combination), per-pair
+    text→image R@1 cannot exceed 1/(images per caption): the caption does not say which rendering is meant.
+    This counts a retrieved image as correct when its own caption is the query's.
+    """
+    captions = np.array(encoded.captions, dtype=object)
+    distinct = list(dict.fromkeys(encoded.captions))
+    first = [encoded.captions.index(caption) for caption in distinct]
+    similarity = encoded.text[first] @ encoded.image.T  # (distinct captions, images)
+    order = np.argsort(-similarity, axis=1, kind="stable")
+    hits = captions[order] == np.array(distinct, dtype=object)[:, None]
+    return {f"text_to_image_caption_R@{k}": float(hits[:, :k].any(axis=1).mean()) for k in ks}
+
+
 def zero_shot_report(
     model: Any,
     tokenizer: Any,
@@ -213,6 +229,8 @@ def evaluate_model(
     stream = eval_stream(shards, decoder, batch_size, flag)
     encoded = encode_shards(model, stream, device, source=f"{flag} {shards}")
     results: dict[str, Any] = {"num_samples": len(encoded.keys), "retrieval": retrieval_report(encoded, ks)}
+    if len(set(encoded.captions)) < len(encoded.captions):
+        results["retrieval"].update(caption_level_text_to_image(encoded, ks))
     if zero_shot:
         results["zero_shot"] = zero_shot_report(
             model, loaded.tokenizer, encoded, zero_shot["classnames"], zero_shot["templates"], device

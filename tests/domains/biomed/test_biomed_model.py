@@ -196,3 +196,69 @@ def test_the_model_is_the_core_contrastive_model_and_the_loss_owns_the_temperatu
     assert float(model.open_clip_model().logit_scale.detach()) == pytest.approx(2.5)  # ... written at export
     with torch.no_grad():
         tiny.model.logit_scale.fill_(before)  # the fixture is shared by this module's tests
+
+
+PLAIN_OPEN_CLIP_SCRIPT = """
+import sys, numpy, open_clip, torch
+from PIL import Image
+folder, out = sys.argv[1], sys.argv[2]
+model, _, preprocess = open_clip.create_model_and_transforms("local-dir:" + folder)
+tokenizer = open_clip.get_tokenizer("local-dir:" + folder)
+model.eval()
+images = torch.stack([preprocess(Image.open(path)) for path in sys.argv[3:]])
+with torch.no_grad():
+    numpy.save(out + "_image.npy", model.encode_image(images, normalize=True).numpy())
+    numpy.save(out + "_text.npy", model.encode_text(tokenizer(%r), normalize=True).numpy())
+""" % (CAPTIONS,)
+
+
+def test_a_moved_export_loads_in_plain_open_clip_elsewhere_with_the_same_embeddings(tmp_path: Path) -> None:
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    from domains.biomed.model import BiomedClipModel
+
+    torch.manual_seed(0)
+    loaded = load_open_clip_model("demo", pretrained_towers=False)  # the demo's MiniLM text architecture
+    model = BiomedClipModel(loaded.model).eval()
+    export = export_local_dir(model, loaded, tmp_path / "run" / "export")
+    config_text = (export / "open_clip_config.json").read_text()
+    assert str(tmp_path) not in config_text  # nothing in the config names where the folder was written
+    assert json.loads(config_text)["model_cfg"]["text_cfg"]["hf_model_name"] == "sentence-transformers/all-MiniLM-L6-v2"
+    moved = tmp_path / "elsewhere" / "copied_export"
+    shutil.copytree(export, moved)
+    shutil.rmtree(tmp_path / "run")  # the original place is gone
+
+    pictures = images(loaded.config["model_cfg"]["vision_cfg"]["image_size"])
+    paths = []
+    for index, picture in enumerate(pictures):
+        paths.append(tmp_path / f"picture{index}.png")
+        picture.save(paths[-1])
+    with torch.no_grad():
+        ours_image = model.encode("image", torch.stack([loaded.preprocess_val(im) for im in pictures])).numpy()
+        ours_text = model.encode("text", loaded.tokenizer(CAPTIONS)).numpy()
+
+    # a fresh process, another working directory, offline: plain open_clip and an HF cache that knows the
+    # text encoder's architecture (as on any machine that has used that encoder; online, the Hub serves it)
+    cache = tmp_path / "hf_cache" / "models--sentence-transformers--all-MiniLM-L6-v2"
+    revision = "0" * 40
+    (cache / "refs").mkdir(parents=True)
+    (cache / "refs" / "main").write_text(revision)
+    (cache / "snapshots" / revision).mkdir(parents=True)
+    shutil.copy(moved / "config.json", cache / "snapshots" / revision / "config.json")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_HUB_CACHE": str(tmp_path / "hf_cache")}
+    (tmp_path / "cwd").mkdir()
+    result = subprocess.run([sys.executable, "-c", PLAIN_OPEN_CLIP_SCRIPT, str(moved), str(tmp_path / "theirs"),
+                             *map(str, paths)], cwd=tmp_path / "cwd", env=env, capture_output=True, text=True,
+                            timeout=300)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert np.abs(np.load(tmp_path / "theirs_image.npy") - ours_image).max() < 1e-5
+    assert np.abs(np.load(tmp_path / "theirs_text.npy") - ours_text).max() < 1e-5
+
+    # the suite's own loader needs neither the Hub nor a cache: the folder carries the text config
+    reloaded = load_open_clip_model(f"local-dir:{moved}")
+    with torch.no_grad():
+        again = BiomedClipModel(reloaded.model).eval().encode("text", reloaded.tokenizer(CAPTIONS)).numpy()
+    assert np.abs(again - ours_text).max() < 1e-5
