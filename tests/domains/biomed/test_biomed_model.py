@@ -208,8 +208,8 @@ model.eval()
 images = torch.stack([preprocess(Image.open(path)) for path in sys.argv[3:]])
 with torch.no_grad():
     numpy.save(out + "_image.npy", model.encode_image(images, normalize=True).numpy())
-    numpy.save(out + "_text.npy", model.encode_text(tokenizer(%r), normalize=True).numpy())
-""" % (CAPTIONS,)
+    numpy.save(out + "_text.npy", model.encode_text(tokenizer(CAPTIONS), normalize=True).numpy())
+""".replace("CAPTIONS", repr(CAPTIONS))
 
 
 def test_a_moved_export_loads_in_plain_open_clip_elsewhere_with_the_same_embeddings(tmp_path: Path) -> None:
