@@ -97,10 +97,12 @@ def read_asassn_catalogue(path: str | Path) -> pd.DataFrame:
     the 4 :data:`PHOTO_COLUMNS` (raw: period in days, amplitude in mag). ``edr3_source_id`` is read as
     a 64-bit integer (nullable), never as a float that would round 19-digit ids.
 
+    A feature cell that is not a number (e.g. ``abc``) becomes NaN and is described in the extra column
+    :data:`NON_NUMERIC_COLUMN` (``column='value'``, empty for clean rows); non-finite numbers (``inf``) are
+    read as they are. Ingest reports both kinds of objects one by one and goes on with the rest.
+
     Raises:
-        AstroInputError: unreadable file, missing columns (all of them are listed), or a feature cell that
-            is not a number (its column and row are named). Non-finite numbers (``inf``) are read as they
-            are: ingest reports those objects one by one.
+        AstroInputError: unreadable file or missing columns (all of them are listed).
     """
     path = Path(path)
     try:
@@ -112,7 +114,7 @@ def read_asassn_catalogue(path: str | Path) -> pd.DataFrame:
     missing = [c for c in CATALOGUE_ID_COLUMNS + ALL_COLUMNS if c not in frame.columns]
     if missing:
         raise AstroInputError(path, f"catalogue lacks column(s) {missing}")
-    return _numeric_feature_columns(frame, path)
+    return coerce_numeric_columns(frame, path)
 
 
 def read_spectrum_index(path: str | Path) -> pd.DataFrame:
@@ -139,21 +141,25 @@ def read_spectrum_index(path: str | Path) -> pd.DataFrame:
     return frame
 
 
-def _numeric_feature_columns(frame: pd.DataFrame, path: str | Path) -> pd.DataFrame:
-    """The feature columns as floats; a cell that is not a number is refused with its column and row."""
-    for column in ALL_COLUMNS:
+NON_NUMERIC_COLUMN = "non_numeric_cells"
+"""Column :func:`read_asassn_catalogue` adds: the row's feature cells that are not numbers, as
+``column='value'`` separated by ``; `` (empty when there are none)."""
+
+
+def coerce_numeric_columns(
+    frame: pd.DataFrame, path: str | Path, columns: tuple[str, ...] = ALL_COLUMNS
+) -> pd.DataFrame:
+    """The feature columns as floats; cells that are not numbers become NaN and are listed, per row, in
+    :data:`NON_NUMERIC_COLUMN` (so ingest can report each object instead of refusing the whole table)."""
+    notes: dict[object, list[str]] = {}
+    for column in columns:
         if pd.api.types.is_numeric_dtype(frame[column]):
             continue
         values = pd.to_numeric(frame[column], errors="coerce")
-        bad = frame.index[values.isna() & frame[column].notna()]
-        if len(bad):
-            row = bad[0]
-            raise AstroInputError(
-                path,
-                f"column {column!r} row {row + 2} ({frame.at[row, 'asassn_name']}): {frame.at[row, column]!r} "
-                f"is not a number ({len(bad)} such cell(s) in the column)",
-            )
+        for row in frame.index[values.isna() & frame[column].notna()]:
+            notes.setdefault(row, []).append(f"{column}={frame.at[row, column]!r}")
         frame[column] = values
+    frame[NON_NUMERIC_COLUMN] = ["; ".join(notes.get(row, [])) for row in frame.index]
     return frame
 
 

@@ -32,6 +32,7 @@ from domains.astro.datasets import (
     map_batches,
     require_splits,
 )
+from domains.astro.finetune_recipes import RECIPES, apply_recipe
 from domains.astro.ingest_pipeline import resolve_ingest_dir
 from domains.astro.model import (
     FINETUNE_MODES,
@@ -44,6 +45,7 @@ from domains.astro.training_budget import resolve_epoch_budget, with_epoch_budge
 from shared.atomic_files import write_json_atomically
 from shared.cli import config_to_dict
 from shared.device import pick_device
+from shared.distributed import on_main_process
 from shared.run_folder import RunFolder
 from shared.trainer import Trainer, TrainerConfig, check_trainer_config, seed_everything
 from shared.user_errors import UserError
@@ -56,7 +58,9 @@ FUSIONS = ("avg", "concat")
 
 
 def demo_finetune_trainer() -> TrainerConfig:
-    """Trainer settings of the CPU demo fine-tuning: at most 20 epochs, selected and stopped on val accuracy."""
+    """Trainer settings of the CPU demo fine-tuning: the paper's shape (epochs with early stopping, a warm-up of a
+    fifth of them, plateau schedule) at 20 epochs, 4 of warm-up; the recipe (``FinetuneConfig.recipe``) sets the
+    optimizer, the selection on val accuracy and the early stopping on val loss."""
     return with_epoch_budget(
         TrainerConfig(
             lr=1e-3,
@@ -74,6 +78,7 @@ def demo_finetune_trainer() -> TrainerConfig:
             progress_bar=False,
         ),
         max_epochs=20,
+        warmup_epochs=4,
     )
 
 
@@ -100,6 +105,11 @@ class FinetuneConfig:
     each split seed. Empty: random initialisation."""
     fusion: str = "avg"
     """Mode 'all' only: avg (paper) or concat of the three normalised embeddings."""
+    recipe: str = "official"
+    """official: AstroM3's per-mode, per-budget optimizer settings and tower dropout (Adam with coupled decay,
+    its learning rate, beta1, decay, clip and plateau factor; kept weights = best val accuracy, early stop on
+    val loss; see domains/astro/finetune_recipes.py), the budget and warm-up staying trainer.max_epochs and
+    trainer.warmup_epochs; none: the trainer settings exactly as given."""
     batch_size: int = 32
     """Objects per training batch."""
     min_steps: int = 0
@@ -158,12 +168,13 @@ def finetune_one_seed(
                 f"{seed} (or pass --run with '{{seed}}')"
             )
         model_config = model_config_from_dict(clip_values["model"])
+    recipe_trainer, model_config = apply_recipe(config.trainer, model_config, config.mode, config.subset, config.recipe)
     ingest_dir = resolve_ingest_dir(config.input, config.runs_root, config.demo_stars)
     splits = load_astro_splits(
         ingest_dir, config.subset, seed, model_config.photometry.seq_len, window_seed=config.trainer.seed
     )
     trainer_config = resolve_epoch_budget(
-        config.trainer, len(splits.train), config.batch_size, config.min_steps, flag_prefix=trainer_flags
+        recipe_trainer, len(splits.train), config.batch_size, config.min_steps, flag_prefix=trainer_flags
     )
     seed_folder = RunFolder(run_dir).child(f"seed-{seed}")
     resolved = dataclasses.replace(
@@ -193,8 +204,16 @@ def finetune_one_seed(
         make_batches, lambda model: classifier_validation(model, splits.val, config.eval_batch_size, trainer.device)
     )
     title = f"{config.mode} {'CLIP' if clip_run else 'no CLIP'} {config.subset} seed {seed}"
-    metrics = evaluate_classifier(
-        classifier, splits.test, splits.classes, seed_folder.eval_dir(), config.eval_batch_size, trainer.device, title
+    metrics = on_main_process(  # once, on rank 0 (it writes the evaluation pictures)
+        lambda: evaluate_classifier(
+            classifier,
+            splits.test,
+            splits.classes,
+            seed_folder.eval_dir(),
+            config.eval_batch_size,
+            trainer.device,
+            title,
+        )
     )
     metrics["best_val_accuracy"] = result.best_metric
     metrics["steps"] = result.step
@@ -216,6 +235,8 @@ def _check_config(config: FinetuneConfig, trainer_flags: str) -> None:
         raise UserError(f"--mode: must be one of {list(FINETUNE_MODES)}, got {config.mode!r}")
     if config.subset not in SUBSETS:
         raise UserError(f"--subset: must be one of {list(SUBSETS)}, got {config.subset!r}")
+    if config.recipe not in RECIPES:
+        raise UserError(f"--recipe: must be one of {list(RECIPES)}, got {config.recipe!r}")
     if config.fusion not in FUSIONS:
         raise UserError(f"--fusion: must be one of {list(FUSIONS)}, got {config.fusion!r}")
     if not config.seeds:

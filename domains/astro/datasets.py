@@ -82,6 +82,12 @@ class AstroTrimodalDataset:
         return len(self.objects)
 
     @property
+    def standardized_features(self) -> np.ndarray:
+        """``(N, 38)`` catalogue features standardised with the split's train statistics (34 metadata, then
+        the 4 photometric ones), in item order."""
+        return self._scaled
+
+    @property
     def labels(self) -> np.ndarray:
         """Integer labels of all items, in order."""
         return np.array([self.class_to_index[obj.label] for obj in self.objects], dtype=np.int64)
@@ -102,6 +108,18 @@ class AstroTrimodalDataset:
             "sample_id": obj.sample_id,
         }
 
+
+def ingest_modalities(ingest_dir: Path) -> list[str]:
+    """The modalities an ingest folder holds (``ingest_report.json``; all three for ASAS-SN ingests)."""
+    import json
+
+    report = Path(ingest_dir) / "ingest_report.json"
+    if report.is_file():
+        return list(json.loads(report.read_text(encoding="utf-8")).get("modalities", _ALL_MODALITIES))
+    return list(_ALL_MODALITIES)
+
+
+_ALL_MODALITIES = ("photometry", "spectra", "metadata")
 
 SUBSETS: tuple[str, ...] = ("full", "sub50", "sub25", "sub10")
 """Label budgets: all labels, then about 1/2, 1/4 and 1/10 of them (class-balanced caps)."""

@@ -51,7 +51,8 @@ PAPER_CLASS_COUNTS: dict[str, int] = {
     "ROT": 1839, "RRC": 796, "HADS": 281, "M": 268, "DSCT": 255,
 }  # fmt: skip
 
-_DEMO_FORMAT_VERSION = 2  # bump whenever the generated files change, so caches rebuild
+DEMO_FORMAT_VERSION = 3
+"""Version of the generated files: bumped whenever they change, so cached sets and demo ingests rebuild."""
 _V_ZERO_POINT_MJY = 3.636e6  # Vega V = 0 in mJy (Bessell 1998)
 _SPEED_OF_LIGHT_KM_S = 299_792.458
 _FIELD_DISTANCE_KPC = {"LMC": 49.6, "SMC": 62.4}
@@ -204,7 +205,7 @@ def build_demo_dataset(
     """
     spec = spec or DemoSpec()
     cache_dir = Path(cache_dir) if cache_dir is not None else default_demo_cache()
-    key = hashlib.sha256(json.dumps([_DEMO_FORMAT_VERSION, asdict(spec)], sort_keys=True).encode()).hexdigest()
+    key = hashlib.sha256(json.dumps([DEMO_FORMAT_VERSION, asdict(spec)], sort_keys=True).encode()).hexdigest()
     files = DemoFiles.at(cache_dir / f"demo-n{spec.n_stars}-s{spec.seed}-{key[:10]}")
     if (files.root / "DONE").is_file() and not rebuild:
         return files
@@ -266,43 +267,35 @@ def _choose_stars(ogle: pd.DataFrame, spec: DemoSpec, rng: np.random.Generator) 
 
 
 def _simulated_class_rows(name: str, count: int, real: pd.DataFrame, rng: np.random.Generator) -> pd.DataFrame:
-    """Class-typical parameters for the classes OGLE-III lacks; positions and V borrowed from real stars."""
+    """Class-typical parameters for the classes OGLE-III lacks; field, position and V borrowed from real stars.
+
+    Each simulated star takes a random real star as its host: the host's field (LMC, SMC or bulge) and so its
+    distance, proper motion, extinction and line-of-sight velocity (drawn later from the field, as for the
+    real stars), its position (plus 0.05 deg scatter) and its mean V (plus 0.3 mag scatter). The simulated
+    classes therefore share the real classes' mix of fields, and neither metadata nor spectral line shifts
+    can tell a simulated class from a real one; only the variability itself (period, amplitude, colour,
+    light-curve shape, spectral type) differs by class.
+    """
     host = real.iloc[rng.integers(0, len(real), size=count)]
     log_uniform = lambda low, high: 10 ** rng.uniform(np.log10(low), np.log10(high), count)  # noqa: E731
     if name == "EW":
         period = np.clip(10 ** rng.normal(np.log10(0.37), 0.12, count), 0.22, 1.0)
-        amplitude, v_minus_i, abs_v = (
-            rng.uniform(0.15, 0.8, count),
-            rng.uniform(0.5, 1.2, count),
-            rng.uniform(2.5, 5.0, count),
-        )
+        amplitude, v_minus_i = rng.uniform(0.15, 0.8, count), rng.uniform(0.5, 1.2, count)
     elif name == "EA":
         period = log_uniform(0.8, 20.0)
-        amplitude, v_minus_i, abs_v = (
-            rng.uniform(0.2, 1.5, count),
-            rng.uniform(0.1, 1.2, count),
-            rng.uniform(0.0, 4.0, count),
-        )
+        amplitude, v_minus_i = rng.uniform(0.2, 1.5, count), rng.uniform(0.1, 1.2, count)
     elif name == "EB":
         period = log_uniform(0.4, 5.0)
-        amplitude, v_minus_i, abs_v = (
-            rng.uniform(0.2, 1.0, count),
-            rng.uniform(0.2, 1.0, count),
-            rng.uniform(-1.0, 3.0, count),
-        )
+        amplitude, v_minus_i = rng.uniform(0.2, 1.0, count), rng.uniform(0.2, 1.0, count)
     else:  # ROT
         period = log_uniform(0.5, 40.0)
-        amplitude, v_minus_i, abs_v = (
-            rng.uniform(0.05, 0.35, count),
-            rng.uniform(0.9, 2.2, count),
-            rng.uniform(4.0, 8.0, count),
-        )
+        amplitude, v_minus_i = rng.uniform(0.05, 0.35, count), rng.uniform(0.9, 2.2, count)
     v_mag = host["v_mag"].to_numpy() + rng.normal(0.0, 0.3, count)
     return pd.DataFrame(
         {
             "variable_type": name,
             "ogle_id": "",
-            "field_group": "DISK",
+            "field_group": host["field_group"].to_numpy(),
             "ra": host["ra"].to_numpy() + rng.normal(0, 0.05, count),
             "dec": host["dec"].to_numpy() + rng.normal(0, 0.05, count),
             "period": period,
@@ -312,7 +305,6 @@ def _simulated_class_rows(name: str, count: int, real: pd.DataFrame, rng: np.ran
             "v_mag": v_mag,
             "r21": np.nan, "phi21": np.nan, "r31": np.nan, "phi31": np.nan,
             "amplitude": amplitude,
-            "distance_kpc": 10 ** ((v_mag - abs_v + 5.0) / 5.0) / 1000.0,
         }
     )  # fmt: skip
 
@@ -342,9 +334,6 @@ def _survey_columns(stars: pd.DataFrame, rng: np.random.Generator) -> pd.DataFra
         sel = field_group == group
         spread = 3.0 if group == "BLG" else 0.15
         pmra[sel], pmdec[sel] = rng.normal(mu_ra, spread, sel.sum()), rng.normal(mu_dec, spread, sel.sum())
-    disk = field_group == "DISK"
-    pm_spread = 30.0 / (4.74 * distance[disk])  # 30 km/s velocity dispersion in mas/yr
-    pmra[disk], pmdec[disk] = rng.normal(0, pm_spread), rng.normal(0, pm_spread)
     pmra += rng.normal(0, pm_error)
     pmdec += rng.normal(0, pm_error)
     # 2MASS from V−K ≈ 2.2(V−I); dusty long-period variables get a mid-infrared excess.

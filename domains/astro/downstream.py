@@ -196,22 +196,23 @@ def misclassification_candidates(
 
 
 def umap_available() -> bool:
-    """Whether the optional ``umap-learn`` package is installed."""
+    """Whether ``umap-learn`` is importable (pinned in pyproject.toml, so normally true)."""
     return importlib.util.find_spec("umap") is not None
 
 
 def embedding_map_2d(
     vectors: np.ndarray,
-    method: Literal["auto", "umap", "pca"] = "auto",
+    method: Literal["auto", "umap", "pca"] = "umap",
     n_neighbors: int = 22,
     min_dist: float = 0.7,
     seed: int = 0,
 ) -> tuple[np.ndarray, str]:
-    """2-D map of embeddings: UMAP with the cosine metric (AstroM3's settings) or PCA.
+    """2-D map of embeddings: UMAP with the cosine metric (AstroM3's maps; the default) or PCA when asked.
 
     Args:
-        vectors: ``(n, dim)`` embeddings.
-        method: ``"umap"`` (needs ``umap-learn``), ``"pca"``, or ``"auto"`` (UMAP when installed, else PCA).
+        vectors: ``(n, dim)`` embeddings (L2-normalised here).
+        method: ``"umap"`` (default; at least 4 vectors), ``"pca"``, or ``"auto"`` (UMAP, or PCA for fewer
+            than 4 vectors).
         n_neighbors: UMAP neighbourhood size (paper: 22 or 45; capped at n - 1).
         min_dist: UMAP minimum distance (paper: 0.7).
         seed: Random state.
@@ -223,6 +224,8 @@ def embedding_map_2d(
     if method == "auto":
         method = "umap" if umap_available() and len(vectors) > 3 else "pca"
     if method == "umap":
+        if len(vectors) < 4:
+            raise ValueError(f"a UMAP map needs at least 4 vectors, got {len(vectors)}; use method='pca'")
         if not umap_available():
             raise ModuleNotFoundError("method='umap' needs the optional umap-learn package; use 'pca' or install it")
         import umap

@@ -7,6 +7,9 @@
 - ``splits/{full,sub50,sub25,sub10}/{seed}/{train,val,test}.csv`` + ``info.json`` (classes and the train
   mean/std of the 38 features), for the seeds 42, 66, 0, 12, 123;
 - ``ingest_report.json`` (counts at each step, every object not ingested and why) and ``problems.csv``;
+- ``objects.csv``: one row per ingested object (points, time span, period and where it came from, and the
+  period flags of :func:`domains.astro.period_search.period_flags`: daily alias and its harmonics, a
+  comparable 1-day-alias peak f ± 1 c/d, a period close to the time span);
 - ``config.yaml`` and the ``run.json`` marker (command ``domains.astro.ingest``).
 
 Bad objects never stop the run: each unusable object (unreadable file, NaN or infinite catalogue value,
@@ -22,6 +25,7 @@ from __future__ import annotations
 import csv
 import errno
 import io
+import json
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +38,7 @@ from domains.astro.catalogue import (
     ALL_COLUMNS,
     ASTROM3_CLASSES,
     META_COLUMNS,
+    NON_NUMERIC_COLUMN,
     catalogue_features,
     crossmatch_on_gaia_id,
     crossmatch_on_sky,
@@ -41,8 +46,8 @@ from domains.astro.catalogue import (
     read_spectrum_index,
 )
 from domains.astro.input_errors import AstroInputError, MissingAstroFolderError
-from domains.astro.lightcurve_readers import read_asassn_lightcurve_arrays
-from domains.astro.period_search import estimate_period
+from domains.astro.lightcurve_readers import LightCurveColumns, read_asassn_lightcurve_arrays
+from domains.astro.period_search import estimate_period, period_flags
 from domains.astro.preprocessing import (
     SPLIT_SEEDS,
     SUBSET_FACTORS,
@@ -67,6 +72,16 @@ DEMO_INGEST_RUN = "ingest-demo"
 
 _PERIOD_INDEX = ALL_COLUMNS.index("period")
 _PROBLEM_COLUMNS = ["sample_id", "asassn_name", "stage", "file", "reason", "detail"]
+_OBJECT_REPORT_COLUMNS = [
+    "sample_id",
+    "asassn_name",
+    "label",
+    "n_points",
+    "baseline_days",
+    "period_days",
+    "period_source",
+    "period_flags",
+]
 
 
 @dataclass
@@ -99,6 +114,9 @@ class IngestConfig:
     subset_rule: Literal["paper", "exact"] = "paper"
     """Class cap of the limited-label subsets: AstroM3's formula (reproduces its sizes, quirk included) or
     exact water-filling (differs only when a split's smallest class exceeds its share, e.g. small sets)."""
+    budget_scope: Literal["train", "all"] = "train"
+    """Splits a label budget caps: 'train' (the exact comparison: every budget is scored on the same full
+    val and test splits) or 'all' (AstroM3's subsets, which also cap val and test)."""
     crossmatch: Literal["gaia_id", "sky"] = "gaia_id"
     """Join spectra to the catalogue on the Gaia EDR3 source id, or by sky position."""
     max_separation_arcsec: float = 3.0
@@ -119,6 +137,31 @@ class IngestConfig:
     """Seed of the built-in demo set."""
     overwrite: bool = False
     """Replace shards already in the output folder."""
+    objects: str | None = None
+    """Any survey's light curves: a table (CSV, ECSV or FITS) with one row per star, holding --id_column,
+    --label_column, optionally --file_column and any catalogue columns (amplitude, period, lksl_statistic,
+    rfr_score, the 34 metadata columns, spec_filename); with it, --lightcurve_dir holds one light-curve table
+    per star and --catalogue/--spectrum_index are not used."""
+    id_column: str = "id"
+    """--objects: column of the star identifiers."""
+    label_column: str = "label"
+    """--objects: column of the class labels."""
+    file_column: str = "file"
+    """--objects: column naming each star's light-curve file in --lightcurve_dir (if the column is absent:
+    <id><lightcurve_suffix>)."""
+    lightcurve_suffix: str = ".txt"
+    """--objects: file name suffix when there is no --file_column."""
+    lightcurve_format: str = "auto"
+    """--objects: astropy table format of the light curves; auto: by suffix (.csv, .ecsv, .fits), anything
+    else read as whitespace-separated text with an optional header line (astropy 'ascii')."""
+    columns: LightCurveColumns = field(default_factory=LightCurveColumns)
+    """--objects: the light-curve column map (--columns.time MJD --columns.time_format mjd --columns.mag Mag
+    --columns.mag_err Err ...); flux columns win over magnitude columns when both exist."""
+    column_map: str | None = None
+    """--objects: YAML file with the column map (keys as --columns.*); its keys replace the flags'."""
+    modalities: list[str] = field(default_factory=lambda: ["photometry"])
+    """--objects: modalities to ingest: photometry plus optionally spectra (needs a spec_filename column and
+    --spectrum_dir) and metadata (needs the 34 metadata columns in the table). Others are stored as zeros."""
 
 
 @dataclass
@@ -148,7 +191,7 @@ class _Sources:
     spectrum_dir: Path
 
 
-def _check_config(config: IngestConfig) -> None:
+def check_ingest_config(config: IngestConfig) -> None:
     """Refuse out-of-range settings, naming the flag."""
     checks = (
         ("--shard_max_samples", config.shard_max_samples >= 1, "must be >= 1"),
@@ -200,7 +243,8 @@ def _raw_sources(config: IngestConfig) -> _Sources:
     )
 
 
-def _problem(row: pd.Series | dict[str, Any], stage: str, file: str, reason: str, detail: str) -> dict[str, str]:
+def problem_row(row: pd.Series | dict[str, Any], stage: str, file: str, reason: str, detail: str) -> dict[str, str]:
+    """One row of ``problems.csv``: which object (Gaia id and name), at which stage, which file, why."""
     return {
         "sample_id": str(row.get("edr3_source_id", "")),
         "asassn_name": str(row.get("asassn_name", "")),
@@ -211,7 +255,7 @@ def _problem(row: pd.Series | dict[str, Any], stage: str, file: str, reason: str
     }
 
 
-def _reason_of(error: AstroInputError) -> str:
+def reason_of(error: AstroInputError) -> str:
     """A short, stable category for the manifest's per-reason counts."""
     text = error.problem.lower()
     for needle, reason in (
@@ -280,8 +324,10 @@ def _ingest_one(
         "asassn_name": str(row["asassn_name"]),
         "n_points": len(prepared.values),
         "n_duplicates_removed": prepared.n_duplicates,
+        "baseline_days": float(np.nanmax(time_days) - np.nanmin(time_days)),
         "period_days": float(row["period"]),
         "period_source": period_source,
+        "period_flags": period_flags(time_days, flux, float(row["period"]), flux_err),
         "spectrum_layout": spectrum.layout,
         "spectrum_file": str(row["spec_filename"]),
     }
@@ -294,6 +340,25 @@ def _write_csv(path: Path, frame: pd.DataFrame) -> None:
     write_text_atomically(path, buffer.getvalue())
 
 
+def write_problem_report(run_dir: Path, problems: list[dict[str, str]]) -> Path:
+    """Write ``problems.csv`` (one row per object left out); returns its path."""
+    path = run_dir / "problems.csv"
+    _write_csv(path, pd.DataFrame(problems, columns=_PROBLEM_COLUMNS))
+    return path
+
+
+def write_object_report(run_dir: Path, object_rows: list[dict[str, Any]]) -> dict[str, int]:
+    """Write ``objects.csv``, the per-object report (points, time span, period, its source and its flags: what a
+    careful user checks before trusting a fold); returns how many objects carry each kind of period flag."""
+    rows = [
+        {**{k: row.get(k) for k in _OBJECT_REPORT_COLUMNS}, "period_flags": "; ".join(row.get("period_flags", []))}
+        for row in object_rows
+    ]
+    _write_csv(run_dir / "objects.csv", pd.DataFrame(rows, columns=_OBJECT_REPORT_COLUMNS))
+    kinds = Counter(flag.split(" ")[0] for row in object_rows for flag in row.get("period_flags", []))
+    return dict(kinds.most_common())
+
+
 def write_splits(
     catalogue_ids: pd.Series,
     ingested: pd.DataFrame,
@@ -303,13 +368,18 @@ def write_splits(
     subsets: list[str],
     split_dir: Path,
     subset_rule: Literal["paper", "exact"] = "paper",
+    budget_scope: Literal["train", "all"] = "train",
 ) -> dict[str, dict[str, dict[str, int]]]:
     """Write ``{subset}/{seed}/{train,val,test}.csv`` and ``info.json``; return the split sizes.
 
     Splits are drawn on every catalogue Gaia id (as the paper draws them on the whole ASAS-SN
-    catalogue), then restricted to the ingested objects; subsets cap classes per split; the
-    standardization is fitted on each (subset, seed)'s train split only.
+    catalogue), then restricted to the ingested objects; a label budget caps classes in the train split
+    only (``budget_scope="train"``: val and test are the full ones, identical for every budget of a seed)
+    or in every split (``"all"``, as AstroM3's released subsets); the standardization is fitted on each
+    (subset, seed)'s train split only.
     """
+    if budget_scope not in ("train", "all"):
+        raise ValueError(f"budget_scope must be 'train' or 'all', got {budget_scope!r}")
     sizes: dict[str, dict[str, dict[str, int]]] = {}
     labels = ingested.set_index("sample_id")["label"]
     for seed in seeds:
@@ -322,7 +392,8 @@ def write_splits(
             chosen: dict[str, pd.Series] = {}
             for split_name, ids in parts.items():
                 in_split = labels[labels.index.isin(set(ids))]
-                kept = limit_classes(in_split, SUBSET_FACTORS[subset], seed, subset_rule)
+                factor = SUBSET_FACTORS[subset] if split_name == "train" or budget_scope == "all" else 1
+                kept = limit_classes(in_split, factor, seed, subset_rule)
                 chosen[split_name] = in_split.loc[kept]
             if chosen["train"].empty:
                 raise NothingProduced(f"subset {subset} seed {seed}: the train split is empty; ingest more objects")
@@ -338,12 +409,21 @@ def write_splits(
 def _valid_catalogue_rows(
     catalogue: pd.DataFrame, catalogue_path: Path, problems: list[dict[str, str]]
 ) -> pd.DataFrame:
-    """Drop (and report, one problem per object) rows without a Gaia id, with NaN or infinite metadata, or
-    with a Gaia id seen before."""
+    """Drop (and report, one problem per object) rows without a Gaia id, with non-numeric, NaN or infinite
+    metadata, or with a Gaia id seen before."""
     no_id = catalogue["edr3_source_id"].isna()
     for _, row in catalogue[no_id].iterrows():
-        problems.append(_problem(row, "catalogue", str(catalogue_path), "missing Gaia id", "edr3_source_id is empty"))
+        problems.append(
+            problem_row(row, "catalogue", str(catalogue_path), "missing Gaia id", "edr3_source_id is empty")
+        )
     catalogue = catalogue[~no_id]
+    if NON_NUMERIC_COLUMN in catalogue.columns:
+        text = catalogue[NON_NUMERIC_COLUMN].fillna("").astype(str) != ""
+        for label, row in catalogue[text].iterrows():
+            # The frame keeps read_csv's row numbers: data row i is line i + 2 of the file (after the header).
+            detail = f"not a number in catalogue line {int(label) + 2}: {row[NON_NUMERIC_COLUMN]}"
+            problems.append(problem_row(row, "catalogue", str(catalogue_path), "non-numeric metadata", detail))
+        catalogue = catalogue[~text]
     # Metadata must be complete and finite (the paper drops such rows); a missing period is estimated instead.
     required = [c for c in ALL_COLUMNS if c != "period"]
     values = catalogue[required].to_numpy(dtype=np.float64)
@@ -352,15 +432,15 @@ def _valid_catalogue_rows(
         row = catalogue.iloc[position]
         if nan[position].any():
             names = [c for c, bad in zip(required, nan[position]) if bad]
-            problems.append(_problem(row, "catalogue", str(catalogue_path), "NaN metadata", f"NaN in {names}"))
+            problems.append(problem_row(row, "catalogue", str(catalogue_path), "NaN metadata", f"NaN in {names}"))
         else:
             names = [c for c, bad in zip(required, infinite[position]) if bad]
             detail = f"infinite value in column(s) {names}"
-            problems.append(_problem(row, "catalogue", str(catalogue_path), "non-finite metadata", detail))
+            problems.append(problem_row(row, "catalogue", str(catalogue_path), "non-finite metadata", detail))
     catalogue = catalogue[~(nan.any(axis=1) | infinite.any(axis=1))]
     duplicated = catalogue["edr3_source_id"].duplicated(keep="first")
     for _, row in catalogue[duplicated].iterrows():
-        problems.append(_problem(row, "catalogue", str(catalogue_path), "duplicate Gaia id", "kept the first row"))
+        problems.append(problem_row(row, "catalogue", str(catalogue_path), "duplicate Gaia id", "kept the first row"))
     return catalogue[~duplicated]
 
 
@@ -388,7 +468,7 @@ def run_ingest(config: IngestConfig) -> IngestResult:
         FileExistsError: the run folder already holds shards and ``--overwrite`` is false.
         NothingProduced: no object could be ingested (``problems.csv`` says why for each).
     """
-    _check_config(config)
+    check_ingest_config(config)
     # The user's inputs are checked first (the built-in set is only built once the output is known free).
     sources = _raw_sources(config) if config.catalogue is not None else None
     shard_dir = Path(config.runs_root) / "astro" / config.run_name / "shards"
@@ -417,6 +497,7 @@ def run_ingest(config: IngestConfig) -> IngestResult:
     matched = matched[in_classes]
 
     ingested_rows: list[dict[str, str]] = []
+    object_rows: list[dict[str, Any]] = []
     features: dict[str, np.ndarray] = {}
     with ShardWriter(
         shard_dir,
@@ -430,28 +511,30 @@ def run_ingest(config: IngestConfig) -> IngestResult:
             try:
                 obj, extra = _ingest_one(row, feature_matrix[position], config, sources)
             except AstroInputError as error:
-                reason = _reason_of(error)
+                reason = reason_of(error)
                 if error.source == str(sources.catalogue):
                     stage = "catalogue"
                 elif error.source.endswith((".fits", ".fit", ".fits.gz")):
                     stage = "spectrum"
                 else:
                     stage = "light curve"
-                problems.append(_problem(row, stage, error.source, reason, error.problem))
+                problems.append(problem_row(row, stage, error.source, reason, error.problem))
                 writer.skip(f"{row['asassn_name']} ({error.source})", reason)
                 continue
             except ValueError as error:  # e.g. too few points for a period search
-                problems.append(_problem(row, "light curve", "", "unusable light curve", str(error)))
+                problems.append(problem_row(row, "light curve", "", "unusable light curve", str(error)))
                 writer.skip(str(row["asassn_name"]), "unusable light curve")
                 continue
             writer.write(encode_shard_sample(obj, extra))
             ingested_rows.append({"sample_id": obj.sample_id, "label": obj.label})
+            object_rows.append({"sample_id": obj.sample_id, "label": obj.label, **extra})
             features[obj.sample_id] = obj.features
     counts["ingested"] = len(ingested_rows)
     ingested = pd.DataFrame(ingested_rows, columns=["sample_id", "label"])
     report_path = folder.path / "ingest_report.json"
     problems_path = folder.path / "problems.csv"
-    _write_csv(problems_path, pd.DataFrame(problems, columns=_PROBLEM_COLUMNS))
+    write_problem_report(folder.path, problems)
+    flag_counts = write_object_report(folder.path, object_rows)
     report = {
         "sources": {
             "catalogue": str(sources.catalogue),
@@ -459,9 +542,12 @@ def run_ingest(config: IngestConfig) -> IngestResult:
             "spectrum_index": str(sources.spectrum_index),
             "spectrum_dir": str(sources.spectrum_dir),
         },
+        "modalities": ["photometry", "spectra", "metadata"],
+        "demo_format_version": _demo_format_version() if config.catalogue is None else None,
         "counts": dict(counts),
         "class_counts": ingested["label"].value_counts().to_dict(),
         "problems_by_reason": dict(Counter(p["reason"] for p in problems).most_common()),
+        "period_flag_counts": flag_counts,
         "problems": problems,
         "split_sizes": {},
         "meta_columns": list(META_COLUMNS),
@@ -474,15 +560,37 @@ def run_ingest(config: IngestConfig) -> IngestResult:
             f"none of the {counts['catalogue_rows']} catalogue objects was ingested ({why}); see {problems_path}"
         )
     report["split_sizes"] = write_splits(
-        catalogue_ids, ingested, features, config.classes, config.seeds, config.subsets, split_dir, config.subset_rule
+        catalogue_ids,
+        ingested,
+        features,
+        config.classes,
+        config.seeds,
+        config.subsets,
+        split_dir,
+        config.subset_rule,
+        config.budget_scope,
     )
     write_json_atomically(report_path, report)
     folder.mark_finished(
         command=INGEST_COMMAND,
-        outputs=["config.yaml", "ingest_report.json", "problems.csv", f"shards/{MANIFEST_NAME}"],
+        outputs=["config.yaml", "ingest_report.json", "problems.csv", "objects.csv", f"shards/{MANIFEST_NAME}"],
         summary={"ingested": len(ingested_rows), "left_out": len(problems)},
     )
     return IngestResult(folder.path, shard_dir, split_dir, len(ingested_rows), problems)
+
+
+def _demo_format_version() -> int:
+    from domains.astro.demo import DEMO_FORMAT_VERSION
+
+    return DEMO_FORMAT_VERSION
+
+
+def _is_current_demo_ingest(folder: Path) -> bool:
+    """Whether ``folder`` holds a finished demo ingest of the current demo files and split rules."""
+    report = folder / "ingest_report.json"
+    if not RunFolder(folder).is_finished or not report.is_file():
+        return False
+    return json.loads(report.read_text(encoding="utf-8")).get("demo_format_version") == _demo_format_version()
 
 
 def demo_ingest_dir(runs_root: str | Path = "runs", demo_stars: int = 2000) -> Path:
@@ -509,12 +617,17 @@ def resolve_ingest_dir(input_dir: str | None, runs_root: str = "runs", demo_star
             )
         return folder
     folder = demo_ingest_dir(runs_root, demo_stars)
-    if not RunFolder(folder).is_finished:
-        stars = "" if demo_stars == 2000 else f" --demo_stars {demo_stars}"
-        print(
-            f"no --input given and no demo ingest in {folder}: ingesting the built-in demo set ({demo_stars} stars) "
-            f"first, as `python -m domains.astro.ingest --run_name {folder.name} --runs_root {runs_root}{stars}` would",
-            flush=True,
-        )
-        run_ingest(IngestConfig(run_name=folder.name, runs_root=runs_root, demo_stars=demo_stars, overwrite=True))
+    from shared.distributed import main_process_first
+
+    with main_process_first("the built-in demo ingest"):  # under torchrun: rank 0 builds, the others wait
+        # A demo ingest of an older demo format (e.g. one whose budgets capped val/test) is rebuilt, not reused.
+        if not _is_current_demo_ingest(folder):
+            stars = "" if demo_stars == 2000 else f" --demo_stars {demo_stars}"
+            print(
+                f"no --input given and no demo ingest in {folder}: ingesting the built-in demo set ({demo_stars} "
+                f"stars) first, as `python -m domains.astro.ingest --run_name {folder.name} --runs_root "
+                f"{runs_root}{stars}` would",
+                flush=True,
+            )
+            run_ingest(IngestConfig(run_name=folder.name, runs_root=runs_root, demo_stars=demo_stars, overwrite=True))
     return folder

@@ -195,10 +195,17 @@ class InformerEncoderLayer(nn.Module):
     """Post-norm encoder layer: ``x = LN(x + Drop(Attn(x)))``; ``LN(x + Drop(Conv1x1(Drop(GELU(Conv1x1(x))))))``."""
 
     def __init__(
-        self, d_model: int, n_heads: int, d_ff: int, dropout: float, factor: int, attention: Literal["prob", "full"]
+        self,
+        d_model: int,
+        n_heads: int,
+        d_ff: int,
+        dropout: float,
+        factor: int,
+        attention: Literal["prob", "full"],
+        attention_dropout: float = 0.0,
     ) -> None:
         super().__init__()
-        self.attention = ProbSparseSelfAttention(d_model, n_heads, factor, dropout, attention)
+        self.attention = ProbSparseSelfAttention(d_model, n_heads, factor, attention_dropout, attention)
         self.ff_in = nn.Conv1d(d_model, d_ff, kernel_size=1)
         self.ff_out = nn.Conv1d(d_ff, d_model, kernel_size=1)
         self.norm_attention = nn.LayerNorm(d_model)
@@ -238,11 +245,15 @@ class InformerPhotometryEncoder(nn.Module):
         n_layers: Encoder layers (8).
         n_heads: Attention heads (4).
         d_ff: Feed-forward width (512).
-        dropout: Dropout everywhere in the tower (paper pretraining: 0.245).
+        dropout: Dropout of the residual branches, feed-forward and output (paper pretraining: 0.245).
         factor: ProbSparse factor (1).
         attention: ``"prob"`` (paper) or ``"full"``.
         use_padding_mask: Zero padded input steps and hide them from attention (the paper does neither).
         pooling: ``"flatten"`` (paper) or ``"mean"`` (masked mean over observed steps).
+        embedding_dropout: Dropout after the token + position embedding. The official ``DataEmbedding``
+            (MeriDK/AstroM3 ``src/informer.py``) is built with its default 0.1 whatever the tower's dropout.
+        attention_dropout: Dropout on the attention weights. The official ``ProbAttention`` defines one but
+            never applies it, so the paper's model has none (0.0).
     """
 
     def __init__(
@@ -258,6 +269,8 @@ class InformerPhotometryEncoder(nn.Module):
         attention: Literal["prob", "full"] = "prob",
         use_padding_mask: bool = False,
         pooling: Literal["flatten", "mean"] = "flatten",
+        embedding_dropout: float = 0.1,
+        attention_dropout: float = 0.0,
     ) -> None:
         super().__init__()
         if pooling not in ("flatten", "mean"):
@@ -272,9 +285,10 @@ class InformerPhotometryEncoder(nn.Module):
         )
         nn.init.kaiming_normal_(self.token_embedding.weight, mode="fan_in", nonlinearity="leaky_relu")
         self.register_buffer("positions", sinusoidal_positions(seq_len, d_model), persistent=False)
-        self.embedding_dropout = nn.Dropout(dropout)
+        self.embedding_dropout = nn.Dropout(embedding_dropout)
         self.layers = nn.ModuleList(
-            InformerEncoderLayer(d_model, n_heads, d_ff, dropout, factor, attention) for _ in range(n_layers)
+            InformerEncoderLayer(d_model, n_heads, d_ff, dropout, factor, attention, attention_dropout)
+            for _ in range(n_layers)
         )
         self.final_norm = nn.LayerNorm(d_model)
         self.output_dropout = nn.Dropout(dropout)
@@ -389,6 +403,10 @@ class PhotometryTowerConfig:
     """Hide padded steps from attention (the paper does not)."""
     pooling: str = "flatten"
     """'flatten' (paper, T x d_model features) or 'mean' (masked mean, d_model features)."""
+    embedding_dropout: float = 0.1
+    """Dropout after the token + position embedding (official DataEmbedding: 0.1, whatever 'dropout' is)."""
+    attention_dropout: float = 0.0
+    """Dropout on the ProbSparse attention weights (official code: defined but never applied, so 0)."""
 
 
 @dataclass
@@ -441,6 +459,8 @@ class AstroModelConfig:
     """Lower clamp of each logit scale."""
     logit_scale_max: float = 100.0
     """Upper clamp of each logit scale."""
+    projection_bias: bool = True
+    """Bias on the linear projections (the official ``nn.Linear`` projections carry one)."""
 
 
 def build_towers(config: AstroModelConfig) -> dict[str, nn.Module]:
@@ -481,7 +501,12 @@ def build_astrom3_model(config: AstroModelConfig | None = None) -> ContrastiveMo
     """
     config = config or AstroModelConfig()
     return ContrastiveModel(
-        build_towers(config), config.embed_dim, CLIP_PAIRS, loss=build_clip_loss(config), projection="linear"
+        build_towers(config),
+        config.embed_dim,
+        CLIP_PAIRS,
+        loss=build_clip_loss(config),
+        projection="linear",
+        projection_bias=config.projection_bias,
     )
 
 
@@ -546,7 +571,13 @@ class AstroClassifier(nn.Module):
         self.n_classes = n_classes
         config = model_config or AstroModelConfig()
         if mode == "all":
-            self.backbone = ContrastiveModel(build_towers(config), config.embed_dim, CLIP_PAIRS, projection="linear")
+            self.backbone = ContrastiveModel(
+                build_towers(config),
+                config.embed_dim,
+                CLIP_PAIRS,
+                projection="linear",
+                projection_bias=config.projection_bias,
+            )
             in_features = config.embed_dim * (3 if fusion == "concat" else 1)
         else:
             self.backbone = build_towers(config)[MODE_TO_MODALITY[mode]]
@@ -610,6 +641,8 @@ def demo_model_config() -> AstroModelConfig:
 def model_config_from_dict(values: Mapping[str, Any]) -> AstroModelConfig:
     """Rebuild an :class:`AstroModelConfig` from its plain-dict form (e.g. a run's ``config.yaml``)."""
     values = dict(values)
+    # Runs saved before the field existed were built without projection biases.
+    values.setdefault("projection_bias", False)
     nested = {
         "photometry": PhotometryTowerConfig(**values.pop("photometry", {})),
         "spectra": SpectraTowerConfig(**values.pop("spectra", {})),

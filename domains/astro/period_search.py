@@ -80,3 +80,73 @@ def estimate_period(
     return PeriodEstimate(
         period_days=float(1.0 / frequency[best]), power=float(power[best]), false_alarm_probability=fap, nterms=nterms
     )
+
+
+#: Largest harmonic n checked for the daily alias (periods near n days and 1/n day).
+DAILY_ALIAS_HARMONICS = 4
+#: Frequency tolerance (cycles/day) of the daily-alias flag: a period within it of n or 1/n days is suspect.
+DAILY_ALIAS_TOLERANCE_PER_DAY = 0.01
+#: A 1-day alias (f ± 1 c/d) whose periodogram power reaches this fraction of the power at f is flagged.
+ALIAS_POWER_RATIO = 0.8
+#: A period longer than this fraction of the time span is flagged (fewer than ~2 cycles observed).
+BASELINE_FRACTION = 0.5
+
+
+def period_flags(
+    time_days: np.ndarray,
+    values: np.ndarray,
+    period_days: float,
+    errors: np.ndarray | None = None,
+) -> list[str]:
+    """Reasons not to trust a fold at ``period_days`` without a closer look (empty when none).
+
+    - ``daily_alias``: the period is within :data:`DAILY_ALIAS_TOLERANCE_PER_DAY` (in frequency) of 1 day
+      or one of its harmonics, n days or 1/n day for n ≤ :data:`DAILY_ALIAS_HARMONICS`: ground-based surveys
+      observe once a night, so spurious peaks sit there.
+    - ``one_day_alias_peak``: the Lomb–Scargle power at a 1-day alias of the period's frequency f (|f − 1|
+      or f + 1 cycles/day) is at least :data:`ALIAS_POWER_RATIO` of the power at f, so the true period may
+      be the alias (the flag names it).
+    - ``near_baseline``: the period exceeds :data:`BASELINE_FRACTION` of the light curve's time span, so
+      fewer than two cycles were observed.
+
+    Args:
+        time_days: Observation times (days).
+        values: Flux or magnitude.
+        period_days: The period to check (catalogue or estimated).
+        errors: Uncertainties of ``values`` (optional).
+    """
+    from astropy.timeseries import LombScargle
+
+    flags: list[str] = []
+    if not (np.isfinite(period_days) and period_days > 0):
+        return ["no_period"]
+    frequency = 1.0 / period_days
+    for n in range(1, DAILY_ALIAS_HARMONICS + 1):
+        for alias, label in ((float(n), f"1/{n} d" if n > 1 else "1 d"), (1.0 / n, f"{n} d")):
+            if abs(frequency - alias) < DAILY_ALIAS_TOLERANCE_PER_DAY:
+                flags.append(f"daily_alias ({label})")
+                break
+        else:
+            continue
+        break
+    time_days = np.asarray(time_days, dtype=np.float64)
+    values = np.asarray(values, dtype=np.float64)
+    finite = np.isfinite(time_days) & np.isfinite(values)
+    dy = None
+    if errors is not None:
+        errors = np.asarray(errors, dtype=np.float64)
+        finite &= np.isfinite(errors) & (errors > 0)
+    t, y = time_days[finite], values[finite]
+    if errors is not None:
+        dy = errors[finite]
+    span = float(t.max() - t.min()) if len(t) else 0.0
+    if span > 0 and period_days > BASELINE_FRACTION * span:
+        flags.append(f"near_baseline (period {period_days:.4g} d, span {span:.4g} d)")
+    if len(t) >= 5:
+        aliases = [a for a in (abs(frequency - 1.0), frequency + 1.0) if a > 1.0 / max(span, 1e-9)]
+        if aliases:
+            power = LombScargle(t, y, dy).power(np.array([frequency, *aliases]))
+            for alias, alias_power in zip(aliases, power[1:]):
+                if power[0] > 0 and alias_power >= ALIAS_POWER_RATIO * power[0]:
+                    flags.append(f"one_day_alias_peak (f±1: period {1.0 / alias:.6g} d)")
+    return flags

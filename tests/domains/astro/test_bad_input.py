@@ -68,7 +68,6 @@ CATALOGUE_FILES: dict[str, Callable[[], bytes]] = {
     "UTF-16 text": lambda: catalogue_text().encode("utf-16"),
     "one huge line": lambda: b"x" * 3_000_000,
     "missing columns": lambda: b"asassn_name,edr3_source_id\nASASSN-V J1,1000\n",
-    "text in a number column": lambda: catalogue_text({"parallax": "abc"}).encode(),
 }
 
 
@@ -80,18 +79,17 @@ def test_ingest_refuses_an_unusable_catalogue_naming_it(
     catalogue.write_bytes(CATALOGUE_FILES[case]())
     line = fails(ingest.main, ingest_argv(catalogue, raw_inputs, tmp_path / "runs"), capsys)
     assert str(catalogue) in line
-    if case == "text in a number column":
-        assert "'parallax'" in line and "row 2" in line
 
 
-@pytest.mark.parametrize("value", ["inf", "-inf", ""])
+@pytest.mark.parametrize("value", ["inf", "-inf", "", "abc"])
 def test_ingest_with_every_object_non_finite_produces_nothing_and_says_why(
     value: str, tmp_path: Path, raw_inputs: dict[str, Path], capsys: pytest.CaptureFixture[str]
 ) -> None:
     catalogue = tmp_path / "catalogue.csv"
     catalogue.write_text(catalogue_text({"parallax": value}), encoding="utf-8")
     line = fails(ingest.main, ingest_argv(catalogue, raw_inputs, tmp_path / "runs"), capsys, code=1)
-    assert ("non-finite metadata" if value else "NaN metadata") in line and "problems.csv" in line
+    reason = {"": "NaN metadata", "abc": "non-numeric metadata"}.get(value, "non-finite metadata")
+    assert reason in line and "problems.csv" in line
     problems = (tmp_path / "runs" / "astro" / "bad" / "problems.csv").read_text().splitlines()
     assert len(problems) == 1 + 3 and all("parallax" in row for row in problems[1:])
     assert not RunFolder(tmp_path / "runs" / "astro" / "bad").is_finished

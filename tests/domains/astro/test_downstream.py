@@ -118,3 +118,18 @@ def test_pca_map_separates_clusters_and_reports_its_method() -> None:
     assert min(np.linalg.norm(centres[i] - centres[j]) for i in range(3) for j in range(i + 1, 3)) > 3 * spread
     _, auto_method = embedding_map_2d(vectors, method="auto")
     assert auto_method in {"umap", "pca"}
+
+
+def test_umap_is_the_default_map_cosine_seeded_and_separates_clusters() -> None:
+    vectors, labels = clustered()
+    coordinates, method = embedding_map_2d(vectors, n_neighbors=10, seed=3)
+    assert method == "umap" and coordinates.shape == (len(vectors), 2)
+    # Each point's nearest map neighbour is of its own cluster (UMAP keeps the cosine neighbourhoods).
+    distances = np.linalg.norm(coordinates[:, None] - coordinates[None], axis=-1)
+    np.fill_diagonal(distances, np.inf)
+    assert (labels[distances.argmin(1)] == labels).mean() > 0.95
+    # Seeded: the same call gives the same map.
+    again, _ = embedding_map_2d(vectors, n_neighbors=10, seed=3)
+    np.testing.assert_allclose(again, coordinates, atol=1e-4)
+    with pytest.raises(ValueError, match="pca"):
+        embedding_map_2d(vectors[:3])

@@ -56,6 +56,11 @@ def broken_demo(tmp_path_factory):
     infinite = next(i for i in catalogue.index if i > 3 and i != row)
     catalogue.loc[infinite, "pmra"] = np.inf
     broken["non-finite metadata"] = str(catalogue.at[infinite, "edr3_source_id"])
+    # Text in a number column is reported for its object too; the other objects are still ingested.
+    text = next(i for i in catalogue.index if i > 3 and i not in (row, infinite))
+    catalogue["w1_mag"] = catalogue["w1_mag"].astype(object)
+    catalogue.loc[text, "w1_mag"] = "n/a?"
+    broken["non-numeric metadata"] = str(catalogue.at[text, "edr3_source_id"])
     catalogue.to_csv(root / "asassn_catalog.csv", index=False)
     return root, broken, (period_missing, true_period), len(catalogue)
 
@@ -87,6 +92,7 @@ def test_bad_objects_are_reported_per_object_and_ingest_continues(broken_demo, i
     assert "parallax" in by_reason["NaN metadata"]["detail"]
     assert "pmra" in by_reason["non-finite metadata"]["detail"]
     assert by_reason["non-finite metadata"]["file"].endswith("asassn_catalog.csv")
+    assert "w1_mag='n/a?'" in by_reason["non-numeric metadata"]["detail"]
     assert ingested.num_ingested == total - len(broken)
     manifest = json.loads((ingested.shard_dir / "manifest.json").read_text())
     assert manifest["complete"] and manifest["num_samples"] == ingested.num_ingested
