@@ -31,6 +31,10 @@ import torch
 import torch.distributed as dist
 import torch.distributed.nn as dist_nn
 
+# True while this process works alone on behalf of the whole job (preparation, evaluation on rank 0): data
+# readers take every shard and every sample, and the core's collectives (feature gathering) are not used.
+_WHOLE_DATA_VIEW: contextvars.ContextVar[bool] = contextvars.ContextVar("whole_data_view", default=False)
+
 
 @dataclass(frozen=True)
 class DistributedContext:
@@ -71,7 +75,10 @@ def init_distributed(backend: str | None = None) -> DistributedContext:
 
 
 def current_context() -> DistributedContext:
-    """The context of an already-initialized process group (single process if none)."""
+    """The context of an already-initialized process group (single process if none, or inside
+    :func:`whole_data_view`, where this process works alone)."""
+    if _WHOLE_DATA_VIEW.get():
+        return DistributedContext()
     if dist.is_available() and dist.is_initialized():
         return DistributedContext(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
     return DistributedContext()
@@ -98,10 +105,6 @@ def gather_features(features: torch.Tensor, local_loss: bool, gather_with_grad: 
 
 T = TypeVar("T")
 
-# True while the code runs on behalf of the whole job on one rank (preparation, evaluation): data readers
-# then take every shard instead of this rank's share.
-_WHOLE_DATA_VIEW: contextvars.ContextVar[bool] = contextvars.ContextVar("whole_data_view", default=False)
-
 
 def launched_world_size() -> int:
     """``WORLD_SIZE`` as the launcher set it (1 without a launcher)."""
@@ -116,8 +119,11 @@ def is_main_process() -> bool:
 
 
 def ensure_process_group() -> DistributedContext:
-    """Join the launcher's process group if there is one and it is not joined yet (idempotent)."""
-    if launched_world_size() > 1:
+    """Join the launcher's process group if there is one and it is not joined yet (idempotent).
+
+    Inside :func:`whole_data_view` the process works alone: a single-process context.
+    """
+    if launched_world_size() > 1 and not _WHOLE_DATA_VIEW.get():
         return init_distributed()
     return current_context()
 
@@ -130,7 +136,9 @@ def barrier() -> None:
 
 @contextlib.contextmanager
 def whole_data_view() -> Iterator[None]:
-    """Inside this block, shard streams created or iterated by this process read every shard (no split by node)."""
+    """Inside this block this process works alone: shard streams read every shard (no split by node) and
+    :func:`current_context` reports a single process (so the contrastive loss gathers nothing, batches are not
+    split). Collectives must not be called inside."""
     token = _WHOLE_DATA_VIEW.set(True)
     try:
         yield

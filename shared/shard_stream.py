@@ -29,8 +29,8 @@ explicitly: exact resume with several workers needs to say which worker plays wh
 * **Any world size.** In epoch mode shards are split between nodes and workers when there are at least
   as many shards as nodes × workers; with fewer (a small data set, a demo with one shard) every node and
   worker reads all shards in the same seeded order and the *samples* are split instead: the shuffled
-  stream is cut into groups of ``world_size`` samples and node ``r`` takes the ``r``-th of each complete
-  group, then worker ``w`` takes windows ``w, w + n, …``. Then the global batch ``k`` (node batches of
+  stream is cut into groups of ``world_size`` samples and node ``r`` takes the ``r``-th of each group
+  (of each complete group with ``drop_last``, so that nodes get equal shares), then worker ``w`` takes windows ``w, w + n, …``. Then the global batch ``k`` (node batches of
   ``batch_size``) holds exactly the samples of batch ``k`` of one process with ``batch_size ×
   world_size``: a run's data do not depend on the world size. ``node_split`` forces either way, or
   ``"none"`` (every node reads everything: evaluation on one rank, loading a data set into memory).
@@ -682,18 +682,21 @@ class ShardStream:
         return lengths, 0
 
 
-def _every_nth_of_complete_groups(samples: Iterable[Any], group: int, index: int) -> Iterator[Any]:
-    """The ``index``-th sample of each complete group of ``group`` consecutive samples.
+def _nth_of_each_group(samples: Iterable[Any], group: int, index: int, complete_only: bool) -> Iterator[Any]:
+    """The ``index``-th sample of each group of ``group`` consecutive samples.
 
-    Every node gets the same number of samples (an incomplete last group is dropped), so the nodes' batches
-    have equal sizes and the contrastive gather lines up.
+    With ``complete_only`` (``drop_last``, training) an incomplete last group is dropped: every node gets the
+    same number of samples, so the nodes' batches have equal sizes and the contrastive gather lines up.
+    Without it every sample goes to exactly one node (a single pass for evaluation or embedding).
     """
     iterator = iter(samples)
     while True:
         chunk = list(islice(iterator, group))
-        if len(chunk) < group:
+        if len(chunk) < group and (complete_only or index >= len(chunk)):
             return
         yield chunk[index]
+        if len(chunk) < group:
+            return
 
 
 class _PassSpec(IterableDataset):
@@ -837,7 +840,8 @@ class _PassSpec(IterableDataset):
             seed = _stage_seed(stream.seed, self.epoch, rank, worker, 3)
             stages.append(wds.shuffle(stream.shuffle_buffer, initial=stream.shuffle_buffer, seed=seed))
         if where.by_sample and where.world_size > 1:
-            stages.append(lambda samples: _every_nth_of_complete_groups(samples, where.world_size, where.rank))
+            complete_only = stream.drop_last  # training: equal shares; a single pass (eval, embed): every sample
+            stages.append(lambda samples: _nth_of_each_group(samples, where.world_size, where.rank, complete_only))
         partial = not (stream.drop_last and stream.mode == "epoch")
         stages.append(wds.batched(stream.batch_size, collation_fn=None, partial=partial))
         if where.by_sample and where.num_workers > 1:

@@ -36,6 +36,7 @@ from domains.astro.training_budget import resolve_epoch_budget, with_epoch_budge
 from shared.checkpoints import load_weights
 from shared.contrastive_model import ContrastiveModel
 from shared.device import move_to_device, pick_device
+from shared.distributed import on_main_process
 from shared.run_folder import FINISHED_MARKER, RunFolder
 from shared.trainer import Trainer, TrainerConfig, check_trainer_config, seed_everything
 from shared.user_errors import UserError
@@ -198,21 +199,28 @@ def run_pretrain(config: PretrainConfig, trainer_flags: str = "--trainer.") -> P
     trainer = Trainer(model, config.trainer, folder.path)
     make_batches = epoch_aware_batches(splits.train, config.batch_size, seed=config.trainer.seed)
 
+    # batch_size is per process: evaluation batches are the global batch, as with one process.
+    eval_batch = config.batch_size * trainer.context.world_size
+
     def validate(trained: torch.nn.Module) -> dict[str, float]:
-        return validation_metrics(trained, splits.val, config.batch_size, trainer.device)
+        return validation_metrics(trained, splits.val, eval_batch, trainer.device)
 
     result = trainer.fit(make_batches, validate)
     model.eval()
-    with torch.no_grad():
-        metrics = {
-            **{f"val_{k}" if not k.startswith("val_") else k: v for k, v in validate(model).items()},
-            **{
-                f"test_{k.removeprefix('val_')}": v
-                for k, v in validation_metrics(model, splits.test, config.batch_size, trainer.device).items()
-            },
-            "steps": float(result.step),
-            "n_train": float(len(splits.train)),
-        }
+
+    def final_metrics() -> dict[str, float]:
+        with torch.no_grad():
+            return {
+                **{f"val_{k}" if not k.startswith("val_") else k: v for k, v in validate(model).items()},
+                **{
+                    f"test_{k.removeprefix('val_')}": v
+                    for k, v in validation_metrics(model, splits.test, eval_batch, trainer.device).items()
+                },
+                "steps": float(result.step),
+                "n_train": float(len(splits.train)),
+            }
+
+    metrics = on_main_process(final_metrics)  # once, on rank 0; every rank gets the numbers
     folder.write_eval_metrics(metrics)
     folder.mark_finished(
         command=PRETRAIN_COMMAND,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from shared.distributed import launched_world_size
 from shared.trainer import TrainerConfig, resolve_budget
 from shared.user_errors import UserError
 
@@ -68,7 +69,8 @@ def resolve_epoch_budget(
     Raises:
         UserError: a step setting contradicts its epoch setting, or the split holds less than one step.
     """
-    per_epoch = steps_per_epoch(n_train, batch_size, trainer.accum_steps)
+    # batch_size is per process: under torchrun an epoch takes batch_size x world size objects per step.
+    per_epoch = steps_per_epoch(n_train, batch_size * launched_world_size(), trainer.accum_steps)
     resolved = resolve_budget(trainer, per_epoch, flag_prefix=flag_prefix)
     if trainer.max_epochs is not None and resolved.max_steps is not None and resolved.max_steps < min_steps:
         resolved = dataclasses.replace(resolved, max_steps=min_steps, max_epochs=None)

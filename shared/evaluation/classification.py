@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -110,6 +111,8 @@ def classification_metrics(
 
 
 def _save_figure_atomically(figure: Any, path: Path) -> Path:
+    if int(os.environ.get("RANK", "0")) != 0:  # under torchrun only rank 0 writes (as the atomic file helpers)
+        return Path(path)
     with atomic_output(path, suffix=".png") as temporary:
         figure.savefig(temporary, format="png", dpi=100, bbox_inches="tight")
     return Path(path)
