@@ -1,0 +1,48 @@
+"""astro pretrain and finetune under torchrun, from a fresh folder (rank 0 ingests the built-in set).
+
+Every rank loads every object; the core's batches cut each global batch into per-rank slices, so two ranks with
+batch 16 train on the samples of one process with batch 32, and evaluation runs once on rank 0 with the global
+batch. Dropout is off in the pretraining comparison; the observed difference is float summation order only.
+"""
+
+from __future__ import annotations
+
+import types
+from pathlib import Path
+
+import pytest
+
+NO_DROPOUT = ["--model.photometry.dropout", "0", "--model.spectra.dropout", "0", "--model.metadata.dropout", "0"]
+PRETRAIN = ["--demo_stars", "300", "--trainer.max_epochs", "2", *NO_DROPOUT]
+FINETUNE = ["--demo_stars", "300", "--trainer.max_epochs", "2", "--mode", "photo"]
+# Stated tolerances: pretraining losses and validation/test metrics within 1e-3 relative (same data, no
+# dropout); fine-tuning (the recipe's dropout draws differ per rank) test accuracy within 0.1.
+PRETRAIN_RELATIVE_TOLERANCE = 1e-3
+FINETUNE_ACCURACY_TOLERANCE = 0.1
+
+
+@pytest.mark.slow
+def test_pretrain_two_processes_match_one(workdir: Path, dist: types.ModuleType) -> None:
+    two = dist.launch("domains.astro.pretrain", [*PRETRAIN, "--run_name", "two", "--batch_size", "16"], workdir, 2)
+    assert dist.printed_once(two.stdout, "no --input given and no demo ingest")  # rank 0 ingested, rank 1 waited
+    dist.launch("domains.astro.pretrain", [*PRETRAIN, "--run_name", "one", "--batch_size", "32"], workdir, 1)
+    runs = workdir / "runs" / "astro"
+    single, double = dist.eval_metrics(runs / "one"), dist.eval_metrics(runs / "two")
+    assert double["steps"] == single["steps"]
+    for name in ("val_loss", "test_loss", "val_clip_accuracy", "test_clip_accuracy"):
+        if name in single:
+            assert double[name] == pytest.approx(single[name], rel=PRETRAIN_RELATIVE_TOLERANCE), name
+    assert dist.train_losses(runs / "two") == pytest.approx(
+        dist.train_losses(runs / "one"), rel=PRETRAIN_RELATIVE_TOLERANCE
+    )
+
+
+@pytest.mark.slow
+def test_finetune_runs_under_torchrun_and_matches_one_process(workdir: Path, dist: types.ModuleType) -> None:
+    dist.launch("domains.astro.finetune", [*FINETUNE, "--run_name", "two", "--batch_size", "16"], workdir, 2)
+    dist.launch("domains.astro.finetune", [*FINETUNE, "--run_name", "one", "--batch_size", "32"], workdir, 1)
+    runs = workdir / "runs" / "astro"
+    single = dist.eval_metrics(runs / "one" / "seed-42")
+    double = dist.eval_metrics(runs / "two" / "seed-42")
+    assert double["steps"] == single["steps"]
+    assert double["accuracy"] == pytest.approx(single["accuracy"], abs=FINETUNE_ACCURACY_TOLERANCE)
