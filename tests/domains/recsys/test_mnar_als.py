@@ -87,7 +87,7 @@ def test_closed_form_solution_equals_the_gradient_path_in_objective_at_convergen
     scale = float(np.abs(als.user_factors).max() + np.abs(als.item_factors).max())
     assert float(torch.cat([x.grad.abs().reshape(-1), y.grad.abs().reshape(-1)]).max()) < 1e-6 * scale  # stationary
     gradient_loss, _ = _gradient_path(feedback, clip, seed=11)
-    assert gradient_loss == pytest.approx(float(als_loss), rel=1e-6)
+    assert gradient_loss == pytest.approx(float(als_loss.detach()), rel=1e-6)
 
 
 def test_wmf_solver_equals_implicit_exact_als_from_the_same_start():
@@ -106,8 +106,9 @@ def test_wmf_solver_equals_implicit_exact_als_from_the_same_start():
     clicks[feedback.users, feedback.items] = 1.0
     peer.fit(sp.csr_matrix(clicks), show_progress=False)
     ours = fit_alternating_least_squares(
-        problem, dim=DIM, regularization=regularization, iterations=3, initial=(start_users, start_items)
-    )
+        problem, dim=DIM, regularization=regularization, iterations=3, initial=(start_users, start_items),
+        row_solver="exact",
+    )  # fmt: skip
     np.testing.assert_allclose(ours.user_factors, peer.user_factors, rtol=1e-3, atol=1e-4)
     np.testing.assert_allclose(ours.item_factors, peer.item_factors, rtol=1e-3, atol=1e-4)
 
@@ -118,3 +119,25 @@ def test_relmf_ratings_follow_inverse_propensity_targets():
     factors = fit_alternating_least_squares(relmf_problem(feedback), dim=8, regularization=0.1, iterations=30)
     scores = factors.as_model().score_matrix().numpy()[feedback.users, feedback.items]
     assert np.corrcoef(scores, 1 / feedback.propensity)[0, 1] > 0.5
+
+
+def test_conjugate_gradient_rows_reach_the_exact_solvers_objective():
+    feedback = _feedback(5)
+    problem = wmf_problem(feedback, click_weight=3.0)
+    exact = fit_alternating_least_squares(problem, dim=DIM, regularization=0.2, iterations=60, row_solver="exact",
+                                          dtype=torch.float64, track_objective=True)  # fmt: skip
+    cg = fit_alternating_least_squares(problem, dim=DIM, regularization=0.2, iterations=60, row_solver="cg",
+                                       dtype=torch.float64, track_objective=True)  # fmt: skip
+    assert cg.objective[-1] == pytest.approx(exact.objective[-1], rel=1e-4)
+    assert cg.objective[-1] < cg.objective[0]
+
+
+def test_expomf_conjugate_gradient_m_step_with_enough_steps_equals_the_exact_one():
+    from domains.recsys.mnar.expomf import fit_expomf
+
+    feedback = _feedback(6)
+    exact = fit_expomf(feedback, dim=DIM, iterations=4, lam=0.1, row_solver="exact")
+    cg = fit_expomf(feedback, dim=DIM, iterations=4, lam=0.1, row_solver="cg", cg_steps=3 * DIM)
+    np.testing.assert_allclose(cg.user_factors @ cg.item_factors.T, exact.user_factors @ exact.item_factors.T,
+                               atol=1e-4)  # fmt: skip
+    np.testing.assert_allclose(cg.exposure_prior, exact.exposure_prior, rtol=1e-4)
