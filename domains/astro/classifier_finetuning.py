@@ -30,12 +30,15 @@ from domains.astro.datasets import (
     epoch_aware_batches,
     load_astro_splits,
     map_batches,
+    require_modalities,
     require_splits,
 )
 from domains.astro.finetune_recipes import RECIPES, apply_recipe
 from domains.astro.ingest_pipeline import resolve_ingest_dir
 from domains.astro.model import (
     FINETUNE_MODES,
+    MODALITIES,
+    MODE_TO_MODALITY,
     AstroClassifier,
     AstroModelConfig,
     demo_model_config,
@@ -262,6 +265,8 @@ def run_finetune(config: FinetuneConfig, trainer_flags: str = "--trainer.") -> F
     _check_config(config, trainer_flags)
     ingest_dir = resolve_ingest_dir(config.input, config.runs_root, config.demo_stars)
     require_splits(ingest_dir, [config.subset], config.seeds)
+    needed = list(MODALITIES) if config.mode == "all" else [MODE_TO_MODALITY[config.mode]]
+    require_modalities(ingest_dir, needed, f"--mode {config.mode}")
     config = dataclasses.replace(config, input=str(ingest_dir))
     folder = RunFolder.create("astro", config.run_name, config.runs_root)
     folder.clear_finished()

@@ -21,6 +21,7 @@ from domains.astro.datasets import (
     collate_astro_batch,
     epoch_aware_batches,
     load_astro_splits,
+    require_modalities,
 )
 from domains.astro.ingest_pipeline import resolve_ingest_dir
 from domains.astro.input_errors import MissingAstroFolderError
@@ -185,6 +186,7 @@ def run_pretrain(config: PretrainConfig, trainer_flags: str = "--trainer.") -> P
     """
     _check_config(config, trainer_flags)
     ingest_dir = resolve_ingest_dir(config.input, config.runs_root, config.demo_stars)
+    require_modalities(ingest_dir, ["photometry", "spectra", "metadata"], "--input")  # CLIP pairs all three
     splits = load_astro_splits(
         ingest_dir, config.subset, config.seed, config.model.photometry.seq_len, window_seed=config.trainer.seed
     )

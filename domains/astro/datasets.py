@@ -121,6 +121,24 @@ def ingest_modalities(ingest_dir: Path) -> list[str]:
 
 _ALL_MODALITIES = ("photometry", "spectra", "metadata")
 
+
+def require_modalities(ingest_dir: Path, needed: Sequence[str], flag: str) -> None:
+    """Refuse a step that reads a modality the ingest folder does not hold (e.g. a photometry-only ingest).
+
+    Raises:
+        UserError: naming ``flag``, the folder, what it holds and what the step needs.
+    """
+    from shared.user_errors import UserError
+
+    held = ingest_modalities(ingest_dir)
+    missing = [m for m in needed if m not in held]
+    if missing:
+        raise UserError(
+            f"{flag}: needs {list(needed)} but {ingest_dir} holds only {held} (ingested with --modalities); "
+            "a photometry-only ingest serves --mode photo fine-tuning and embedding with a pretrained model"
+        )
+
+
 SUBSETS: tuple[str, ...] = ("full", "sub50", "sub25", "sub10")
 """Label budgets: all labels, then about 1/2, 1/4 and 1/10 of them (class-balanced caps)."""
 

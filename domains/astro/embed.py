@@ -3,6 +3,7 @@ label-error flags.
 
     python -m domains.astro.embed                                   # the demo pretraining run
     python -m domains.astro.embed --run runs/astro/<run> --store runs/embeddings.duckdb
+    python -m domains.astro.embed --run runs/astro/<run> --input runs/astro/<your light curves> --map_method pca
 
 Writes four modalities per object (``photometry``, ``spectra``, ``metadata`` and ``fused``) for the
 train, val and test splits of the run's (subset, seed), and the per-object table ``samples_astro`` (class,
@@ -22,7 +23,7 @@ def main(argv: list[str] | None = None) -> EmbedResult:
     result = run_embed(config)
     candidates = int(result.samples["label_error_candidate"].sum())
     print(
-        f"embedded {result.n_objects} objects x 4 modalities (photometry, spectra, metadata, fused) as "
+        f"embedded {result.n_objects} objects x {len(result.modalities)} modalities ({', '.join(result.modalities)}) as "
         f"{config.model_name}/{result.model_version}; {candidates} label-error candidates"
     )
     print(f"wrote {result.store} (embeddings_* tables, samples_astro with anomaly scores and flags)")

@@ -8,7 +8,12 @@ the run folder's ``astro/<name>``) and a ``meta`` JSON (split, class, scores). T
 ``samples_astro`` gets the class, split, IsolationForest and LOF anomaly scores on the fused embedding,
 the distance to the own-class centroid per modality (centroids from the training split) and the
 misclassification flags (top-k farthest per modality; ``label_error_candidate`` when flagged by at least
-``min_modalities``).
+``min_modalities``) and a 2-D map of the fused embedding (``map_x``, ``map_y``: UMAP with the cosine metric
+by default, PCA when asked).
+
+``input`` embeds another ingest folder with the pretrained model, e.g. a scientist's own light curves
+ingested photometry-only (``python -m domains.astro.ingest --objects ...``): only the modalities that folder
+holds are embedded, and ``fused`` is their normalised mean.
 """
 
 from __future__ import annotations
@@ -21,8 +26,13 @@ import numpy as np
 import pandas as pd
 
 from domains.astro.clip_pretraining import load_pretrained_clip
-from domains.astro.datasets import load_astro_splits, map_batches
-from domains.astro.downstream import anomaly_scores, fused_embeddings, misclassification_candidates
+from domains.astro.datasets import ingest_modalities, load_astro_splits, map_batches
+from domains.astro.downstream import (
+    anomaly_scores,
+    embedding_map_2d,
+    fused_embeddings,
+    misclassification_candidates,
+)
 from domains.astro.ingest_pipeline import resolve_ingest_dir
 from domains.astro.model import MODALITIES
 from shared.device import pick_device
@@ -51,6 +61,14 @@ class EmbedConfig:
     """LocalOutlierFactor neighbourhood size."""
     device: str = "auto"
     """'auto' (CUDA when available) or a torch device string."""
+    input: str | None = None
+    """Ingest folder to embed (empty: the pretraining run's own); e.g. your light curves ingested with
+    --objects, photometry only. Its full split of the run's seed is used (or its first seed)."""
+    map_method: str = "umap"
+    """2-D map of the fused embeddings in samples_astro (map_x, map_y): umap (cosine, as the paper), pca or
+    none."""
+    map_neighbors: int = 22
+    """UMAP neighbourhood size (paper: 22 or 45)."""
 
 
 @dataclass
@@ -61,23 +79,26 @@ class EmbedResult:
     model_version: str
     n_objects: int
     samples: pd.DataFrame
+    modalities: list[str]
 
 
-def embed_splits(model: Any, splits: Any, batch_size: int, device: Any) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
-    """Embeddings of every modality for train, val and test, in that order, with a per-object frame."""
+def embed_splits(
+    model: Any, splits: Any, batch_size: int, device: Any, modalities: tuple[str, ...] = MODALITIES
+) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
+    """Embeddings of ``modalities`` for train, val and test, in that order, with a per-object frame."""
     model = model.to(device).eval()
-    frames, vectors = [], {modality: [] for modality in MODALITIES}
+    frames, vectors = [], {modality: [] for modality in modalities}
     for split_name in ("train", "val", "test"):
         dataset = getattr(splits, split_name)
         if not len(dataset):
             continue
         outputs = map_batches(
-            lambda batch: {m: model.encode(m, batch[m]) for m in MODALITIES} | {"label": batch["label"]},
+            lambda batch: {m: model.encode(m, batch[m]) for m in modalities} | {"label": batch["label"]},
             dataset,
             batch_size,
             device,
         )
-        for modality in MODALITIES:
+        for modality in modalities:
             vectors[modality].append(outputs[modality])
         frames.append(
             pd.DataFrame(
@@ -103,6 +124,10 @@ def _check_config(config: EmbedConfig) -> None:
             raise UserError(f"{flag}: must be >= {low}, got {value}")
     if not 1 <= config.min_modalities <= len(MODALITIES):
         raise UserError(f"--min_modalities: must be between 1 and {len(MODALITIES)}, got {config.min_modalities}")
+    if config.map_method not in ("umap", "pca", "none"):
+        raise UserError(f"--map_method: umap, pca or none, got {config.map_method!r}")
+    if config.map_neighbors < 2:
+        raise UserError(f"--map_neighbors: must be >= 2, got {config.map_neighbors}")
     if Path(config.store).is_dir():
         raise UserError(f"--store {config.store}: is a folder, expected a DuckDB file")
 
@@ -113,28 +138,44 @@ def run_embed(config: EmbedConfig) -> EmbedResult:
     device = pick_device(config.device)
     folder = RunFolder(Path(config.run))
     model, values = load_pretrained_clip(folder.path, flag="--run")
-    ingest_dir = resolve_ingest_dir(values["input"], values.get("runs_root", "runs"), values.get("demo_stars", 2000))
-    splits = load_astro_splits(ingest_dir, values["subset"], values["seed"], values["model"]["photometry"]["seq_len"])
-    frame, vectors = embed_splits(model, splits, config.batch_size, device)
-    vectors["fused"] = fused_embeddings(vectors, MODALITIES)
+    seq_len = values["model"]["photometry"]["seq_len"]
+    if config.input:
+        ingest_dir = resolve_ingest_dir(config.input)
+        seeds = sorted(p.name for p in (ingest_dir / "splits" / "full").glob("*") if (p / "info.json").is_file())
+        seed = str(values["seed"]) if str(values["seed"]) in seeds else (seeds[0] if seeds else None)
+        if seed is None:
+            raise UserError(f"--input {ingest_dir}: no full split to embed (re-run the ingest with --subsets [full])")
+        splits = load_astro_splits(ingest_dir, "full", int(seed), seq_len)
+    else:
+        ingest_dir = resolve_ingest_dir(
+            values["input"], values.get("runs_root", "runs"), values.get("demo_stars", 2000)
+        )
+        splits = load_astro_splits(ingest_dir, values["subset"], values["seed"], seq_len)
+    modalities = tuple(m for m in MODALITIES if m in ingest_modalities(ingest_dir))
+    frame, vectors = embed_splits(model, splits, config.batch_size, device, modalities)
+    vectors["fused"] = fused_embeddings(vectors, modalities)
 
     frame["anomaly_isolation_forest"] = anomaly_scores(vectors["fused"], "isolation_forest")
     frame["anomaly_lof"] = anomaly_scores(vectors["fused"], "lof", n_neighbors=config.lof_neighbors)
     train = (frame["split"] == "train").to_numpy()
     labels = frame["label_index"].to_numpy()
     flags = misclassification_candidates(
-        {m: vectors[m] for m in MODALITIES},
+        {m: vectors[m] for m in modalities},
         labels,
-        reference_embeddings={m: vectors[m][train] for m in MODALITIES},
+        reference_embeddings={m: vectors[m][train] for m in modalities},
         reference_labels=labels[train],
         n_classes=len(splits.classes),
         top_k=config.top_k,
-        min_modalities=config.min_modalities,
+        min_modalities=min(config.min_modalities, len(modalities)),
     )
-    for modality in MODALITIES:
+    for modality in modalities:
         frame[f"centroid_distance_{modality}"] = flags[f"distance_{modality}"].to_numpy()
     frame["misclassification_flags"] = flags["n_flags"].to_numpy()
     frame["label_error_candidate"] = flags["candidate"].to_numpy()
+    if config.map_method != "none":
+        method = config.map_method if len(frame) >= 4 else "pca"
+        coordinates, _ = embedding_map_2d(vectors["fused"], method, n_neighbors=config.map_neighbors)
+        frame["map_x"], frame["map_y"] = coordinates[:, 0], coordinates[:, 1]
     model_version = folder.name
     frame["embedded_by_run"] = model_version
 
@@ -166,4 +207,4 @@ def run_embed(config: EmbedConfig) -> EmbedResult:
                 metadata=meta_rows,
             )
         writer.upsert_samples("astro", frame.drop(columns=["label_index"]))
-    return EmbedResult(Path(config.store), model_version, len(frame), frame)
+    return EmbedResult(Path(config.store), model_version, len(frame), frame, [*modalities, "fused"])

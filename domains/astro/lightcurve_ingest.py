@@ -43,6 +43,7 @@ from domains.astro.ingest_pipeline import (
     INGEST_COMMAND,
     IngestConfig,
     IngestResult,
+    check_ingest_config,
     problem_row,
     reason_of,
     write_object_report,
@@ -234,6 +235,7 @@ def run_lightcurve_ingest(config: IngestConfig) -> IngestResult:
         FileExistsError: the run folder already holds shards and ``--overwrite`` is false.
         NothingProduced: no object could be ingested (``problems.csv`` says why for each).
     """
+    check_ingest_config(config)
     if config.lightcurve_dir is None or not Path(config.lightcurve_dir).is_dir():
         raise UserError(f"--lightcurve_dir {config.lightcurve_dir}: needed with --objects (a folder of light curves)")
     columns = lightcurve_columns(config)

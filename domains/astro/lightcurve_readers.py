@@ -213,23 +213,32 @@ class LightCurveColumns:
     """
 
     time: str = "time"
+    """Time column (plain numbers in time_format/time_scale, or an astropy Time column)."""
     flux: str = "flux"
+    """Flux column (its unit, else flux_unit); when the table has none, the magnitude columns are used."""
     flux_err: str = "flux_err"
+    """Flux-uncertainty column (same unit as the flux)."""
     time_format: str = "jd"
+    """astropy Time format of plain-number times: jd, mjd, ..."""
     time_scale: str = "utc"
+    """astropy Time scale of plain-number times: utc, tdb, ..."""
     flux_unit: str = "mJy"
+    """Unit assumed for flux columns without one ('' = relative flux)."""
     mag: str | None = None
+    """Magnitude column, used when the table has no flux column."""
     mag_err: str | None = None
+    """Magnitude-uncertainty column."""
 
 
 def read_lightcurve_table(
     path: str | Path, columns: LightCurveColumns | None = None, format: str | None = None
 ) -> TimeSeries:
-    """Read a light curve from a CSV, ECSV or FITS table with a column mapping.
+    """Read a light curve from a CSV, ECSV, FITS or whitespace-text table with a column mapping.
 
     Args:
-        path: Table file; the format is guessed from the suffix (``.csv``, ``.ecsv``, ``.fits``/``.fit``)
-            unless ``format`` (an astropy ``Table.read`` format) is given.
+        path: Table file; the format is guessed from the suffix (``.csv``, ``.ecsv``, ``.fits``/``.fit``,
+            ``.txt``/``.dat`` as whitespace-separated text) unless ``format`` (an astropy ``Table.read``
+            format) is given.
         columns: The column mapping (defaults: ``time``, ``flux``, ``flux_err``, JD, mJy).
         format: Explicit astropy table format, e.g. ``"ascii.csv"``.
 
@@ -244,7 +253,14 @@ def read_lightcurve_table(
     columns = columns or LightCurveColumns()
     if format is None:
         suffix = path.suffix.lower()
-        format = {".csv": "ascii.csv", ".ecsv": "ascii.ecsv", ".fits": "fits", ".fit": "fits"}.get(suffix)
+        format = {
+            ".csv": "ascii.csv",
+            ".ecsv": "ascii.ecsv",
+            ".fits": "fits",
+            ".fit": "fits",
+            ".txt": "ascii",
+            ".dat": "ascii",
+        }.get(suffix)
         if format is None:
             raise AstroInputError(path, f"cannot guess the table format from suffix {suffix!r}; pass format=")
     try:

@@ -40,7 +40,10 @@ def test_embed_writes_every_modality_with_scores_and_flags(
         )
     )
     store_path = tmp_path / "store.duckdb"
-    result = run_embed(EmbedConfig(run=str(pretrained.run_dir), store=str(store_path), top_k=3, min_modalities=2))
+    result = run_embed(
+        EmbedConfig(run=str(pretrained.run_dir), store=str(store_path), top_k=3, min_modalities=2, map_method="pca")
+    )
+    assert np.isfinite(result.samples[["map_x", "map_y"]].to_numpy()).all()
 
     splits = load_astro_splits(ingest_dir, "full", 1, seq_len=32)
     n_objects = len(splits.train) + len(splits.val) + len(splits.test)
