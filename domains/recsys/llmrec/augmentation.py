@@ -45,7 +45,12 @@ from domains.recsys.llmrec.prompts import (
     prompt_template,
 )
 from domains.recsys.llmrec.ranking_metrics import top_k_items
-from domains.recsys.llmrec.recbole_dataset import kg_item_attributes, kg_item_entities
+from domains.recsys.llmrec.recbole_dataset import (
+    item_file_facts,
+    kg_item_attributes,
+    kg_item_entities,
+    user_file_facts,
+)
 from domains.recsys.llmrec.training import load_run
 from domains.recsys.recbole_io import RecboleTables
 from shared.run_folder import RunFolder
@@ -208,7 +213,7 @@ def run_augmentation(
                 decoding.profile_temperature,
                 decoding.profile_top_p,
                 max(decoding.max_tokens, 256),
-                payload={"user": user, "history": shown},
+                payload={"user": user, "history": shown, "all_history": history[user]},
             )
             parsed = _ask(backend, cache, request, result.summary["profiles"], parse_profile_answer)
             if parsed is not None:
@@ -217,7 +222,10 @@ def run_augmentation(
 
 
 def knowledge_graph_backend(data: InteractionData, tables: RecboleTables | None) -> KnowledgeGraphBackend:
-    """The offline KG backend for a RecBole dataset with ``.kg`` and ``.link`` files.
+    """The offline backend for a RecBole dataset with ``.kg`` and ``.link`` files.
+
+    Edges come from KG overlap; attributes (genres, decade, title words) and profiles (summarised from the
+    training history, with age/gender from ``.user``) from the ``.item``/``.user`` files when present.
 
     Raises:
         UserError: the dataset has no knowledge graph.
@@ -227,8 +235,13 @@ def knowledge_graph_backend(data: InteractionData, tables: RecboleTables | None)
             f"--backend kg: dataset {data.name!r} has no .kg and .link atomic files; "
             "use an LLM backend (openai, transformers)"
         )
+    item_facts = item_file_facts(tables, data.item_ids) if tables.item is not None else None
     return KnowledgeGraphBackend(
-        data.item_ids, kg_item_entities(tables, data.item_ids), kg_item_attributes(tables, data.item_ids)
+        data.item_ids,
+        kg_item_entities(tables, data.item_ids),
+        kg_item_attributes(tables, data.item_ids),
+        item_facts=item_facts,
+        user_facts=user_file_facts(tables, data.user_ids),
     )
 
 
@@ -248,9 +261,10 @@ class AugmentConfig:
     runs_root: str = "runs"
     """Root folder of run folders."""
     backend: str = "kg"
-    """'kg' (offline, answers from the dataset's knowledge graph), 'openai' (chat-completions endpoint) or
-    'transformers' (local causal LM from model_path)."""
-    tasks: list[str] = field(default_factory=lambda: ["edges", "attributes"])
+    """'kg' (offline: edges from the dataset's knowledge graph; attributes (genres, decade, title words) and
+    profiles (summarised from the training history) from its item/user files), 'openai' (chat-completions
+    endpoint) or 'transformers' (local causal LM from model_path)."""
+    tasks: list[str] = field(default_factory=lambda: ["edges", "attributes", "profiles"])
     """Tasks to run: edges, attributes, profiles."""
     candidates_k: int = 10
     """Candidates per user from the base model (LLMRec |C| = 10)."""

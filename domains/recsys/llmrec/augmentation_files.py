@@ -79,16 +79,20 @@ def write_augmentation(
         columns=["user_id", "pos_item_id", "neg_item_id"],
     )
     write_atomic_file(edges, folder / EDGES_FILE, {"user_id": "token", "pos_item_id": "token", "neg_item_id": "token"})
+    # Columns: the LLM prompt's director/country/language when any answer has them (or nothing was answered),
+    # then any other attribute names (e.g. the offline backend's genre/decade/title_word).
+    occurring = {name for values in run.item_attributes.values() for name in values}
+    extra_names = sorted(occurring - set(ATTRIBUTE_FIELDS))
+    positional = list(ATTRIBUTE_FIELDS) if occurring & set(ATTRIBUTE_FIELDS) or not occurring else []
+    names = [*positional, *extra_names]
     attributes = pd.DataFrame(
         [
-            (data.item_ids[item], *("|".join(values.get(name, [])) for name in ATTRIBUTE_FIELDS))
+            (data.item_ids[item], *("|".join(values.get(name, [])) for name in names))
             for item, values in sorted(run.item_attributes.items())
         ],
-        columns=["item_id", *ATTRIBUTE_FIELDS],
+        columns=["item_id", *names],
     )
-    write_atomic_file(
-        attributes, folder / ATTRIBUTES_FILE, {"item_id": "token", **dict.fromkeys(ATTRIBUTE_FIELDS, "token")}
-    )
+    write_atomic_file(attributes, folder / ATTRIBUTES_FILE, {"item_id": "token", **dict.fromkeys(names, "token")})
     profiles = pd.DataFrame(
         [
             (data.user_ids[user], json.dumps(profile, ensure_ascii=False))

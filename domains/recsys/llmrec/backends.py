@@ -9,6 +9,7 @@ answer that task. Transport failures that survive the retries raise :class:`Back
 from __future__ import annotations
 
 import collections
+import json
 import logging
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -202,37 +203,59 @@ class TransformersBackend:
 
 
 class KnowledgeGraphBackend:
-    """Offline answers derived from knowledge-graph triples — no language model involved.
+    """The offline backend: answers derived from the dataset's own files — no language model involved.
 
-    * ``attributes``: the item's director, country and language entities from the KG (``unknown`` where the
-      KG has none; items without any are not answered).
     * ``edges``: KG-overlap preference. Each candidate is scored by how many KG facts (``relation=entity``) it
       shares with the user's history, counted with multiplicity over the history; the highest-scoring
       candidate is the positive, the lowest the negative (ties: the base model's order).
-    * ``profiles``: not answered (returns ``None``).
+    * ``attributes`` with ``item_facts`` (the default of :func:`~domains.recsys.llmrec.augmentation.make_backend`):
+      the item's genres, release decade and title words from the ``.item`` file, as
+      ``genre=…|…::decade=…::title_word=…|…``. These are not among the side attributes the model already has
+      (the KG's director/country/language). Without ``item_facts``: the KG director/country/language
+      (``director::country::language``), i.e. the side attributes again (kept for older caches and tests).
+    * ``profiles`` with ``item_facts``: a profile summarised from the user's training history (liked genres:
+      the most frequent genres the user watches more than the catalogue share, with the commonest decade;
+      disliked genres: common catalogue genres the user watches at under a third of their share) plus age
+      and gender from the ``.user`` file when it has them; the rest ``unknown``. Without ``item_facts``:
+      not answered.
 
     Args:
         item_raw_ids: Raw id of each item index (answers use the ids shown in prompts).
         item_entities: Per item, its KG facts ``relation=entity``.
         item_attributes: Per item, attribute name → entities (director/country/language).
+        item_facts: Per item, ``genre``/``decade``/``title_word`` from the item file (or ``None``).
+        user_facts: Per user index, ``age``/``gender``/``occupation`` from the user file (or ``None``).
     """
-
-    identity = "knowledge-graph-overlap:v1"
 
     def __init__(
         self,
         item_raw_ids: list[str],
         item_entities: list[set[str]],
         item_attributes: list[dict[str, list[str]]],
+        item_facts: list[dict[str, list[str]]] | None = None,
+        user_facts: list[dict[str, str]] | None = None,
     ) -> None:
         self.item_raw_ids = item_raw_ids
         self.item_entities = item_entities
         self.item_attributes = item_attributes
+        self.item_facts = item_facts
+        self.user_facts = user_facts
+        self.identity = "knowledge-graph-overlap:v1" if item_facts is None else "offline-kg-edges-item-file:v2"
+        self.genre_share: dict[str, float] = {}
+        if item_facts:
+            counts = collections.Counter(genre for facts in item_facts for genre in facts.get("genre", []))
+            total = sum(counts.values()) or 1
+            self.genre_share = {genre: count / total for genre, count in counts.items()}
 
     def complete(self, request: CompletionRequest) -> str | None:
-        """Answers ``edges`` and ``attributes`` requests from the KG; ``None`` for anything else."""
+        """Answers ``edges``, ``attributes`` and (with item facts) ``profiles``; ``None`` for anything else."""
         payload = request.payload
         if request.task == "attributes":
+            if self.item_facts is not None:
+                facts = self.item_facts[payload["item"]]
+                if not facts:
+                    return None
+                return "::".join(f"{name}={'|'.join(values)}" for name, values in facts.items())
             attributes = self.item_attributes[payload["item"]]
             if not attributes:
                 return None
@@ -249,4 +272,34 @@ class KnowledgeGraphBackend:
             if best == worst:
                 return None
             return f"{self.item_raw_ids[candidates[best]]}::{self.item_raw_ids[candidates[worst]]}"
+        if request.task == "profiles" and self.item_facts is not None:
+            return self._profile(payload["user"], payload.get("all_history", payload["history"]))
         return None
+
+    def _profile(self, user: int, history: list[int]) -> str | None:
+        genres = collections.Counter(genre for item in history for genre in self.item_facts[item].get("genre", []))
+        decades = collections.Counter(decade for item in history for decade in self.item_facts[item].get("decade", []))
+        if not genres:
+            return None
+        total = sum(genres.values())
+        lift = {genre: genres[genre] / total / self.genre_share[genre] for genre in genres}
+        liked = [genre for genre, _ in genres.most_common() if lift[genre] >= 1.0][:3] or [genres.most_common(1)[0][0]]
+        common = [genre for genre, share in self.genre_share.items() if share >= 0.03]
+        disliked = sorted(
+            (genre for genre in common if genres.get(genre, 0) / total < self.genre_share[genre] / 3),
+            key=lambda genre: (genres.get(genre, 0) / total / self.genre_share[genre], genre),
+        )[:2]
+        liked_text = ", ".join(liked)
+        if decades:
+            liked_text += f" (mostly {decades.most_common(1)[0][0]} films)"
+        user_facts = self.user_facts[user] if self.user_facts else {}
+        profile = {
+            "age": user_facts.get("age", "unknown"),
+            "gender": user_facts.get("gender", "unknown"),
+            "liked genre": liked_text,
+            "disliked genre": ", ".join(disliked) or "none",
+            "liked directors": "unknown",
+            "country": "unknown",
+            "language": "unknown",
+        }
+        return json.dumps(profile)

@@ -54,10 +54,24 @@ def parse_edge_answer(answer: str, candidate_ids: list[str]) -> tuple[str, str] 
 
 
 def parse_attribute_answer(answer: str) -> dict[str, list[str]] | None:
-    """``director::country::language`` on the first non-empty line; ``|`` separates several values of one
-    field; ``unknown`` fields are dropped. Returns ``None`` when malformed."""
+    """Item attributes from the first non-empty line of an answer; ``None`` when malformed.
+
+    Either positional ``director::country::language`` (the LLM prompt's format) or named
+    ``name=value|value::name=value`` fields (the offline backend's item-file facts). ``|`` separates several
+    values of one field; ``unknown`` fields are dropped.
+    """
     line = next((line.strip() for line in answer.splitlines() if line.strip()), "")
     fields = [value.strip() for value in line.split("::")]
+    if fields and all("=" in value for value in fields):
+        named = {}
+        for value in fields:
+            name, _, values = value.partition("=")
+            parts = [part.strip() for part in values.split("|") if part.strip() and part.strip().lower() != "unknown"]
+            if not name.strip() or not name.strip().replace("_", "").isalnum():
+                return None
+            if parts:
+                named[name.strip()] = parts
+        return named or None
     if len(fields) != len(ATTRIBUTE_FIELDS) or not all(fields):
         return None
     values = {

@@ -6,6 +6,7 @@ them into split :class:`~domains.recsys.llmrec.interactions.InteractionData`.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -112,3 +113,61 @@ def read_recbole_interactions(
     )
     data.item_attributes = kg_item_attributes(tables, data.item_ids)
     return data, tables
+
+
+TITLE_STOPWORDS = frozenset(
+    "the a an and of in on to for with from at by la le les el de du der die das il is it its".split()
+)
+"""Words left out of ``title_word`` attributes (articles and prepositions carry no taste)."""
+
+
+def item_file_facts(tables: RecboleTables, item_ids: Sequence[str]) -> list[dict[str, list[str]]]:
+    """Per item, facts read from the ``.item`` file: ``genre`` values, release ``decade`` and ``title_word``.
+
+    Genres are the item's ``class``/``genre`` tokens, the decade is ``"1990s"`` from a 4-digit release year,
+    title words are the lower-cased alphanumeric words of the title (3+ letters, no stop words). Items
+    absent from the file, or a dataset without one, get ``{}``.
+    """
+    facts: list[dict[str, list[str]]] = [{} for _ in item_ids]
+    if tables.item is None:
+        return facts
+    item = tables.item
+    position = {raw: index for index, raw in enumerate(item_ids)}
+    title_column = next((c for c in ("movie_title", "title", "name") if c in item.columns), None)
+    year_column = next((c for c in ("release_year", "year") if c in item.columns), None)
+    genre_column = next((c for c in ("class", "genre", "genres", "categories") if c in item.columns), None)
+    for row in range(len(item)):
+        index = position.get(str(item["item_id"].iloc[row]))
+        if index is None:
+            continue
+        entry: dict[str, list[str]] = {}
+        if genre_column:
+            genres = str(item[genre_column].iloc[row]).split()
+            if genres:
+                entry["genre"] = list(dict.fromkeys(genres))
+        if year_column:
+            year = str(item[year_column].iloc[row]).strip()
+            if len(year) == 4 and year.isdigit():
+                entry["decade"] = [f"{year[:3]}0s"]
+        if title_column:
+            words = re.findall(r"[a-z0-9]+", str(item[title_column].iloc[row]).lower())
+            kept = [word for word in words if len(word) >= 3 and word not in TITLE_STOPWORDS and not word.isdigit()]
+            if kept:
+                entry["title_word"] = list(dict.fromkeys(kept))
+        facts[index] = entry
+    return facts
+
+
+def user_file_facts(tables: RecboleTables, user_ids: Sequence[str]) -> list[dict[str, str]]:
+    """Per user, ``age``, ``gender`` and ``occupation`` from the ``.user`` file where it has them (else ``{}``)."""
+    facts: list[dict[str, str]] = [{} for _ in user_ids]
+    if tables.user is None:
+        return facts
+    user = tables.user
+    position = {raw: index for index, raw in enumerate(user_ids)}
+    columns = [name for name in ("age", "gender", "occupation") if name in user.columns]
+    for row in range(len(user)):
+        index = position.get(str(user["user_id"].iloc[row]))
+        if index is not None:
+            facts[index] = {name: str(user[name].iloc[row]).strip() for name in columns}
+    return facts

@@ -141,19 +141,39 @@ def test_knowledge_graph_backend_derives_attributes_and_overlap_edges(data, tmp_
     )
     edges = {user: (pos, neg) for user, pos, neg in result.edges}
     assert edges[0][0] == 0, "the candidate sharing director/country/language/genre with the history wins"
-    assert result.item_attributes[0] == {
-        "director": ["director.0.0"],
-        "country": ["country.0"],
-        "language": ["language.0"],
-    }
-    assert result.summary["attributes"].unsupported == 3, "three items have no KG entity"
-    assert result.summary["profiles"].unsupported == loaded.n_users and not result.user_profiles
+    # Attributes add what the model does not have: item-file genres, decade and title words, not the KG's
+    # director/country/language that are already its side attributes.
+    assert result.item_attributes[0] == {"genre": ["Action", "Thriller"], "decade": ["1980s"], "title_word": ["movie"]}
+    assert result.item_attributes[7]["decade"] == ["1980s"] and result.item_attributes[25]["decade"] == ["2000s"]
+    assert all(not set(values) & {"director", "country", "language"} for values in result.item_attributes.values())
+    assert result.summary["attributes"].answered == loaded.n_items, "every item is in the .item file"
+    # Profiles summarise the training history: user 0 (taste group 0) watches Action/Thriller items.
+    assert result.summary["profiles"].answered == loaded.n_users
+    profile = result.user_profiles[0]
+    assert profile["liked genre"].startswith(("Action, Thriller", "Thriller, Action"))
+    assert "Action" not in profile["disliked genre"] and profile["age"] == "unknown", "no .user file here"
+    group_one = result.user_profiles[1]
+    assert group_one["liked genre"].startswith(("Comedy, Romance", "Romance, Comedy"))
     folder = write_augmentation(result, loaded, tmp_path / "out", {"backend": backend.identity})
     back = read_augmentation(folder, loaded)
     assert sorted(map(tuple, back.edges.tolist())) == sorted(result.edges)
     assert back.item_attributes == result.item_attributes
+    assert "liked genre: Action" in back.user_profiles[0] or "liked genre: Thriller" in back.user_profiles[0]
     summary = json.loads((folder / "summary.json").read_text())
     assert summary["tasks"]["edges"]["answered"] == len(result.edges)
+
+
+def test_offline_profiles_take_age_and_gender_from_the_user_file(synthetic_recbole: Path, tmp_path: Path) -> None:
+    users = "user_id:token\tage:token\tgender:token\toccupation:token\n" + "".join(
+        f"{user}\t{20 + user}\t{'F' if user % 2 else 'M'}\twriter\n" for user in range(1, 37)
+    )
+    (synthetic_recbole / "synth.user").write_text(users)
+    loaded, tables = read_recbole_interactions(synthetic_recbole, seed=0)
+    backend = knowledge_graph_backend(loaded, tables)
+    result = run_augmentation(loaded, backend, PromptCache(tmp_path), tasks=("profiles",))
+    first = result.user_profiles[loaded.user_index()["1"]]
+    assert (first["age"], first["gender"]) == ("21", "F")
+    assert first["liked directors"] == "unknown", "KG directors are ids without names: not guessed"
 
 
 def test_augmentation_files_with_unknown_ids_are_rejected(data, tmp_path: Path) -> None:
@@ -173,6 +193,11 @@ def test_answer_parsers() -> None:
         "language": ["English"],
     }
     assert parse_attribute_answer("Ann Lee::USA") is None
+    assert parse_attribute_answer("genre=Drama|War::decade=1990s::title_word=unknown") == {
+        "genre": ["Drama", "War"],
+        "decade": ["1990s"],
+    }
+    assert parse_attribute_answer("genre=Drama::bad name=x") is None
     assert parse_attribute_answer("unknown::USA::English") == {"country": ["USA"], "language": ["English"]}
     keys = ["age", "gender", "liked genre", "disliked genre", "liked directors", "country", "language"]
     good = "Here: " + json.dumps(dict.fromkeys(keys, "x")) + " done"

@@ -97,7 +97,8 @@ def test_train_pipeline_then_evaluate_recommend_embed(synthetic_recbole: Path, t
     assert f"Wrote {run_dir}" in out and "Next: python -m domains.recsys.recommend" in out
     report = json.loads((run_dir / "eval" / "metrics.json").read_text())
     summary = report["augmentation"]
-    assert summary["edges"]["answered"] == 36 and summary["attributes"]["answered"] == 42
+    assert summary["edges"]["answered"] == 36 and summary["attributes"]["answered"] == 45
+    assert summary["profiles"]["answered"] == 36, "the offline backend summarises every user's history"
     for key in ("recall@20", "ndcg@20", "precision@50", "ndcg@20_llmrec"):
         assert 0.0 <= report["test"][key] <= 1.0
     assert report["test"]["ndcg@20_llmrec"] >= report["test"]["ndcg@20"]
