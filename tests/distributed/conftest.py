@@ -13,6 +13,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 import types
 from pathlib import Path
 from typing import Any
@@ -58,7 +59,9 @@ def launch(
         "TRANSFORMERS_OFFLINE": "1",
         "TOKENIZERS_PARALLELISM": "false",
     }
+    started = time.perf_counter()
     result = subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env)
+    result.wall_seconds = round(time.perf_counter() - started, 1)  # type: ignore[attr-defined]
     assert result.returncode == 0, f"{' '.join(command)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-6000:]}"
     return result
 
@@ -74,6 +77,14 @@ def train_losses(run_dir: Path) -> list[float]:
     with open(run_dir / "metrics.csv", newline="") as stream:
         rows = [row for row in csv.DictReader(stream) if row["phase"] == "train" and row["metric"] == "loss"]
     return [float(row["value"]) for row in sorted(rows, key=lambda row: int(row["step"]))]
+
+
+def record(test: str, **values: Any) -> None:
+    """Append one JSON line of measurements to ``$DISTRIBUTED_MEASUREMENTS`` when set (docs/distributed.md)."""
+    target = os.environ.get("DISTRIBUTED_MEASUREMENTS")
+    if target:
+        with open(target, "a", encoding="utf-8") as stream:
+            stream.write(json.dumps({"test": test, **values}, default=float) + "\n")
 
 
 def printed_once(output: str, line_start: str) -> bool:

@@ -25,9 +25,10 @@ FINETUNE_ACCURACY_TOLERANCE = 0.1
 def test_pretrain_two_processes_match_one(workdir: Path, dist: types.ModuleType) -> None:
     two = dist.launch("domains.astro.pretrain", [*PRETRAIN, "--run_name", "two", "--batch_size", "16"], workdir, 2)
     assert dist.printed_once(two.stdout, "no --input given and no demo ingest")  # rank 0 ingested, rank 1 waited
-    dist.launch("domains.astro.pretrain", [*PRETRAIN, "--run_name", "one", "--batch_size", "32"], workdir, 1)
+    one = dist.launch("domains.astro.pretrain", [*PRETRAIN, "--run_name", "one", "--batch_size", "32"], workdir, 1)
     runs = workdir / "runs" / "astro"
     single, double = dist.eval_metrics(runs / "one"), dist.eval_metrics(runs / "two")
+    dist.record("astro pretrain", one_s=one.wall_seconds, two_s=two.wall_seconds, one=single, two=double)
     assert double["steps"] == single["steps"]
     for name in ("val_loss", "test_loss", "val_clip_accuracy", "test_clip_accuracy"):
         if name in single:
@@ -39,10 +40,11 @@ def test_pretrain_two_processes_match_one(workdir: Path, dist: types.ModuleType)
 
 @pytest.mark.slow
 def test_finetune_runs_under_torchrun_and_matches_one_process(workdir: Path, dist: types.ModuleType) -> None:
-    dist.launch("domains.astro.finetune", [*FINETUNE, "--run_name", "two", "--batch_size", "16"], workdir, 2)
-    dist.launch("domains.astro.finetune", [*FINETUNE, "--run_name", "one", "--batch_size", "32"], workdir, 1)
+    two = dist.launch("domains.astro.finetune", [*FINETUNE, "--run_name", "two", "--batch_size", "16"], workdir, 2)
+    one = dist.launch("domains.astro.finetune", [*FINETUNE, "--run_name", "one", "--batch_size", "32"], workdir, 1)
     runs = workdir / "runs" / "astro"
     single = dist.eval_metrics(runs / "one" / "seed-42")
     double = dist.eval_metrics(runs / "two" / "seed-42")
+    dist.record("astro finetune", one_s=one.wall_seconds, two_s=two.wall_seconds, one=single, two=double)
     assert double["steps"] == single["steps"]
     assert double["accuracy"] == pytest.approx(single["accuracy"], abs=FINETUNE_ACCURACY_TOLERANCE)

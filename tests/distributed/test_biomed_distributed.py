@@ -35,6 +35,9 @@ def test_two_processes_match_one_on_the_built_in_corpus(workdir: Path, dist: typ
     )
     assert len(dist.train_losses(runs / "two")) == 4
     single, double = dist.eval_metrics(runs / "one")["trained"], dist.eval_metrics(runs / "two")["trained"]
+    dist.record("biomed pretrain", one_s=one.wall_seconds, two_s=two.wall_seconds,
+                one=single["retrieval"], two=double["retrieval"],
+                loss_one=dist.train_losses(runs / "one"), loss_two=dist.train_losses(runs / "two"))  # fmt: skip
     assert single["num_samples"] == double["num_samples"] == 44  # rank 0 evaluated the whole held-out shard
     for name, value in single["retrieval"].items():
         if "R@" in name:

@@ -21,9 +21,10 @@ TOLERANCE = 0.05
 def test_two_processes_build_the_built_in_set_once_and_match_one(workdir: Path, dist: types.ModuleType) -> None:
     two = dist.launch("domains.news.train", [*SETTINGS, "--run_name", "two", "--batch_size", "32"], workdir, 2)
     assert dist.printed_once(two.stdout, "runs/news/shards-builtin: no shards yet")
-    dist.launch("domains.news.train", [*SETTINGS, "--run_name", "one", "--batch_size", "64"], workdir, 1)
+    one = dist.launch("domains.news.train", [*SETTINGS, "--run_name", "one", "--batch_size", "64"], workdir, 1)
     runs = workdir / "runs" / "news"
     single, double = dist.eval_metrics(runs / "one"), dist.eval_metrics(runs / "two")
+    dist.record("news train", one_s=one.wall_seconds, two_s=two.wall_seconds, one=single, two=double)
     assert double["steps"] == single["steps"] == 8
     assert double["split_sizes"] == single["split_sizes"]
     for name in ("roc_auc", "accuracy"):

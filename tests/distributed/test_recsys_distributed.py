@@ -25,9 +25,10 @@ MNAR_RELATIVE_TOLERANCE = 0.25
 def test_llmrec_two_processes_match_one(workdir: Path, dist: types.ModuleType) -> None:
     two = dist.launch("domains.recsys.train", [*LLMREC, "--run_name", "two"], workdir, 2)
     assert dist.printed_once(two.stdout, "test recall@20")
-    dist.launch("domains.recsys.train", [*LLMREC, "--run_name", "one"], workdir, 1)
+    one = dist.launch("domains.recsys.train", [*LLMREC, "--run_name", "one"], workdir, 1)
     runs = workdir / "runs" / "recsys"
     single, double = dist.eval_metrics(runs / "one"), dist.eval_metrics(runs / "two")
+    dist.record("recsys train (LLMRec)", one_s=one.wall_seconds, two_s=two.wall_seconds, one=single, two=double)
     assert double["steps"] == single["steps"]
     for name in ("recall@20", "ndcg@20"):
         assert double["test"][name] == pytest.approx(single["test"][name], abs=LLMREC_TOLERANCE), name
@@ -46,9 +47,10 @@ def test_mnar_real_data_two_processes_match_one(workdir: Path, dist: types.Modul
               "--seeds", "1", "--trainer.max_steps", "20", "--store", "runs/embeddings.duckdb"]  # fmt: skip
     two = dist.launch("domains.recsys.mnar", [*common, "--run_name", "two", "--real.batch_size", "1024"], workdir, 2)
     assert dist.printed_once(two.stdout, "[mnar] wrote")
-    dist.launch("domains.recsys.mnar", [*common, "--run_name", "one", "--real.batch_size", "2048"], workdir, 1)
+    one = dist.launch("domains.recsys.mnar", [*common, "--run_name", "one", "--real.batch_size", "2048"], workdir, 1)
     runs = workdir / "runs" / "recsys"
     single, double = dist.eval_metrics(runs / "one"), dist.eval_metrics(runs / "two")
+    dist.record("recsys mnar (real data)", one_s=one.wall_seconds, two_s=two.wall_seconds, one=single, two=double)
     compared = 0
     for path, value in _numbers(single):
         other = _lookup(double, path)
