@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import threading
+import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +16,12 @@ from shared.store import EmbeddingStore, open_readonly
 
 DEFAULT_STORE = Path("runs/embeddings.duckdb")
 MAX_SQL_ROWS = 10_000
+"""Rows a user query returns at most (DuckDB stops producing rows past it)."""
+SQL_TIMEOUT_S = 20.0
+"""Seconds a user query may run before it is interrupted."""
+SQL_MEMORY_LIMIT = "1GB"
+"""DuckDB memory of a user query's connection."""
+SQL_THREADS = 2
 
 
 class RejectedQuery(ValueError):
@@ -57,12 +66,93 @@ def check_read_only_sql(sql: str) -> str:
     return text
 
 
-def run_user_sql(sql: str) -> pd.DataFrame:
-    """Run a user's SELECT on a read-only connection, at most :data:`MAX_SQL_ROWS` rows."""
+class QueryBounded(RuntimeError):
+    """A user query stopped by one of the SQL page's bounds (time or memory); the message says which."""
+
+
+@dataclass(frozen=True)
+class SqlResult:
+    """A user query's rows (at most the cap), whether more rows existed, and how long it ran."""
+
+    frame: pd.DataFrame
+    truncated: bool
+    seconds: float
+
+
+def run_user_sql(
+    sql: str,
+    timeout_s: float = SQL_TIMEOUT_S,
+    max_rows: int = MAX_SQL_ROWS,
+    memory_limit: str = SQL_MEMORY_LIMIT,
+) -> SqlResult:
+    """Runs a user's SELECT on a read-only connection within the page's bounds.
+
+    Time: a timer calls DuckDB's ``interrupt()`` after ``timeout_s``, which stops the query wherever it is.
+    Memory: the query is wrapped as ``SELECT * FROM (<query>) LIMIT max_rows + 1``, so DuckDB stops
+    producing rows past the cap instead of building the whole result first, and the connection has its
+    own ``memory_limit`` (a query needing more stops with DuckDB's out-of-memory error).
+
+    Raises:
+        RejectedQuery: Not a single read-only SELECT.
+        QueryBounded: The query ran past ``timeout_s`` or needed more than ``memory_limit``.
+        duckdb.Error: Any other query error (unknown table, bad syntax …), with DuckDB's message.
+    """
     text = check_read_only_sql(sql)
-    connection = open_readonly(store_path(), memory_limit="2GB")
+    # A newline before the closing parenthesis keeps a trailing ``-- comment`` from swallowing it.
+    bounded = f"SELECT * FROM (\n{text}\n) AS user_query LIMIT {int(max_rows) + 1}"  # noqa: S608 — the user's own SELECT
+    connection = open_readonly(store_path(), memory_limit=memory_limit, threads=SQL_THREADS)
+    timer = threading.Timer(timeout_s, connection.interrupt)
+    started = time.perf_counter()
+    timer.start()
     try:
-        return connection.execute(text).df().head(MAX_SQL_ROWS)
+        frame = connection.execute(bounded).df()
+    except duckdb.InterruptException as error:
+        raise QueryBounded(
+            f"stopped after {timeout_s:g} s (the page's time limit); add a WHERE or LIMIT, or run it with the "
+            "DuckDB CLI on the store file"
+        ) from error
+    except duckdb.OutOfMemoryException as error:
+        raise QueryBounded(
+            f"stopped: it needed more than {memory_limit} of memory (the page's limit); aggregate or filter first"
+        ) from error
+    finally:
+        timer.cancel()
+        connection.close()
+    truncated = len(frame) > max_rows
+    return SqlResult(frame.head(max_rows), truncated, time.perf_counter() - started)
+
+
+def schema_overview() -> pd.DataFrame:
+    """Every table and view of the store with its columns (name and type) and, for tables, its row count."""
+    connection = open_readonly(store_path(), memory_limit=SQL_MEMORY_LIMIT)
+    try:
+        objects = connection.execute(
+            "SELECT table_name, table_type FROM information_schema.tables WHERE table_catalog = 'store' "
+            "ORDER BY table_type, table_name"
+        ).fetchall()
+        rows = []
+        for name, kind in objects:
+            columns = connection.execute(
+                "SELECT column_name, data_type FROM information_schema.columns WHERE table_catalog = 'store' "
+                "AND table_name = ? ORDER BY ordinal_position",
+                [name],
+            ).fetchall()
+            # The name comes from the store's own catalogue; quoted as an identifier all the same.
+            count = (
+                connection.execute(f'SELECT count(*) FROM "{name.replace(chr(34), chr(34) * 2)}"').fetchall()[0][0]  # noqa: S608
+                if kind == "BASE TABLE"
+                else None
+            )
+            rows.append(
+                {
+                    "name": name,
+                    "kind": "table" if kind == "BASE TABLE" else "view",
+                    "rows": count,
+                    "columns": ", ".join(f"{column} {data_type}" for column, data_type in columns),
+                }
+            )
+        frame = pd.DataFrame(rows, columns=["name", "kind", "rows", "columns"])
+        return frame.astype({"rows": "Int64"})
     finally:
         connection.close()
 

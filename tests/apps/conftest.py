@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -185,7 +186,14 @@ def build_demo_store(root: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def store_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The store of the demo runs (run folders beside it in ``runs/``)."""
+    """The store of the demo runs (run folders beside it in ``runs/``).
+
+    ``$EXPLORER_TEST_STORE`` names one built earlier by :func:`build_demo_store` (for quick reruns while
+    working on a page; the pages only read it).
+    """
+    prebuilt = os.environ.get("EXPLORER_TEST_STORE")
+    if prebuilt:
+        return Path(prebuilt)
     return build_demo_store(tmp_path_factory.mktemp("explorer_demo"))
 
 

@@ -300,6 +300,62 @@ def test_sql_page_runs_the_documented_examples(explorer_env: Path) -> None:
     assert app.success[0].value == "4 rows"
 
 
+def test_picking_an_example_fills_the_query_box_and_each_example_runs_on_the_demo_store(explorer_env: Path) -> None:
+    from apps.sql_examples import EXAMPLES
+    from apps.store_access import run_user_sql
+
+    app = app_at("sql")
+    texts = set()
+    for example in EXAMPLES[1:3]:
+        app.selectbox(key="sql_example").set_value(example.title).run()
+        assert app.text_area(key="sql_text").value == example.sql
+        texts.add(app.text_area(key="sql_text").value)
+    assert len(texts) == 2  # different examples, different queries
+    app.button[0].click().run()
+    assert not app.exception and not app.error
+    assert app.success[0].value == f"{len(run_user_sql(EXAMPLES[2].sql).frame)} rows"
+    for example in EXAMPLES:  # every example runs as shown and finds something
+        result = run_user_sql(example.sql)
+        assert len(result.frame) > 0 and not result.truncated, example.title
+
+
+def test_sql_page_shows_the_schema_with_row_counts(explorer_env: Path) -> None:
+    app = app_at("sql")
+    schema = table_with(app, "name", "kind", "rows")
+    tables = store_sql(
+        explorer_env,
+        "SELECT table_name FROM information_schema.tables WHERE table_catalog = 'store' AND table_type = 'BASE TABLE'",
+    )["table_name"]
+    assert set(tables) <= set(schema["name"]) and {"all_embeddings", "embedding_inventory"} <= set(schema["name"])
+    counted = schema.set_index("name")["rows"]
+    assert counted["samples_news"] == store_sql(explorer_env, "SELECT count(*) AS n FROM samples_news")["n"].iloc[0]
+
+
+def test_a_runaway_query_is_interrupted_with_a_clear_message(explorer_env: Path) -> None:
+    import time
+
+    from apps.store_access import QueryBounded, run_user_sql
+
+    started = time.perf_counter()
+    with pytest.raises(QueryBounded, match="stopped after 1 s"):
+        run_user_sql("SELECT count(*) FROM range(1000000000000)", timeout_s=1)
+    assert time.perf_counter() - started < 30  # interrupted, not run to the end (hours)
+
+
+def test_a_huge_result_is_cut_at_the_cap_without_being_built(explorer_env: Path) -> None:
+    from apps.store_access import run_user_sql
+
+    # 10^12 rows if built in full; the wrapper's LIMIT stops DuckDB after cap + 1.
+    result = run_user_sql("SELECT * FROM range(1000000) a, range(1000000) b -- a trailing comment", max_rows=500)
+    assert len(result.frame) == 500 and result.truncated
+    app = app_at("sql")
+    app.text_area(key="sql_text").set_value("SELECT * FROM range(20000)").run()
+    app.button[0].click().run()
+    assert not app.exception
+    assert "Showing the first 10,000 rows" in app.warning[0].value
+    assert len(table_with(app, "range")) == 10_000
+
+
 @pytest.mark.parametrize(
     "attack",
     [
