@@ -7,12 +7,25 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
+from domains.astro.catalogue import ALL_COLUMNS
+from domains.astro.datasets import ingested_objects, load_astro_splits
+from domains.astro.ingest_pipeline import write_splits
+from domains.astro.leak_baselines import field_only_accuracy, majority_accuracy
 from domains.astro.model import AstroModelConfig
-from domains.astro.paper_table import TableConfig, check_claims, format_cell, run_table
+from domains.astro.paper_table import (
+    TableConfig,
+    check_claims,
+    check_same_test_split,
+    format_cell,
+    run_table,
+    table_markdown,
+)
 from domains.astro.training_budget import with_epoch_budget
 from shared.trainer import TrainerConfig
+from shared.user_errors import UserError
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -64,6 +77,8 @@ def test_table_cells_summarise_the_per_seed_runs(
     assert spec["clip_run"] == str(table_dir / "astro" / "pretrain-seed2")
     markdown = (table_dir / "table.md").read_text()
     assert f"| Metadata | yes | {format_cell(saved['cells']['meta|clip|full'])} |" in markdown
+    assert set(saved["baselines"]) == {"meta_linear", "field_only", "majority"}
+    assert "Claims (95% interval" in markdown and "fused beat the best single modality" in markdown
     # A second run finds every run finished with the same settings and reuses it (nothing is retrained).
     before = (table_dir / "astro" / "meta-clip-full" / "seed-1" / "model.safetensors").stat().st_mtime_ns
     again = run_table(config)
@@ -75,24 +90,80 @@ def test_table_cells_summarise_the_per_seed_runs(
     )
 
 
-def test_claims_read_the_table_correctly() -> None:
-    def cell(mean: float) -> dict:
-        return {"mean": mean, "std": 0.0, "values": [mean]}
+SEEDS = [1, 2, 3, 4, 5]
 
+
+def cell(*values: float) -> dict:
+    """A table cell over SEEDS (one value repeats for every seed)."""
+    values = values * len(SEEDS) if len(values) == 1 else values
+    return {"mean": float(np.mean(values)), "values": list(values), "seeds": SEEDS}
+
+
+def test_claims_are_judged_on_paired_differences_over_seeds() -> None:
     cells = {
-        "photo|scratch|full": cell(0.80), "photo|clip|full": cell(0.85),
-        "photo|scratch|sub10": cell(0.50), "photo|clip|sub10": cell(0.65),
-        "meta|scratch|full": cell(0.70), "meta|clip|full": cell(0.69),
+        "photo|scratch|full": cell(0.80, 0.81, 0.79, 0.80, 0.82), "photo|clip|full": cell(0.85, 0.85, 0.85, 0.84, 0.87),
+        "photo|scratch|sub10": cell(0.50, 0.52, 0.49, 0.51, 0.50), "photo|clip|sub10": cell(0.65, 0.66, 0.65, 0.66, 0.64),
+        "meta|scratch|full": cell(0.70, 0.72, 0.69, 0.71, 0.70), "meta|clip|full": cell(0.69, 0.73, 0.68, 0.72, 0.71),
         "meta|scratch|sub10": cell(0.60), "meta|clip|sub10": cell(0.61),
         "all|scratch|full": cell(0.90), "all|clip|full": cell(0.91),
-        "all|scratch|sub10": cell(0.55), "all|clip|sub10": cell(0.70),
+        "all|scratch|sub10": cell(0.55, 0.56, 0.54, 0.55, 0.57), "all|clip|sub10": cell(0.70),
     }  # fmt: skip
     claims = check_claims(cells, ["photo", "meta", "all"], ["full", "sub10"])
-    assert claims["photometry_clip_helps_everywhere"]
-    assert claims["photometry_gain_largest_with_fewest_labels"]
-    assert claims["clip_gain"]["meta"]["full"] == pytest.approx(-0.01)
+    verdicts = {name: claim["verdict"] for name, claim in claims["claims"].items()}
+    # Photometry gains +5 points on full (every seed), +15 on sub10: both claims supported.
+    assert verdicts["clip_helps_photometry"] == "supported"
+    assert claims["claims"]["clip_helps_photometry"]["interval"]["mean"] == pytest.approx(0.048)
+    assert verdicts["more_with_fewer_labels"] == "supported"
+    # Metadata's CLIP gain flips sign across seeds: the interval contains 0.
+    assert claims["clip_gain_verdict"]["meta"]["full"] == "cannot tell"
     assert claims["fusion_vs_best_single"]["scratch|sub10"]["best_single"] == "meta"
-    assert not claims["fusion_beats_best_single_everywhere"]  # 0.55 < 0.60 without CLIP on sub10
+    assert claims["fusion_vs_best_single"]["scratch|sub10"]["verdict"] == "contradicted"  # 0.55 < 0.60 every seed
+    assert verdicts["fusion_beats_best_single"] == "contradicted"
+    markdown = table_markdown(
+        cells,
+        TableConfig(seeds=SEEDS, subsets=["full", "sub10"], modes=["photo", "meta", "all"]),
+        claims,
+        {"field_only": {"full": cell(0.2), "sub10": cell(0.2)}},
+    )
+    assert "-> **supported**" in markdown and "-> **contradicted**" in markdown
+    assert "| Photometry | CLIP − no CLIP (pp) | +4.8 [" in markdown
+    assert "| Baseline: Field only (sky cell majority) | – | 20.0 " in markdown
+
+
+def test_budgets_cap_only_training_and_the_table_refuses_an_ingest_whose_test_splits_differ(
+    tmp_path: Path, write_astro_ingest: Callable[..., Path]
+) -> None:
+    ingest_dir = write_astro_ingest(tmp_path / "ingest", n_objects=120, seeds=(1,))
+    read = (
+        lambda subset, split: set(  # noqa: E731
+            (ingest_dir / "splits" / subset / "1" / f"{split}.csv").read_text().splitlines()[1:]
+        )
+    )
+    assert read("sub50", "test") == read("full", "test") and read("sub50", "val") == read("full", "val")
+    assert len(read("sub50", "train")) < len(read("full", "train"))
+    check_same_test_split(ingest_dir, ["full", "sub50"], [1])
+    objects = ingested_objects(ingest_dir)
+    frame = pd.DataFrame({"sample_id": [o.sample_id for o in objects], "label": [o.label for o in objects]})
+    write_splits(
+        frame["sample_id"], frame, {o.sample_id: o.features for o in objects}, sorted(set(frame["label"])), [1],
+        ["full", "sub50"], ingest_dir / "splits", budget_scope="all",
+    )  # fmt: skip
+    with pytest.raises(UserError, match="budget_scope train"):
+        check_same_test_split(ingest_dir, ["full", "sub50"], [1])
+
+
+def test_field_only_baseline_shows_a_class_field_leak(tmp_path: Path, write_astro_ingest: Callable[..., Path]) -> None:
+    splits = load_astro_splits(write_astro_ingest(tmp_path / "ingest", n_objects=120, seeds=(1,)), "full", 1, 32)
+    l_index, b_index = ALL_COLUMNS.index("l"), ALL_COLUMNS.index("b")
+    fields = {"EW": (0.17, -0.57), "SR": (0.54, -0.76), "RRAB": (1.0, -0.05)}  # LMC, SMC, bulge (cos l, sin b)
+    for dataset in (splits.train, splits.test):
+        for obj in dataset.objects:
+            obj.features[l_index], obj.features[b_index] = fields[obj.label]
+    assert field_only_accuracy(splits.train, splits.test) == 1.0  # the field alone gives the class: a leak
+    for dataset in (splits.train, splits.test):
+        for obj in dataset.objects:
+            obj.features[l_index], obj.features[b_index] = fields["EW"]
+    assert field_only_accuracy(splits.train, splits.test) == pytest.approx(majority_accuracy(splits.train, splits.test))
 
 
 def test_help_documents_every_option(
