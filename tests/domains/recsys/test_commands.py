@@ -11,13 +11,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from domains.recsys import ablate, augment, embed, evaluate, ingest, recommend, train
+from domains.recsys import ablate, augment, embed, evaluate, ingest, noisy_augmentation, recommend, train
 from domains.recsys.llmrec.ablation import VARIANTS, AblateConfig
 from domains.recsys.llmrec.augmentation import AugmentConfig, DecodingSettings
 from domains.recsys.llmrec.datasets import DatasetConfig
 from domains.recsys.llmrec.evaluation import EvaluateConfig
 from domains.recsys.llmrec.ingestion import IngestConfig
 from domains.recsys.llmrec.model import RecommenderConfig
+from domains.recsys.llmrec.noisy_augmentation import NoisyAugmentationConfig
 from domains.recsys.llmrec.pipeline import TrainConfig, run_training
 from domains.recsys.llmrec.recommendations import RecommendConfig
 from domains.recsys.llmrec.recommendations import recommend as recommend_for_users
@@ -35,6 +36,7 @@ COMMAND_CONFIGS = [
     (ingest, IngestConfig),
     (augment, AugmentConfig),
     (ablate, AblateConfig),
+    (noisy_augmentation, NoisyAugmentationConfig),
 ]
 OWN_NESTED_CONFIGS = (DatasetConfig, FitConfig, RecommenderConfig, DecodingSettings)
 
