@@ -139,3 +139,33 @@ def test_lafler_kinman_is_small_for_the_true_period():
     mag = np.sin(2 * np.pi * t / 1.3) + rng.normal(0, 0.05, t.size)
     assert lafler_kinman_statistic(t, mag, 1.3) < 0.1
     assert lafler_kinman_statistic(t, mag, 1.7) > 1.0
+
+
+def test_simulated_classes_share_the_real_classes_fields_distances_motions_and_velocities(demo) -> None:
+    """No 'real vs simulated' leak through where the stars are: a classifier on parallax, proper motion and sky
+    position cannot tell the simulated classes (EW, EA, EB, ROT) from the OGLE-III ones."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import roc_auc_score
+    from sklearn.model_selection import cross_val_predict
+
+    from domains.astro.demo import _choose_stars, _survey_columns, _usable_ogle_rows
+
+    rng = np.random.default_rng(0)
+    stars = _choose_stars(_usable_ogle_rows(demo.root.parent), DemoSpec(n_stars=1500), rng)
+    simulated = stars["variable_type"].isin(SIMULATED_CLASSES).to_numpy()
+    assert set(stars.loc[simulated, "field_group"]) <= {"LMC", "SMC", "BLG"}
+    share = lambda mask: stars.loc[mask, "field_group"].value_counts(normalize=True)  # noqa: E731
+    for field in ("LMC", "SMC", "BLG"):
+        assert abs(share(simulated).get(field, 0) - share(~simulated).get(field, 0)) < 0.08
+    survey = _survey_columns(stars, rng)
+    where = np.column_stack(
+        [
+            survey["parallax"],
+            survey["pmra"],
+            survey["pmdec"],
+            np.cos(np.deg2rad(survey["l"])),
+            np.sin(np.deg2rad(survey["b"])),
+        ]
+    )
+    scores = cross_val_predict(LogisticRegression(max_iter=1000), where, simulated, cv=5, method="predict_proba")[:, 1]
+    assert roc_auc_score(simulated, scores) < 0.6
