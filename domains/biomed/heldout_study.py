@@ -51,6 +51,14 @@ class HeldoutStudyConfig:
     """Root folder of all run folders."""
     demo_dir: str = "runs/biomed/demo_corpus"
     """Where the demo corpus is (built if missing or outdated)."""
+    demo_image_size: int = 96
+    """Image side of the demo corpus in pixels (the demo preset's)."""
+    model: str = "demo"
+    """Model to train (pretrain's --model.source): the demo preset, or e.g. tiny for a quick check."""
+    pretrained_towers: bool = True
+    """Start from the towers' own pretrained weights (MiniLM text for the demo model), as the demo does."""
+    batch_size: int = 32
+    """Training batch size (the demo preset's)."""
     out: str = ""
     """Markdown file the result table is written to (empty: only printed)."""
 
@@ -110,7 +118,13 @@ def run_heldout_study(config: HeldoutStudyConfig, say: Callable[[str], None] = p
             base,
             run_name=f"{config.run_name}-seed{seed}",
             runs_root=config.runs_root,
-            data=dataclasses.replace(DataConfig(), demo_dir=config.demo_dir),
+            model=dataclasses.replace(base.model, source=config.model, pretrained_towers=config.pretrained_towers),
+            data=dataclasses.replace(
+                DataConfig(),
+                demo_dir=config.demo_dir,
+                demo_image_size=config.demo_image_size,
+                batch_size=config.batch_size,
+            ),  # fmt: skip
             trainer=dataclasses.replace(base.trainer, seed=seed, max_steps=config.max_steps),
             zero_shot="demo_compositions",
             evaluate_untrained=True,

@@ -14,7 +14,7 @@ import yaml
 from PIL import Image
 from safetensors.torch import load_file
 
-from domains.biomed import embed, evaluate, export, ingest, pretrain
+from domains.biomed import embed, evaluate, export, heldout, ingest, pretrain
 from domains.biomed.demo import build_demo_corpus
 from domains.biomed.dicom import DicomChainConfig
 from domains.biomed.open_clip_loading import load_open_clip_model
@@ -70,7 +70,7 @@ def assert_documented(config_cls: type) -> None:
 @pytest.mark.parametrize(
     ("module", "config_cls"),
     [(pretrain, pretrain.PretrainConfig), (evaluate, evaluate.EvaluateConfig), (export, export.ExportConfig),
-     (embed, embed.EmbedConfig), (ingest, ingest.IngestConfig)],
+     (embed, embed.EmbedConfig), (ingest, ingest.IngestConfig), (heldout, heldout.HeldoutStudyConfig)],
 )  # fmt: skip
 def test_help_documents_every_option(module, config_cls) -> None:
     assert_documented(config_cls)
@@ -127,9 +127,14 @@ def test_pretrain_demo_pipeline_then_evaluate_embed_export(tmp_path: Path, monke
     written = json.loads((run / "eval" / "metrics.json").read_text())
     for phase in ("untrained", "trained"):
         assert 0.0 <= written[phase]["retrieval"]["image_to_text_R@1"] <= 1.0
-        assert written[phase]["num_samples"] == 45 and written[phase]["zero_shot"]["num_samples"] == 45
+        assert written[phase]["num_samples"] == 44 and written[phase]["zero_shot"]["num_samples"] == 44
+        assert len(written[phase]["zero_shot"]["classes"]) == 45  # unseen true combination vs all others
     assert metrics["training"]["steps"] == 4
     assert f"Run folder: {Path('runs/biomed/t')}" in out and "Next:" in out and "local-dir:" in out
+    # the demo prints the held-out numbers: retrieval both ways and zero-shot, untrained vs trained
+    for line in ("image→text R@1 on the held-out split:", "text→image R@1 (any image of the caption) on the "
+                 "held-out split:", "zero-shot top-1 on the held-out split (45 classes):"):  # fmt: skip
+        assert line in out and "(untrained " in out.split(line)[1].splitlines()[0], line
     # Each step beyond training is announced with the command that does it alone, before it runs.
     for announcement in ("python -m domains.biomed.evaluate --run", "python -m domains.biomed.export --run",
                          "python -m domains.biomed.embed --run"):  # fmt: skip
@@ -146,7 +151,7 @@ def test_pretrain_demo_pipeline_then_evaluate_embed_export(tmp_path: Path, monke
     reader = EmbeddingStore(store)
     counts = reader.sql("SELECT modality, count(*) AS n FROM all_embeddings GROUP BY modality ORDER BY modality")
     reader.close()
-    assert counts["n"].tolist() == [45, 45]  # the held-out samples, image and text
+    assert counts["n"].tolist() == [44, 44]  # the held-out samples, image and text
 
     evaluate.main(["--run", str(run), "--input", "runs/biomed/demo_corpus/test", "--zero_shot", "demo"])
     again = json.loads((run / "eval" / "metrics.json").read_text())
@@ -159,13 +164,13 @@ def test_pretrain_demo_pipeline_then_evaluate_embed_export(tmp_path: Path, monke
     exported = export.main(["--run", str(run), "--out_dir", str(tmp_path / "exported")])
     count = embed.main(["--model", str(exported), "--input", "runs/biomed/demo_corpus/test", "--store", str(store),
                         "--run_id", "from-export"])  # fmt: skip
-    assert count == 45
+    assert count == 44
     reader = EmbeddingStore(store)
     vectors = reader.sql("SELECT sample_id, run_id, vec FROM all_embeddings WHERE modality = 'image' "
                          "AND run_id IN ('biomed/t', 'from-export')")  # fmt: skip
     reader.close()
     by_run = {run_id: dict(zip(group["sample_id"], group["vec"])) for run_id, group in vectors.groupby("run_id")}
-    assert len(by_run["from-export"]) == 45
+    assert len(by_run["from-export"]) == 44
     for key, vector in by_run["from-export"].items():  # the exported model gives the run's vectors
         np.testing.assert_allclose(np.asarray(vector), np.asarray(by_run["biomed/t"][key]), atol=1e-5)
 
@@ -202,3 +207,20 @@ def test_ingest_image_folder_with_captions(tmp_path: Path, monkeypatch, capsys) 
     marker = RunFolder(tmp_path / "runs" / "biomed" / "ingest").marker()
     assert marker["command"] == "domains.biomed.ingest" and "shards/manifest.json" in marker["outputs"]
     assert marker["summary"]["samples"] == 1 and marker["summary"]["skipped"] == 3
+
+
+def test_heldout_study_compares_untrained_and_trained_over_seeds(tmp_path: Path, capsys) -> None:
+    build_demo_corpus(tmp_path / "corpus", image_size=32, train_variants=1, skimage_crops=1)
+    result = heldout.main(["--seeds", "[0, 1]", "--max_steps", "2", "--model", "tiny", "--pretrained_towers", "false",
+                           "--demo_image_size", "32", "--batch_size", "16", "--demo_dir", str(tmp_path / "corpus"),
+                           "--runs_root", str(tmp_path / "runs"), "--out", str(tmp_path / "table.md")])  # fmt: skip
+    assert sorted(result.per_seed) == [0, 1]
+    for values in result.per_seed.values():
+        assert set(values["untrained"]) == set(values["trained"]) and len(values["trained"]) == 3
+    table = (tmp_path / "table.md").read_text()
+    assert table == result.table and table in capsys.readouterr().out
+    rows = [line for line in table.splitlines() if line.startswith("| ") and "R@1" in line or "zero-shot" in line]
+    assert len(rows) == 3 and all(
+        row.rstrip(" |").endswith(("supported", "contradicted", "cannot tell")) for row in rows
+    )
+    assert (tmp_path / "runs" / "biomed" / "heldout-seed1" / "eval" / "metrics.json").is_file()
