@@ -101,6 +101,20 @@ class RealDataSection:
     """Ridge weight of ExpoMF's factors."""
     validation_fraction: float = 0.1
     """Share of training clicks held out as a biased log for the IPS/SNIPS estimates."""
+    expomf_row_solver: Literal["exact", "cg"] = "exact"
+    """ExpoMF's M-step: exact d×d solves per row, or warm-started conjugate gradient (dimension 200 on a CPU)."""
+    als_iterations: int = 15
+    """Sweeps of the closed-form ALS estimators (naive_als, wmf_als, relmf_als, relmf_clipped_als)."""
+    als_regularization: float = 10.0
+    """λ of the ALS estimators, on their sum-over-all-pairs scale: λ(‖X‖² + ‖Y‖²)."""
+    select_dims: list[int] | None = None
+    """Latent dimensions to choose from on validation (ExpoMF too); null: dim (expomf_dim for ExpoMF)."""
+    select_als_regularizations: list[float] | None = None
+    """ALS λ values to choose from on validation; null: als_regularization."""
+    select_weight_decays: list[float] | None = None
+    """Gradient fits' λ (trainer.weight_decay) values to choose from on validation; null: the trainer's."""
+    select_expomf_lams: list[float] | None = None
+    """ExpoMF ridge weights to choose from on validation; null: expomf_lam."""
 
 
 @dataclass
@@ -116,13 +130,23 @@ class MnarConfig:
     rating_threshold: int = 4
     """Ratings at or above this are clicks / relevant."""
     estimators: list[str] | None = None
-    """Estimators to train (oracle, naive, wmf, relmf, relmf_clipped, ubpr, expomf); null: dataset default."""
+    """Estimators to train (oracle, naive, wmf, relmf, relmf_clipped, ubpr, expomf; ALS: naive_als, wmf_als, relmf_als, relmf_clipped_als); null: dataset default."""
     propensity: Literal["popularity", "logged", "none"] = "popularity"
     """Real data: propensities from item popularity^η, from the log's propensity column, or none (θ = 1)."""
     eta: list[float] = field(default_factory=lambda: [0.5])
     """Popularity powers η to sweep (real data, propensity popularity)."""
     clip: list[float] | None = None
     """Clip values M for relmf_clipped (and UBPR) to sweep; null: 0.1 semi-synthetic, 0.00914 real data."""
+    clip_quantiles: list[float] | None = None
+    """Real data: clip candidates M at these quantiles of θ among training clicks, chosen on validation (replaces --clip)."""
+    selection_metric: str | None = None
+    """Real data: SNIPS metric on the held-out biased clicks that picks dim, λ and M per estimator; null: DCG@max(ks)."""
+    also_popularity_propensity: bool = False
+    """With --propensity logged, also train the propensity estimators on popularity θ (η from --eta): misspecification cost."""
+    ordering: list[str] | None = None
+    """Estimators in their expected order, best first: paired difference and verdict for each 'A beats B' claim."""
+    user_columns: list[str] | None = None
+    """Click logs: compose the user id from these columns (e.g. a log without a user column); null: the user column."""
     seeds: int = 5
     """Number of training seeds; real data: trainer.seed, trainer.seed + 1, ... (semi-synthetic: 0, 1, ...)."""
     ks: list[int] = field(default_factory=lambda: [1, 3, 5])
@@ -191,8 +215,20 @@ def check_config(config: MnarConfig) -> None:
         _refuse("--eta", f"popularity powers must be >= 0, got {config.eta}")
     if config.clip is not None and any(not 0 <= value <= 1 for value in config.clip):
         _refuse("--clip", f"clip values M must lie in [0, 1], got {config.clip}")
-    if config.clip is not None and 0 in config.clip and "relmf_clipped" in estimator_names(config):
+    if (
+        config.clip is not None
+        and 0 in config.clip
+        and any(n.startswith("relmf_clipped") for n in estimator_names(config))
+    ):
         _refuse("--clip", f"relmf_clipped needs clip values M > 0, got {config.clip}")
+    if config.clip_quantiles is not None and (
+        not config.clip_quantiles or any(not 0 <= q <= 1 for q in config.clip_quantiles)
+    ):
+        _refuse("--clip_quantiles", f"quantiles must lie in [0, 1], got {config.clip_quantiles}")
+    if config.user_columns is not None and (not config.user_columns or config.dataset != "click_log"):
+        _refuse("--user_columns", "give at least one column, and only with --dataset click_log")
+    if config.also_popularity_propensity and config.propensity != "logged":
+        _refuse("--also_popularity_propensity", "compares popularity θ against logged θ: needs --propensity logged")
     if config.store is not None and Path(config.store).is_dir():
         _refuse("--store", f"{config.store} is a folder, expected a DuckDB file (or null)")
     if config.is_semi_synthetic:
@@ -222,6 +258,9 @@ def _check_semi_synthetic(config: MnarConfig) -> None:
                 f"--{section_name}.{changed}",
                 "applies to real datasets; the semi-synthetic protocol uses --semi_synthetic.*",
             )
+    for name in ("clip_quantiles", "selection_metric", "ordering", "user_columns"):
+        if getattr(config, name) is not None:
+            _refuse(f"--{name}", "applies to real datasets, not the semi-synthetic protocol")
     not_pointwise = [name for name in config.estimators or [] if name not in POINTWISE_ESTIMATORS]
     if not_pointwise:
         _refuse("--estimators", f"the semi-synthetic log-loss protocol needs pointwise estimators, got {not_pointwise}")
@@ -248,9 +287,17 @@ def _check_real(config: MnarConfig) -> None:
         _refuse("--real.validation_fraction", f"must lie in [0, 1), got {section.validation_fraction}")
     if not 0 < section.positive_fraction < 1:
         _refuse("--real.positive_fraction", f"must lie in (0, 1), got {section.positive_fraction}")
-    for name in ("dim", "batch_size", "expomf_dim", "expomf_iterations"):
+    for name in ("dim", "batch_size", "expomf_dim", "expomf_iterations", "als_iterations"):
         if getattr(section, name) < 1:
             _refuse(f"--real.{name}", f"must be >= 1, got {getattr(section, name)}")
+    if section.als_regularization <= 0:
+        _refuse("--real.als_regularization", f"must be > 0, got {section.als_regularization}")
+    for name in ("select_dims", "select_als_regularizations", "select_weight_decays", "select_expomf_lams"):
+        values = getattr(section, name)
+        if values is not None and (not values or min(values) < (1 if name == "select_dims" else 0)):
+            _refuse(f"--real.{name}", f"needs at least one value, all positive; got {values}")
+    if config.selection_metric is not None and config.selection_metric.split("@")[0] not in ("DCG", "Recall", "MAP"):
+        _refuse("--selection_metric", f"use DCG@K, Recall@K or MAP@K, got {config.selection_metric!r}")
     _check_trainer(config.trainer)
 
 

@@ -305,13 +305,35 @@ def _parse_numbers(column: pd.Series, path: Path, label: str, first_line: int, a
     return values
 
 
-def _read_click_log_file(path: Path, require_propensity: bool = False) -> pd.DataFrame:
+USER_ID_SEPARATOR = "|"
+"""Joins the columns of a composed user id (``--user_columns``)."""
+
+
+def _read_click_log_file(
+    path: Path, require_propensity: bool = False, user_columns: list[str] | None = None
+) -> pd.DataFrame:
     frame, first_line = _read_tabular_log(path)
     frame.columns = [str(c).strip().lower() for c in frame.columns]
+    if user_columns:
+        wanted = [column.strip().lower() for column in user_columns]
+        absent = [column for column in wanted if column not in frame.columns]
+        if absent:
+            found = _preview(", ".join(frame.columns))
+            raise _fail(path, f"--user_columns: no column(s) {', '.join(absent)}; found {found}", 1)
+        parts = [frame[column].str.strip() for column in wanted]
+        for column, part in zip(wanted, parts):
+            empty = (part == "").to_numpy()
+            if empty.any():
+                raise _fail(path, f"empty {column} (part of the user id)", int(np.flatnonzero(empty)[0]) + first_line)
+        composed = parts[0]
+        for part in parts[1:]:
+            composed = composed + USER_ID_SEPARATOR + part
+        frame = frame.assign(user=composed)
     missing = [c for c in ("user", "item", "click") if c not in frame.columns]
     if missing:
         found = _preview(", ".join(frame.columns))
-        raise _fail(path, f"missing column(s) {', '.join(missing)}; found {found}", 1)
+        hint = "; compose a user id from other columns with --user_columns" if "user" in missing else ""
+        raise _fail(path, f"missing column(s) {', '.join(missing)}; found {found}{hint}", 1)
     if frame.empty:
         raise _fail(path, "log has no rows")
     for column in ("user", "item"):
@@ -349,28 +371,33 @@ def _read_click_log_file(path: Path, require_propensity: bool = False) -> pd.Dat
     return out
 
 
-def read_click_log(train_path: str | Path, test_path: str | Path | None = None) -> MnarDataset:
+def read_click_log(
+    train_path: str | Path, test_path: str | Path | None = None, user_columns: list[str] | None = None
+) -> MnarDataset:
     """Read a generic click log: a biased training log and, optionally, a randomized (MAR) test log.
 
     Files are CSV (``.csv``), tab-separated (``.tsv``) or Parquet (``.parquet``) with a header and columns
     ``user``, ``item``, ``click`` (0/1 or true/false) and optionally ``propensity`` (logged exposure
     probability of the shown item, in (0, 1]) and ``position`` (1-based slot). Ids may be any strings; they are
     indexed in order of first appearance over train then test. In the test log ``click`` is the label.
+    Logged-bandit logs often have no user column: ``user_columns`` composes the user id from several columns
+    (their stripped values joined by ``|``, e.g. ``session|device``) in both logs.
 
     Args:
         train_path: the biased log (e.g. clicks collected under the production recommender).
         test_path: optional log collected under uniformly random exposure.
+        user_columns: columns whose values together identify a user (None: the ``user`` column).
 
     Returns:
         The dataset.
     """
     train_path = _require_file(train_path, "training click log")
-    train = _read_click_log_file(train_path)
+    train = _read_click_log_file(train_path, user_columns=user_columns)
     test = None
     sources = [str(train_path)]
     if test_path is not None:
         test_path = _require_file(test_path, "test click log")
-        test = _read_click_log_file(test_path)
+        test = _read_click_log_file(test_path, user_columns=user_columns)
         sources.append(str(test_path))
     both = pd.concat([train, test]) if test is not None else train
     user_codes, user_ids = pd.factorize(both["user_id"])

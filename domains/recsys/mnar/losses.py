@@ -30,7 +30,10 @@ from domains.recsys.mnar.sampling import PairBatch
 POINTWISE_ESTIMATORS = ("oracle", "naive", "wmf", "relmf", "relmf_clipped")
 """Estimators trained with :func:`pointwise_debiasing_loss`."""
 
-ALL_ESTIMATORS = (*POINTWISE_ESTIMATORS, "ubpr", "expomf")
+ALS_ESTIMATORS = ("naive_als", "wmf_als", "relmf_als", "relmf_clipped_als")
+"""The squared-loss estimators on a linear score, fitted in closed form (:mod:`~domains.recsys.mnar.alternating_least_squares`)."""
+
+ALL_ESTIMATORS = (*POINTWISE_ESTIMATORS, "ubpr", "expomf", *ALS_ESTIMATORS)
 """Every estimator name the ``mnar`` command accepts."""
 
 LocalLoss = Literal["log", "squared", "squared_linear"]
@@ -147,7 +150,7 @@ class EstimatorSpec:
     def __post_init__(self) -> None:
         if self.name not in ALL_ESTIMATORS:
             raise ValueError(f"unknown estimator {self.name!r}; choose from {', '.join(ALL_ESTIMATORS)}")
-        if self.name == "relmf_clipped" and not 0 < self.clip_min <= 1:
+        if self.name.startswith("relmf_clipped") and not 0 < self.clip_min <= 1:
             raise ValueError(f"relmf_clipped needs a clip M in (0, 1], got {self.clip_min}")
 
     def pointwise_loss(self, logits: torch.Tensor, batch: PairBatch) -> torch.Tensor:

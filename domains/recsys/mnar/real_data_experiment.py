@@ -17,6 +17,12 @@ import numpy as np
 import pandas as pd
 import torch
 
+from domains.recsys.mnar.alternating_least_squares import (
+    LeastSquaresProblem,
+    fit_alternating_least_squares,
+    relmf_problem,
+    wmf_problem,
+)
 from domains.recsys.mnar.config import INPUT_HELP, MnarConfig, MnarConfigError, clip_values, estimator_names
 from domains.recsys.mnar.data import (
     MnarDataError,
@@ -29,8 +35,8 @@ from domains.recsys.mnar.data import (
     training_feedback,
 )
 from domains.recsys.mnar.expomf import fit_expomf
-from domains.recsys.mnar.feedback import item_popularity_propensity
-from domains.recsys.mnar.losses import EstimatorSpec
+from domains.recsys.mnar.feedback import ImplicitFeedback, item_popularity_propensity
+from domains.recsys.mnar.losses import ALS_ESTIMATORS, EstimatorSpec
 from domains.recsys.mnar.metrics import mar_ranking_metrics, propensity_weighted_ranking_metrics, rare_item_mask
 from domains.recsys.mnar.models import PointwiseMF
 from domains.recsys.mnar.report import (
@@ -46,13 +52,15 @@ from domains.recsys.mnar.training import fit_pointwise, fit_ubpr
 from shared.checkpoints import CheckpointManager, save_weights_atomically
 from shared.device import pick_device
 from shared.run_folder import CHECKPOINTS_DIR, METRICS_FILE, MetricsLog, RunFolder
-from shared.seed_statistics import markdown_table
+from shared.seed_statistics import markdown_table, paired_difference, verdict
 from shared.trainer import TrainerConfig
 
 FITS_DIR = "fits"
 """Folder of the per-fit trainer folders inside the run folder."""
-PROPENSITY_ESTIMATORS = ("relmf", "relmf_clipped", "ubpr")
+PROPENSITY_ESTIMATORS = ("relmf", "relmf_clipped", "ubpr", "relmf_als", "relmf_clipped_als")
 """Estimators that use exposure propensities (the others train with θ = 1)."""
+CLIPPED_ESTIMATORS = ("relmf_clipped", "relmf_clipped_als", "ubpr")
+"""Estimators with a clip M on θ."""
 
 
 def read_real_dataset(config: MnarConfig) -> MnarDataset:
@@ -77,7 +85,7 @@ def read_real_dataset(config: MnarConfig) -> MnarDataset:
     if config.dataset == "coat":
         return read_coat(path, config.rating_threshold)
     if config.dataset == "click_log":
-        return read_click_log(path, config.test_input)
+        return read_click_log(path, config.test_input, config.user_columns)
     return read_recbole_ratings(path, config.rating_threshold)
 
 
@@ -157,33 +165,125 @@ def _fit_trainer(trainer: TrainerConfig, fit_dir: Path) -> TrainerConfig:
     return dataclasses.replace(trainer, resume=None)
 
 
+@dataclass(frozen=True)
+class Candidate:
+    """One setting an estimator can be fitted with, chosen among others on validation.
+
+    Attributes:
+        dim: latent dimension.
+        regularization: λ on the estimator's own scale (ALS: sum over pairs; gradient fits: the trainer's
+            weight decay; ExpoMF: its ridge weight).
+        clip: ``M`` of the clipped estimators (0: none).
+    """
+
+    dim: int
+    regularization: float
+    clip: float
+
+    def describe(self) -> str:
+        """``dim=32,l2=10,M=0.05`` (M only when clipped)."""
+        text = f"dim={self.dim},l2={self.regularization:g}"
+        return text + (f",M={self.clip:g}" if self.clip > 0 else "")
+
+
+def clip_candidates(config: MnarConfig, propensity: np.ndarray) -> list[float]:
+    """Clip values M to choose from: quantiles of θ among the training clicks (``--clip_quantiles``)."""
+    quantiles = np.quantile(np.asarray(propensity, dtype=np.float64), config.clip_quantiles or [])
+    return sorted({float(f"{value:.4g}") for value in quantiles if value > 0})
+
+
+def candidates_for(config: MnarConfig, name: str, clips: list[float]) -> list[Candidate]:
+    """Every (dim, λ, M) the estimator ``name`` is fitted with before the validation choice."""
+    section = config.real
+    if name == "expomf":
+        dims = section.select_dims or [section.expomf_dim]
+        regularizations = section.select_expomf_lams or [section.expomf_lam]
+    elif name in ALS_ESTIMATORS:
+        dims = section.select_dims or [section.dim]
+        regularizations = section.select_als_regularizations or [section.als_regularization]
+    else:
+        dims = section.select_dims or [section.dim]
+        regularizations = section.select_weight_decays or [config.trainer.weight_decay]
+    return [Candidate(d, r, c) for d in dims for r in regularizations for c in clips]
+
+
+def _als_problem(config: MnarConfig, name: str, feedback: ImplicitFeedback, clip: float) -> LeastSquaresProblem:
+    if name.startswith("relmf"):
+        return relmf_problem(feedback, clip_min=clip)
+    if name == "wmf_als":
+        return wmf_problem(feedback, click_weight=1.0, unlabeled_weight=config.real.wmf_unlabeled_weight)
+    return wmf_problem(feedback)
+
+
 def _train(
-    config: MnarConfig, name: str, spec: EstimatorSpec, feedback: Any, seed: int, fit_dir: Path
+    config: MnarConfig,
+    name: str,
+    spec: EstimatorSpec,
+    feedback: Any,
+    seed: int,
+    fit_dir: Path,
+    candidate: Candidate,
 ) -> tuple[PointwiseMF, int]:
-    """Fit one model; returns it (on the CPU) and its number of optimizer steps (EM iterations for ExpoMF)."""
+    """Fit one model; returns it (on the CPU) and its steps (EM iterations for ExpoMF, sweeps for ALS)."""
     section = config.real
     if name == "expomf":
         model = fit_expomf(
             feedback,
-            dim=section.expomf_dim,
+            dim=candidate.dim,
             iterations=section.expomf_iterations,
-            lam=section.expomf_lam,
+            lam=candidate.regularization,
             seed=seed,
             device=pick_device(config.trainer.device),
+            row_solver=section.expomf_row_solver,
         ).as_model()
         save_weights_atomically(model, fit_dir / "model.safetensors")
         return model, section.expomf_iterations
-    trainer = _fit_trainer(config.trainer, fit_dir)
+    if name in ALS_ESTIMATORS:
+        factors = fit_alternating_least_squares(
+            _als_problem(config, name, feedback, candidate.clip),
+            dim=candidate.dim,
+            regularization=candidate.regularization,
+            iterations=section.als_iterations,
+            seed=seed,
+        )
+        model = factors.as_model()
+        save_weights_atomically(model, fit_dir / "model.safetensors")
+        return model, section.als_iterations
+    trainer = dataclasses.replace(_fit_trainer(config.trainer, fit_dir), weight_decay=candidate.regularization)
     if name == "ubpr":
         fit = fit_ubpr(
-            feedback, spec, dim=section.dim, batch_size=section.batch_size, trainer=trainer, run_dir=fit_dir, seed=seed
+            feedback,
+            spec,
+            dim=candidate.dim,
+            batch_size=section.batch_size,
+            trainer=trainer,
+            run_dir=fit_dir,
+            seed=seed,
         )
     else:
         sampler = PairSampler(feedback, positive_fraction=section.positive_fraction, seed=seed)
         fit = fit_pointwise(
-            sampler, spec, dim=section.dim, batch_size=section.batch_size, trainer=trainer, run_dir=fit_dir, seed=seed
+            sampler, spec, dim=candidate.dim, batch_size=section.batch_size, trainer=trainer, run_dir=fit_dir, seed=seed
         )
     return fit.model, fit.steps
+
+
+def _snips_on_validation(
+    config: MnarConfig, data: RealData, scores: np.ndarray, theta: np.ndarray, metric: str
+) -> float:
+    """The selection metric: a SNIPS estimate on the held-out biased clicks (training clicks excluded)."""
+    held_out = data.validation_clicks
+    estimate = propensity_weighted_ranking_metrics(
+        scores,
+        held_out["user"].to_numpy(),
+        held_out["item"].to_numpy(),
+        theta,
+        (int(metric.split("@")[1]),),
+        "snips",
+        excluded_users=data.train_clicks["user"].to_numpy(),
+        excluded_items=data.train_clicks["item"].to_numpy(),
+    )
+    return estimate[metric]
 
 
 def _evaluate(config: MnarConfig, data: RealData, scores: np.ndarray, validation_theta: np.ndarray) -> dict[str, float]:
@@ -218,10 +318,31 @@ def _evaluate(config: MnarConfig, data: RealData, scores: np.ndarray, validation
     return out
 
 
+def selection_metric(config: MnarConfig) -> str:
+    """The SNIPS metric that chooses each estimator's setting (``DCG@max(ks)`` unless given)."""
+    return config.selection_metric or f"DCG@{max(config.ks)}"
+
+
+def _propensity_sources(config: MnarConfig, name: str) -> list[tuple[str, float | None]]:
+    """``(θ source, η)`` pairs an estimator is trained with (θ = 1 for estimators without propensities)."""
+    if name not in PROPENSITY_ESTIMATORS or config.propensity == "none":
+        return [("none", None)]
+    if config.propensity == "popularity":
+        return [("popularity", eta) for eta in config.eta]
+    also = [("popularity", eta) for eta in config.eta] if config.also_popularity_propensity else []
+    return [("logged", None), *also]
+
+
 def run_real_data_experiment(
     config: MnarConfig, data: RealData, folder: RunFolder, log: MetricsLog
 ) -> ExperimentReport:
-    """Train and evaluate every (estimator, η, M, seed) on the log; returns the report.
+    """Choose each estimator's setting on validation, train it over the seeds and evaluate; returns the report.
+
+    For every estimator (and θ source, and swept ``--clip`` value) with more than one candidate setting
+    (``--real.select_*``, ``--clip_quantiles``), each candidate is fitted with the first seed and scored by a
+    SNIPS estimate on the held-out biased clicks (θ of the same source as the estimator's training: logged, or
+    popularity); the best one is then fitted with every seed (its first-seed fit is reused) and evaluated on
+    the MAR test set and by IPS/SNIPS on the held-out clicks.
 
     Args:
         config: the resolved settings (trainer budgets already in steps).
@@ -235,43 +356,78 @@ def run_real_data_experiment(
         f"clicks, {0 if dataset.test is None else len(dataset.test)} MAR test rows",
         flush=True,
     )
-    # held-out clicks' propensities for IPS/SNIPS: logged if requested, else popularity (η of the first sweep)
-    if config.propensity == "logged":
-        validation_theta = held_out["propensity"].to_numpy(dtype=np.float64)
-    else:
-        popularity = item_popularity_propensity(train_clicks["item"].to_numpy(), dataset.n_items, config.eta[0])
-        validation_theta = popularity[held_out["item"].to_numpy()]
+
+    def held_out_theta(source: str, eta: float | None) -> np.ndarray:
+        if source == "logged":
+            return held_out["propensity"].to_numpy(dtype=np.float64)
+        popularity = item_popularity_propensity(train_clicks["item"].to_numpy(), dataset.n_items, eta or 0.5)
+        return popularity[held_out["item"].to_numpy()]
+
+    # IPS/SNIPS columns of every model use one θ: logged if requested, else popularity (η of the first sweep)
+    validation_theta = held_out_theta("logged" if config.propensity == "logged" else "popularity", config.eta[0])
     section = config.real
+    metric = selection_metric(config)
     rows: list[dict[str, Any]] = []
     kept: list[tuple[str, str, Any]] = []
     outputs: list[str] = []
+    selection: dict[str, dict[str, Any]] = {}
     started = time.perf_counter()
+    seeds = [config.trainer.seed + offset for offset in range(config.seeds)]
     for name in estimator_names(config):
-        uses_propensity = name in PROPENSITY_ESTIMATORS
-        etas: list[float | None] = list(config.eta) if uses_propensity and config.propensity == "popularity" else [None]
-        for eta in etas:
-            source = config.propensity if uses_propensity else "none"
+        for source, eta in _propensity_sources(config, name):
             feedback = training_feedback(dataset, train_clicks, source, eta if eta is not None else 0.5)
-            for clip in clip_values(config) if name in ("relmf_clipped", "ubpr") else [0.0]:
-                spec = EstimatorSpec(
-                    name,
-                    loss=section.loss,
-                    clip_min=clip,
-                    unlabeled_weight=section.wmf_unlabeled_weight,
-                    normalization="weighted" if section.loss == "squared" else "mean",
-                    nonnegative_beta=section.ubpr_nonnegative_beta,
-                )
-                label = estimator_label(name, clip, eta if config.propensity == "popularity" else None)
-                for offset in range(config.seeds):
-                    seed = config.trainer.seed + offset
+            selection_theta = validation_theta if source == "none" else held_out_theta(source, eta)
+            clipped = name in CLIPPED_ESTIMATORS
+            swept = [[clip] for clip in clip_values(config)] if clipped and config.clip_quantiles is None else None
+            for clips in swept or [clip_candidates(config, feedback.propensity) if clipped else [0.0]]:
+                candidates = candidates_for(config, name, clips)
+                spec_for = {
+                    c: EstimatorSpec(
+                        name,
+                        loss=section.loss,
+                        clip_min=c.clip,
+                        unlabeled_weight=section.wmf_unlabeled_weight,
+                        normalization="weighted" if section.loss == "squared" else "mean",
+                        nonnegative_beta=section.ubpr_nonnegative_beta,
+                    )
+                    for c in candidates
+                }
+                base = estimator_label(name, 0.0, eta if source == "popularity" else None)
+                first: dict[Candidate, tuple[PointwiseMF, int, float, Path]] = {}
+                chosen = candidates[0]
+                if len(candidates) > 1 and len(held_out):
+                    scored = []
+                    for candidate in candidates:
+                        fit_dir = (
+                            folder.path / FITS_DIR / fit_folder_name(f"{base}/{candidate.describe()}/seed={seeds[0]}")
+                        )
+                        fit_started = time.perf_counter()
+                        model, steps = _train(config, name, spec_for[candidate], feedback, seeds[0], fit_dir, candidate)
+                        with torch.no_grad():
+                            scores = model.eval().score_matrix().numpy()
+                        value = _snips_on_validation(config, data, scores, selection_theta, metric)
+                        first[candidate] = (model, steps, time.perf_counter() - fit_started, fit_dir)
+                        scored.append({"setting": candidate.describe(), f"snips_{metric}": value})
+                        print(f"[mnar] select {base} {candidate.describe()}: snips {metric} {value:.4f}", flush=True)
+                        if value > max((row[f"snips_{metric}"] for row in scored[:-1]), default=-np.inf):
+                            chosen = candidate
+                label = estimator_label(name, chosen.clip, eta if source == "popularity" else None)
+                if len(candidates) > 1:
+                    selection[label] = {"chosen": chosen.describe(), "validation": scored if len(held_out) else []}
+                for seed in seeds:
                     fit_id = f"{label}/seed={seed}"
-                    fit_dir = folder.path / FITS_DIR / fit_folder_name(fit_id)
-                    fit_started = time.perf_counter()
-                    model, steps = _train(config, name, spec, feedback, seed, fit_dir)
+                    if seed == seeds[0] and chosen in first:
+                        model, steps, seconds, fit_dir = first[chosen]
+                    else:
+                        named = f"{base}/{chosen.describe()}" if len(candidates) > 1 else label
+                        fit_dir = folder.path / FITS_DIR / fit_folder_name(f"{named}/seed={seed}")
+                        fit_started = time.perf_counter()
+                        model, steps = _train(config, name, spec_for[chosen], feedback, seed, fit_dir, chosen)
+                        seconds = time.perf_counter() - fit_started
                     with torch.no_grad():
                         scores = model.eval().score_matrix().numpy()
                     metrics = _evaluate(config, data, scores, validation_theta)
-                    if name != "expomf":
+                    if name != "expomf" and name not in ALS_ESTIMATORS:
                         copy_fit_metrics(log, fit_dir, fit_id)
                     log.write(steps, 0, "test", {f"{fit_id}/{key}": value for key, value in metrics.items()})
                     rows.append(
@@ -279,15 +435,54 @@ def run_real_data_experiment(
                             "estimator": label,
                             "seed": seed,
                             "steps": steps,
-                            "fit_seconds": time.perf_counter() - fit_started,
+                            "dim": chosen.dim,
+                            "regularization": chosen.regularization,
+                            "fit_seconds": seconds,
                         }
                         | metrics
                     )
                     outputs.append(str((fit_dir / "model.safetensors").relative_to(folder.path)))
-                    if offset == 0:
+                    if seed == seeds[0]:
                         kept.append((f"mnar-{dataset.name}-{label}", f"seed={seed}", model))
-                    print(f"[mnar] {label} seed {seed}: {time.perf_counter() - fit_started:.1f}s", flush=True)
-    return _report(config, data, rows, kept, outputs, time.perf_counter() - started)
+                    print(f"[mnar] {label} seed {seed}: {seconds:.1f}s", flush=True)
+    return _report(config, data, rows, kept, outputs, time.perf_counter() - started, selection)
+
+
+def _labels_for(name: str, labels: list[str]) -> list[str]:
+    """Labels of ``--ordering`` entry ``name``: the label itself, else its estimator's logged-θ labels."""
+    if name in labels:
+        return [name]
+    return [label for label in labels if label.split("(")[0].split("[")[0] == name and "[η" not in label]
+
+
+def ordering_claims(config: MnarConfig, rows: list[dict[str, Any]], metric: str) -> list[dict[str, Any]]:
+    """Paired differences (same seeds) and verdicts for each 'A beats B' of ``--ordering`` (adjacent, and first vs last)."""
+    if not config.ordering:
+        return []
+    labels = list(dict.fromkeys(row["estimator"] for row in rows))
+    pairs = list(zip(config.ordering, config.ordering[1:]))
+    if len(config.ordering) > 2:
+        pairs.append((config.ordering[0], config.ordering[-1]))
+    claims = []
+    for better_name, worse_name in pairs:
+        for better in _labels_for(better_name, labels):
+            for worse in _labels_for(worse_name, labels):
+                by_seed = {
+                    label: {row["seed"]: row.get(metric) for row in rows if row["estimator"] == label}
+                    for label in (better, worse)
+                }
+                difference = paired_difference(by_seed[better], by_seed[worse])
+                claims.append(
+                    {
+                        "better": better,
+                        "worse": worse,
+                        "metric": metric,
+                        **difference.as_dict(),
+                        "verdict": verdict(difference, higher_is_better=True),
+                        "difference_text": difference.format(4),
+                    }
+                )
+    return claims
 
 
 def _report(
@@ -297,6 +492,7 @@ def _report(
     kept: list[tuple[str, str, Any]],
     outputs: list[str],
     elapsed: float,
+    selection: dict[str, dict[str, Any]] | None = None,
 ) -> ExperimentReport:
     dataset = data.dataset
     columns = list(
@@ -321,12 +517,38 @@ def _report(
         )
     )
     headline_metric = shown[0] if shown else None
+    if selection:
+        markdown += (
+            f"\n## Settings chosen on validation (SNIPS {selection_metric(config)} on the held-out biased clicks)\n\n"
+            + markdown_table(
+                ["estimator", "chosen", "candidates (validation SNIPS)"],
+                [
+                    [
+                        label,
+                        chosen["chosen"],
+                        "; ".join(f"{r['setting']}: {list(r.values())[1]:.4f}" for r in chosen["validation"]),
+                    ]
+                    for label, chosen in selection.items()
+                ],
+            )
+        )
+    claims = ordering_claims(config, rows, headline_metric) if headline_metric else []
+    if claims:
+        markdown += (
+            f"\n## Claims 'A beats B' on {headline_metric}: paired difference A − B over seeds\n\n"
+            + markdown_table(
+                ["claim", "difference [95% interval]", "verdict"],
+                [[f"{c['better']} > {c['worse']}", c["difference_text"], c["verdict"]] for c in claims],
+            )
+        )
     summary = {
         "dataset": dataset.name,
         "sources": dataset.sources,
         "rare_item_max_positives": data.rare_item_max_positives,
         "table": table,
         "seed_statistics": statistics,
+        "selection": selection or {},
+        "claims": [{k: v for k, v in c.items() if k != "difference_text"} for c in claims],
         "elapsed_s": elapsed,
     }
     headline = (

@@ -21,9 +21,9 @@ from shared.seed_statistics import SeedSummary, summarize
 def estimator_label(name: str, clip: float, eta: float | None) -> str:
     """How an estimator with its clip ``M`` and popularity power ``η`` is named in tables and the store."""
     label = name
-    if name == "relmf_clipped" or (name == "ubpr" and clip > 0):
+    if name.startswith("relmf_clipped") or (name == "ubpr" and clip > 0):
         label += f"(M={clip:g})"
-    if eta is not None and name in ("relmf", "relmf_clipped", "ubpr"):
+    if eta is not None and name.startswith(("relmf", "ubpr")):
         label += f"[η={eta:g}]"
     return label
 
