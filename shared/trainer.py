@@ -462,6 +462,10 @@ class Trainer:
                       if tensor.layout != torch.strided]  # fmt: skip
             if sparse:
                 nn.parallel.DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(self.model, sparse)
+            if self.device.type == "cuda":
+                # Batch statistics over the global batch, as with one process (SyncBatchNorm needs CUDA; on CPU
+                # each rank normalises by its own micro-batch).
+                self.model = nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
             self.wrapped = nn.parallel.DistributedDataParallel(self.model, device_ids=device_ids)
         self.optimizer = build_optimizer(self.model, config)
         self.stop_metric = config.stop_metric or config.select_metric

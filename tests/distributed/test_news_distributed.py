@@ -1,31 +1,82 @@
-"""news train under torchrun from a fresh folder: rank 0 builds the built-in shards and the feature cache.
+"""news train under torchrun from a fresh folder: rank 0 builds the feature cache while rank 1 waits, then reads it.
 
-Before the fix both ranks wrote the built-in shards at once (``shard-000000.tar.partial -> …tar``
-FileNotFoundError). Every rank holds every post's features; the core's batches split each global batch.
+The posts are a tiny out-of-context set (coloured shapes, real and swapped captions) in the JSONL layout, so the
+frozen encoders run in seconds. (The built-in set's one-time build goes through the same
+``main_process_first`` as the feature cache; its full-size torchrun run is measured in docs/distributed.md.)
+Every rank holds every post's features; the core's batches split each global batch between ranks.
 """
 
 from __future__ import annotations
 
+import json
 import types
 from pathlib import Path
 
 import pytest
+from PIL import Image, ImageDraw
 
-SETTINGS = ["--trainer.max_steps", "8", "--trainer.validate_every", "4", "--encoders.aligned_steps", "8"]
-# Stated tolerance: test ROC-AUC and accuracy within 0.05 of the one-process run (the head's dropout draws
-# differ per rank).
-TOLERANCE = 0.05
+from domains.news import ingest
+
+COLORS = {"red": (220, 30, 30), "green": (30, 180, 40), "blue": (30, 60, 220), "yellow": (240, 220, 20)}
+SHAPES = ("square", "circle", "triangle")
+SETTINGS = ["--encoders.image_tower_args", '{"image_size": 64}', "--encoders.aligned_steps", "8",
+            "--encoders.text_max_length", "16", "--trainer.max_steps", "8", "--trainer.validate_every", "4",
+            "--trainer.checkpoint_every", "8", "--cache_dir", "cache"]  # fmt: skip
+# Stated tolerance: the logged training loss (the global batch's, averaged over ranks) within 30% of the
+# one-process run's. Exact equality is not expected on CPU: FND-CLIP's heads use BatchNorm, whose batch
+# statistics are per rank (SyncBatchNorm needs CUDA; the trainer converts to it there), and dropout draws differ
+# per rank. The 4-post test split makes its ROC-AUC too coarse to compare.
+LOSS_RELATIVE_TOLERANCE = 0.3
+
+
+def write_posts(folder: Path) -> Path:
+    (folder / "img").mkdir(parents=True)
+    items = [(color, shape) for color in COLORS for shape in SHAPES]
+    records = []
+    for index, (color, shape) in enumerate(items):
+        image = Image.new("RGB", (48, 48), (255, 255, 255))
+        pen = ImageDraw.Draw(image)
+        if shape == "square":
+            pen.rectangle((8, 8, 40, 40), fill=COLORS[color])
+        elif shape == "circle":
+            pen.ellipse((8, 8, 40, 40), fill=COLORS[color])
+        else:
+            pen.polygon([(24, 6), (42, 42), (6, 42)], fill=COLORS[color])
+        image.save(folder / "img" / f"{color}-{shape}.png")
+        split = ("train", "train", "val", "test")[index % 4] if index >= 4 else "train"
+        other = items[(index + 1) % len(items)]
+        caption = f"a {color} {shape}"
+        records.append({"id": f"{index}-r", "text": caption, "image": f"img/{color}-{shape}.png", "label": 0,
+                        "split": split})  # fmt: skip
+        records.append({"id": f"{index}-f", "text": caption, "image": f"img/{other[0]}-{other[1]}.png", "label": 1,
+                        "split": split})  # fmt: skip
+    posts = folder / "posts.jsonl"
+    posts.write_text("".join(json.dumps(record) + "\n" for record in records))
+    return posts
 
 
 @pytest.mark.slow
-def test_two_processes_build_the_built_in_set_once_and_match_one(workdir: Path, dist: types.ModuleType) -> None:
-    two = dist.launch("domains.news.train", [*SETTINGS, "--run_name", "two", "--batch_size", "32"], workdir, 2)
-    assert dist.printed_once(two.stdout, "runs/news/shards-builtin: no shards yet")
-    one = dist.launch("domains.news.train", [*SETTINGS, "--run_name", "one", "--batch_size", "64"], workdir, 1)
+def test_two_processes_build_the_cache_once_and_match_one(workdir: Path, dist: types.ModuleType) -> None:
+    posts = write_posts(workdir / "raw")
+    ingest.main(["--format", "jsonl", "--input", str(posts), "--out_dir", str(workdir / "shards")])
+    common = [*SETTINGS, "--input", "shards"]
+    two = dist.launch("domains.news.train", [*common, "--run_name", "two", "--batch_size", "4"], workdir, 2)
+    assert len(list((workdir / "cache").glob("*.pt"))) == 1  # one cache file, written by rank 0
+    one = dist.launch("domains.news.train", [*common, "--run_name", "one", "--batch_size", "8"], workdir, 1)
     runs = workdir / "runs" / "news"
     single, double = dist.eval_metrics(runs / "one"), dist.eval_metrics(runs / "two")
-    dist.record("news train", one_s=one.wall_seconds, two_s=two.wall_seconds, one=single, two=double)
+    dist.record(
+        "news train",
+        one_s=one.wall_seconds,
+        two_s=two.wall_seconds,
+        one=single,
+        two=double,
+        loss_one=dist.train_losses(runs / "one"),
+        loss_two=dist.train_losses(runs / "two"),
+    )
     assert double["steps"] == single["steps"] == 8
     assert double["split_sizes"] == single["split_sizes"]
-    for name in ("roc_auc", "accuracy"):
-        assert double[name] == pytest.approx(single[name], abs=TOLERANCE), name
+    assert dist.train_losses(runs / "two") == pytest.approx(
+        dist.train_losses(runs / "one"), rel=LOSS_RELATIVE_TOLERANCE
+    )
+    assert (runs / "two" / "run.json").is_file() and (runs / "two" / "checkpoints" / "best.safetensors").is_file()
