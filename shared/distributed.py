@@ -27,6 +27,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+import numpy as np
 import torch
 import torch.distributed as dist
 import torch.distributed.nn as dist_nn
@@ -288,3 +289,28 @@ def encode_across_ranks(items: Sequence[T], encode: Callable[[Sequence[T]], Sequ
     if parts is None:
         return None
     return [value for part in parts for value in part]
+
+
+def rows_across_ranks(count: int, compute: Callable[[range], dict[str, Any]]) -> dict[str, np.ndarray] | None:
+    """Split rows ``0..count-1`` between ranks, ``compute`` each rank's rows, and join the columns on rank 0.
+
+    For ``embed`` commands whose encoder maps a range of rows to columns of arrays (one row per item): every rank
+    computes its contiguous rows, rank 0 receives all of them in row order and writes each once.
+
+    Args:
+        count: Rows in total (the same on every rank).
+        compute: ``compute(rows) -> {column: array with len(rows) rows}``.
+
+    Returns:
+        ``{column: array of count rows}`` on rank 0; None on the other ranks.
+    """
+    context = ensure_process_group()
+    mine = rank_slice(count, context)
+    part = {name: np.asarray(value) for name, value in compute(mine).items()} if len(mine) else None
+    parts = gather_to_main(part)
+    if parts is None:
+        return None
+    filled = [part for part in parts if part is not None]
+    if not filled:
+        return {}
+    return {name: np.concatenate([part[name] for part in filled]) for name in filled[0]}

@@ -15,12 +15,13 @@ from __future__ import annotations
 
 from domains.astro.embedding_export import EmbedConfig, EmbedResult, run_embed
 from shared.cli import parse_config, run_command
+from shared.distributed import on_main_process
 
 
 def main(argv: list[str] | None = None) -> EmbedResult:
     """Command-line entry point (``python -m domains.astro.embed --help``)."""
     config = parse_config(EmbedConfig, argv, prog="python -m domains.astro.embed", description=__doc__)
-    result = run_embed(config)
+    result = on_main_process(lambda: run_embed(config), "embedding")  # once, on rank 0, under torchrun
     candidates = int(result.samples["label_error_candidate"].sum())
     print(
         f"embedded {result.n_objects} objects x {len(result.modalities)} modalities ({', '.join(result.modalities)}) as "

@@ -67,6 +67,7 @@ def export_run(config: EmbedConfig) -> dict[str, Any]:
     from domains.news.detector_metrics import predict_rows, trained_input
     from domains.news.trained_detector import check_weights, load_detector, open_detector_run, weights_file
     from shared.device import pick_device
+    from shared.distributed import main_process_first, rows_across_ranks
     from shared.run_folder import sha256_of
     from shared.store import EmbeddingStore
 
@@ -76,9 +77,15 @@ def export_run(config: EmbedConfig) -> dict[str, Any]:
     trained = folder.load_config()
     shards = require_shard_folder(config.input or trained_input(trained), "--input")
     detector = load_detector(folder.path, config.weights, device=pick_device(config.device))
-    table = load_post_table(shards, detector.encoders, config.cache_dir)
+    with main_process_first("building the feature cache"):  # under torchrun: rank 0 encodes, the others read
+        table = load_post_table(shards, detector.encoders, config.cache_dir)
     features = detector.encoders.finish(table.base)
-    predicted = predict_rows(detector.model, features, list(range(len(table.keys))), detector.encoders.device)
+    # Under torchrun each rank scores its share of the posts; rank 0 gets them all and writes each once.
+    predicted = rows_across_ranks(
+        len(table.keys), lambda rows: predict_rows(detector.model, features, list(rows), detector.encoders.device)
+    )
+    if predicted is None:
+        return {"run_id": folder.run_id, "model_name": MODEL_NAME, "model_version": "", "written": {}}
     checkpoint_sha = sha256_of(weights_file(folder.path, config.weights))
     run_id = folder.run_id
     model_version = checkpoint_sha[:12]

@@ -43,3 +43,27 @@ def test_two_processes_match_one_on_the_built_in_corpus(workdir: Path, dist: typ
         if "R@" in name:
             assert double["retrieval"][name] == pytest.approx(value, abs=RECALL_TOLERANCE), name
     assert "Done in" in one.stdout
+
+
+def store_vectors(store: Path) -> dict[tuple[str, str], list[float]]:
+    """``(modality, sample_id) -> vector`` of every row in a store, asserting no row is there twice."""
+    import duckdb
+
+    with duckdb.connect(str(store), read_only=True) as connection:
+        rows = connection.execute("SELECT modality, sample_id, vec FROM all_embeddings").fetchall()
+    vectors = {(modality, sample_id): list(vec) for modality, sample_id, vec in rows}
+    assert len(vectors) == len(rows)
+    return vectors
+
+
+@pytest.mark.slow
+def test_embed_splits_the_encoding_and_writes_each_vector_once(workdir: Path, dist: types.ModuleType) -> None:
+    dist.launch("domains.biomed.pretrain", [*TINY, "--run_name", "one", "--data.batch_size", "16"], workdir, 1)
+    embed = ["--run", "runs/biomed/one", "--input", "runs/biomed/demo_corpus/test", "--batch_size", "8"]
+    two = dist.launch("domains.biomed.embed", [*embed, "--store", "two.duckdb"], workdir, 2)
+    dist.launch("domains.biomed.embed", [*embed, "--store", "one.duckdb"], workdir, 1)
+    split, single = store_vectors(workdir / "two.duckdb"), store_vectors(workdir / "one.duckdb")
+    assert len(single) == 2 * 44 and set(split) == set(single)  # every image and caption vector, once
+    for key, vector in single.items():
+        assert split[key] == pytest.approx(vector, abs=1e-5), key
+    assert "Next" in two.stdout and two.stdout.count("Next") == 1  # rank 0 alone reports
