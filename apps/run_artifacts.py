@@ -81,6 +81,52 @@ def finished_run_table(domains: Sequence[str] = ("biomed", "astro", "news", "rec
     return frame.sort_values("finished_at", ascending=False, kind="stable").reset_index(drop=True)
 
 
+def config_strings(run_dir: str | Path) -> list[str]:
+    """Every non-empty string value of a run's saved ``config.yaml`` (paths among them), depth first."""
+    try:
+        config = RunFolder(Path(run_dir)).load_config()
+    except Exception:  # noqa: BLE001 — a run without a readable config simply names no files
+        return []
+
+    def strings(value: Any) -> list[str]:
+        if isinstance(value, dict):
+            return [text for item in value.values() for text in strings(item)]
+        if isinstance(value, list):
+            return [text for item in value for text in strings(item)]
+        return [value] if isinstance(value, str) and value else []
+
+    return strings(config)
+
+
+def training_curves(run_dir: str | Path) -> pd.DataFrame:
+    """A run's ``metrics.csv`` (the core's one schema: step, epoch, phase, metric, value) as a table."""
+    from shared.run_folder import read_metrics
+
+    rows = read_metrics(run_dir)
+    return pd.DataFrame(rows, columns=["step", "epoch", "phase", "metric", "value"])
+
+
+def headline_metrics(domains: Sequence[str] = ("biomed", "astro", "news", "recsys")) -> pd.DataFrame:
+    """One row per (finished run, headline metric) from the runs' ``run.json`` summaries, newest runs first."""
+    rows = []
+    for domain in domains:
+        for folder in finished_runs(runs_root(), domain):
+            marker = folder.marker()
+            for name, value in (marker.get("summary") or {}).items():
+                if isinstance(value, int | float) and not isinstance(value, bool):
+                    rows.append(
+                        {
+                            "domain": domain,
+                            "run": folder.path.relative_to(runs_root()).as_posix(),
+                            "command": marker.get("command", ""),
+                            "metric": name,
+                            "value": float(value),
+                            "finished_at": marker.get("finished_at", ""),
+                        }
+                    )
+    return pd.DataFrame(rows, columns=["domain", "run", "command", "metric", "value", "finished_at"])
+
+
 def file_stamp(path: Path) -> int:
     """Modification time (ns) of ``path``, 0 if missing: part of a model cache key, so a retrained run reloads."""
     return path.stat().st_mtime_ns if path.exists() else 0

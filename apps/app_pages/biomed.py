@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import io
+
 import numpy as np
 import streamlit as st
 import torch
 
-from apps.domain_page import inventory, render_domain_page, sample_table
-from apps.run_artifacts import BIOMED_PRETRAIN_COMMAND, biomed_encoder, finished_run_folders
+from apps.domain_page import inventory, render_domain_page, render_training_curves, sample_table
+from apps.run_artifacts import BIOMED_PRETRAIN_COMMAND, biomed_encoder, config_strings, finished_run_folders
+from apps.shard_media import IMAGE_COLUMN_CONFIG, image_bytes, image_index, shard_files, with_thumbnails
 from apps.store_access import nearest, query, store_path
 from apps.upload_checks import (
     IMAGE_KINDS,
@@ -35,10 +38,33 @@ def encoder_for(model_name: str, model_version: str) -> tuple[object, object] | 
     return biomed_encoder(str(folders[0] / "export"))
 
 
+def biomed_image_index() -> dict[str, tuple[str, str]]:
+    """Sample id → image in the shards the biomed runs trained and validated on (their config.yaml)."""
+    folders = finished_run_folders("biomed", BIOMED_PRETRAIN_COMMAND)
+    return image_index(shard_files(text for folder in folders for text in config_strings(folder)))
+
+
+def biomed_thumbnails(frame):
+    """``frame`` with a thumbnail of each sample's image."""
+    return with_thumbnails(frame, biomed_image_index())
+
+
+def biomed_image(sample_id: str):
+    """The full image of one sample from the run's shards, or None."""
+    data = image_bytes(biomed_image_index(), sample_id)
+    if data is None:
+        return None
+    from PIL import Image
+
+    return Image.open(io.BytesIO(data)).convert("RGB")
+
+
 def with_captions(neighbours, samples):
-    """Neighbour table with the caption and concept of each sample."""
+    """Neighbour table with the thumbnail, caption and concept of each sample."""
     columns = [c for c in ("sample_id", "caption", "concept", "image_set") if c in samples.columns]
-    return neighbours[["rank", "sample_id", "score"]].merge(samples[columns], on="sample_id", how="left")
+    return biomed_thumbnails(
+        neighbours[["rank", "sample_id", "score"]].merge(samples[columns], on="sample_id", how="left")
+    )
 
 
 def encode_texts(model, loaded, texts: list[str]) -> np.ndarray:
@@ -48,7 +74,10 @@ def encode_texts(model, loaded, texts: list[str]) -> np.ndarray:
         return model.encode("text", loaded.tokenizer(texts).to(device)).float().cpu().numpy()
 
 
-render_domain_page("biomed")
+render_domain_page("biomed", thumbnails=biomed_thumbnails, image_of=biomed_image)
+if store_path().is_file():
+    with st.expander("Training curves", expanded=False):
+        render_training_curves("biomed")
 if store_path().is_file() and not inventory("biomed").empty:
     models = inventory("biomed")
     image_models = models[models["modality"] == "image"]
@@ -75,7 +104,10 @@ if store_path().is_file() and not inventory("biomed").empty:
         if text.strip():
             vector = encode_texts(model, loaded, [text.strip()])[0]
             hits = nearest(vector=vector, k=k, modality="image", **identity)
-            st.dataframe(with_captions(hits, samples), hide_index=True, width="stretch", key="biomed_text_hits")
+            st.dataframe(
+                with_captions(hits, samples), hide_index=True, width="stretch", key="biomed_text_hits",
+                column_config=IMAGE_COLUMN_CONFIG,
+            )  # fmt: skip
 
     with upload_tab:
         upload = st.file_uploader(
@@ -109,11 +141,19 @@ if store_path().is_file() and not inventory("biomed").empty:
                 with left:
                     st.subheader("Nearest images")
                     hits = nearest(vector=vector, k=k, modality="image", **identity)
-                    st.dataframe(with_captions(hits, samples), hide_index=True, width="stretch")
+                    st.dataframe(
+                        with_captions(hits, samples),
+                        hide_index=True,
+                        width="stretch",
+                        column_config=IMAGE_COLUMN_CONFIG,
+                    )
                 with right:
                     st.subheader("Nearest captions")
                     captions = nearest(vector=vector, k=k, modality="text", **identity)
-                    st.dataframe(with_captions(captions, samples), hide_index=True, width="stretch")
+                    st.dataframe(
+                        with_captions(captions, samples), hide_index=True, width="stretch",
+                        column_config=IMAGE_COLUMN_CONFIG,
+                    )  # fmt: skip
                 st.subheader("Zero-shot")
                 typed = st.text_input(
                     "Labels, comma separated", "chest radiograph, histology slide, retina photograph",

@@ -40,6 +40,11 @@ def table_with(app: AppTest, *columns: str) -> pd.DataFrame:
     raise AssertionError(f"no table with columns {columns}")
 
 
+def tables_with(app: AppTest, *columns: str) -> list[pd.DataFrame]:
+    """Every table on the page that has all of ``columns``, in page order."""
+    return [element.value for element in app.dataframe if set(columns) <= set(element.value.columns)]
+
+
 def rendered_text(app: AppTest) -> str:
     parts = [e.value for kind in ("markdown", "caption", "json", "error", "info", "text") for e in getattr(app, kind)]
     parts += [d.value.to_csv() for d in app.dataframe]
@@ -134,7 +139,7 @@ def test_biomed_text_search_ranks_images_by_the_runs_own_text_encoder(explorer_e
     app = app_at("biomed")
     app.text_input(key="biomed_text_query").set_value("a histology slide").run()
     assert not app.exception
-    hits = table_with(app, "rank", "sample_id", "score", "caption")
+    hits = tables_with(app, "rank", "sample_id", "score", "caption")[-1]  # after the map's neighbour table
     model, loaded = biomed_encoder(explorer_env)
     with torch.no_grad():
         query = model.encode("text", loaded.tokenizer(["a histology slide"])).numpy()[0]
@@ -150,7 +155,7 @@ def test_biomed_image_upload_finds_neighbours_and_classifies(explorer_env: Path,
     app = app_at("biomed")
     app.file_uploader(key="biomed_upload").set_value(("picture.png", shape_png, "image/png")).run()
     assert not app.exception and not app.error
-    images = table_with(app, "rank", "sample_id", "score", "caption")
+    images = tables_with(app, "rank", "sample_id", "score", "caption")[1]  # [0]: the map's neighbour table
     assert len(images) == app.slider(key="biomed_query_k").value
     zero_shot = table_with(app, "label", "probability")
     assert sorted(zero_shot["label"]) == sorted(["chest radiograph", "histology slide", "retina photograph"])
