@@ -1,9 +1,12 @@
 """The AstroM3 results table in one command: test accuracy (mean and 95% interval over split seeds) for
-each modality x {without, with CLIP} x {full, sub50, sub25, sub10}, and the paper's two claims judged on
-paired differences over seeds.
+each modality x {without, with CLIP} x {full, sub50, sub25, sub10}, every budget scored on the same full
+test split, with the paired CLIP-minus-no-CLIP difference per cell, leak baselines (metadata logistic
+regression, field only, most common class), and a verdict (supported / contradicted / cannot tell) for each
+of the paper's claims: CLIP helps photometry; it helps more with fewer labels; fusion beats the best single
+modality.
 
-    python -m domains.astro.table                     # CPU demo on the built-in data (about 10 minutes)
-    python -m domains.astro.table --seeds [42,66,0,12,123] --input runs/astro/<ingest>
+    python -m domains.astro.table --config domains/astro/configs/table_demo.yaml   # 2 CPU cores, ~20 min
+    python -m domains.astro.table --config domains/astro/configs/table_paper.yaml --input runs/astro/<ingest>
 
 Writes ``runs/astro/<run_name>/table.md`` and ``table.json`` plus the pretraining and fine-tuning runs under
 ``runs/astro/<run_name>/astro/``; the work is done by :mod:`domains.astro.paper_table`.
