@@ -134,11 +134,10 @@ def test_budgets_cap_only_training_and_the_table_refuses_an_ingest_whose_test_sp
     tmp_path: Path, write_astro_ingest: Callable[..., Path]
 ) -> None:
     ingest_dir = write_astro_ingest(tmp_path / "ingest", n_objects=120, seeds=(1,))
-    read = (
-        lambda subset, split: set(  # noqa: E731
-            (ingest_dir / "splits" / subset / "1" / f"{split}.csv").read_text().splitlines()[1:]
-        )
-    )
+
+    def read(subset: str, split: str) -> set[str]:
+        return set((ingest_dir / "splits" / subset / "1" / f"{split}.csv").read_text().splitlines()[1:])
+
     assert read("sub50", "test") == read("full", "test") and read("sub50", "val") == read("full", "val")
     assert len(read("sub50", "train")) < len(read("full", "train"))
     check_same_test_split(ingest_dir, ["full", "sub50"], [1])
