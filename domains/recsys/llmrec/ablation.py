@@ -3,9 +3,11 @@
 Variants, each adding one piece to the previous:
 
 1. ``lightgcn`` — torch-geometric LightGCN with BPR;
-2. ``+side`` — MiniLM item text features and KG item attributes, projected and added (LLMRec fusion);
-3. ``+edges`` — augmented ``pos::neg`` triplets (knowledge-graph backend over the seed's LightGCN top-10
-   candidates) at ``augmented_share`` of each batch;
+2. ``+side`` — MiniLM item text features and KG item attributes, projected and propagated over the
+   graph with LLMRec's fusion weights and auxiliary losses;
+3. ``+edges`` — the offline backend's augmentation: ``pos::neg`` triplets (KG overlap over the seed's
+   LightGCN top-10 candidates) at ``augmented_share`` of each batch, plus item-file attributes (genre,
+   decade, title words) and profiles summarised from the training history;
 4. ``+prune`` — noisy-feedback pruning (keep the hardest 29% of triplets, ω4 = 0.71);
 5. ``+mae`` — MAE feature enhancement (mask rate, (1−cos)^γ reconstruction).
 
@@ -13,6 +15,10 @@ Every model is selected on validation and scored once on test (Recall/NDCG@20, s
 changes the split, the initialisation and the batch order. Results over seeds are summarised with
 :mod:`shared.seed_statistics`: mean ± sample std with the 95% interval, and each variant's paired
 difference from the first variant (the baseline) over the same seeds.
+
+The ablation is cumulative and its triplets come from a heuristic, not an LLM; whether augmentation and
+pruning help is tested by the controlled experiment of :mod:`domains.recsys.llmrec.noisy_augmentation`
+(oracle triplets, injected noise, a pruning-alone control).
 """
 
 from __future__ import annotations
