@@ -45,7 +45,7 @@ class DetectConfig:
     out_dir: str | None = None
     """Batch mode output folder for <input name>.results.jsonl (default: <run>/detect)."""
     batch_size: int = 64
-    """Posts per forward pass."""
+    """Posts per forward pass (FND-CLIP's [CLS] layer weighting depends on the batch, as published: 1 scores each post alone)."""
     weights: str = "best"
     """best (validation-selected) or last."""
     device: str = "auto"

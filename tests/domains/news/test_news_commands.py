@@ -64,7 +64,13 @@ def test_detect_agrees_with_evaluation_and_explains(trained: dict, tmp_path: Pat
     assert len(lines) == len(results) == 25
     assert lines[-1] == {"id": "broken", "skipped": "no readable image"}
     by_id = {r["id"]: r for r in lines}
-    assert by_id["0-r"]["prob_fake"] == pytest.approx(single["prob_fake"], abs=1e-5)  # same post, batch path
+    # FND-CLIP's layer weighting depends on the batch (as published): the same post in a batch of one
+    one_by_one = tmp_path / "one"
+    detect.main(
+        ["--run", str(run), "--input", str(trained["posts"]), "--out_dir", str(one_by_one), "--batch_size", "1"]
+    )
+    alone = {r["id"]: r for r in map(json.loads, (one_by_one / "posts.results.jsonl").read_text().splitlines())}
+    assert alone["0-r"]["prob_fake"] == pytest.approx(single["prob_fake"], abs=1e-5)  # same post, batch path
     assert by_id["0-r"]["true_label"] == "real"
 
     # the evaluation path (cached features) gives the same probabilities as detect (features from raw posts)
@@ -124,22 +130,38 @@ def test_ablate_writes_a_table_per_variant_and_seed(trained: dict, fast: list[st
             "--cache_dir",
             str(trained["root"] / "cache"),
             "--variants",
-            '["full", "text_only"]',
+            '["full", "text_only", "image_only"]',
             "--seeds",
             "[1, 2]",
             *fast,
         ]
     )
-    assert set(result["runs"]) == {"full", "text_only"} and set(result["runs"]["full"]) == {"1", "2"}
+    # every caption of the tiny set is once real and once fake: a text-only model is 0.5 by design
+    assert set(result["runs"]) == {"full", "image_only"} and set(result["runs"]["full"]) == {"1", "2"}
+    assert set(result["constant_by_design"]) == {"text_only"}
     accuracies = [result["runs"]["full"][s]["accuracy"] for s in ("1", "2")]
     assert result["summary"]["full"]["accuracy"]["mean"] == pytest.approx(np.mean(accuracies))
     table = (trained["runs"] / "news" / "abl" / "ablation.md").read_text()
-    assert "| full |" in table and "| text_only |" in table
-    assert result["runs"]["text_only"]["1"]["mean_attention"].keys() == {"text"}
+    assert "| full |" in table and "| image_only |" in table and "| text_only |" not in table
+    assert "Not tabulated: `text_only` is constant by design" in table and "CLIP similarity gauge" in table
+    assert result["runs"]["image_only"]["1"]["mean_attention"].keys() == {"image"}
+    # the paired difference full − image_only, from the per-seed values
+    differences = [
+        result["runs"]["full"][s]["accuracy"] - result["runs"]["image_only"][s]["accuracy"] for s in ("1", "2")
+    ]
+    paired = result["paired_differences"]["image_only"]["accuracy"]
+    assert paired["mean"] == pytest.approx(np.mean(differences)) and paired["verdict"] in (
+        "supported",
+        "contradicted",
+        "cannot tell",
+    )
+    assert "| full − image_only | accuracy |" in table
+    gauge = result["similarity_gauge_roc_auc"]
+    assert gauge["all"] is None or 0.0 <= gauge["all"] <= 1.0
     with pytest.raises(ValueError, match="unknown variant"):
         ablate.main(["--variants", '["everything"]', "--runs_root", str(trained["runs"])])
     # every run of the study trained for the budget given on the command line, with its own seed
-    for variant in ("full", "text_only"):
+    for variant in ("full", "image_only"):
         for seed in (1, 2):
             sub_run = trained["runs"] / "news" / "abl" / variant / f"seed-{seed}"
             saved = yaml.safe_load((sub_run / "config.yaml").read_text())
