@@ -18,8 +18,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from domains.recsys.mnar.semi_synthetic import SemiSyntheticWorld
+from domains.recsys.mnar.data import read_movielens_100k_ratings
+from domains.recsys.mnar.semi_synthetic import GeneratorSettings, SemiSyntheticWorld, build_semi_synthetic_world
 from shared.atomic_files import atomic_output
+from shared.user_errors import UserError
 
 TRAIN_FILE = "train.csv"
 TEST_FILE = "test.csv"
@@ -96,4 +98,61 @@ def write_semi_synthetic_click_log(
         clicks=int(train["click"].sum()),
         test_rows=len(test),
         test_relevant_rate=float(test["click"].mean()),
+    )
+
+
+@dataclass
+class SemiSyntheticLogConfig:
+    """Write the semi-synthetic ML-100K world of one exposure power as a click log with logged propensities."""
+
+    out_dir: str | None = None
+    """Folder for train.csv, test.csv and the generator fits (generator/); required."""
+    power: float = 1.0
+    """Exposure power p in θ = σ(z)^p (larger = stronger MNAR; p = 1: about 100k exposures, 17k clicks)."""
+    test_items_per_user: int = 10
+    """Random unclicked items per user in the missing-at-random test log (Yahoo! R3 surveyed 10 songs)."""
+    test_seed: int = 0
+    """Seed of the test items' draw."""
+    epsilon: float = 5.0
+    """ε in γ = σ(clip(R̂, 1, 5) − ε)."""
+    generator_dim: int = 20
+    """Latent dimension of the generator MFs."""
+    generator_iterations: int = 300
+    """Adam steps of each generator fit."""
+    generator_batch_size: int = 256
+    """Pairs per generator step."""
+    generator_lr: float = 0.01
+    """Adam learning rate of the generator fits."""
+    generator_seed: int = 12345
+    """Seed of the generator fits and of sampling R and O."""
+
+
+def write_semi_synthetic_log(config: SemiSyntheticLogConfig) -> SemiSyntheticLog:
+    """Check ``config``, fit the generator on MovieLens-100K and write the log of ``config.power``.
+
+    Raises:
+        UserError: a flag is missing or out of range (the message names it).
+    """
+    if not config.out_dir:
+        raise UserError("--out_dir: give the folder to write train.csv and test.csv into")
+    if Path(config.out_dir).is_file():
+        raise UserError(f"--out_dir: {config.out_dir} is a file, expected a folder")
+    if config.power <= 0:
+        raise UserError(f"--power: must be > 0, got {config.power}")
+    if config.test_items_per_user < 1:
+        raise UserError(f"--test_items_per_user: must be >= 1, got {config.test_items_per_user}")
+    for name in ("generator_dim", "generator_iterations", "generator_batch_size"):
+        if getattr(config, name) < 1:
+            raise UserError(f"--{name}: must be >= 1, got {getattr(config, name)}")
+    settings = GeneratorSettings(
+        config.generator_dim,
+        config.generator_iterations,
+        config.generator_batch_size,
+        config.generator_lr,
+        config.epsilon,
+        config.generator_seed,
+    )
+    world = build_semi_synthetic_world(read_movielens_100k_ratings(), settings, Path(config.out_dir) / "generator")
+    return write_semi_synthetic_click_log(
+        world, config.power, config.out_dir, config.test_items_per_user, config.test_seed
     )
