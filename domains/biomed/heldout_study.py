@@ -59,6 +59,8 @@ class HeldoutStudyConfig:
     """Start from the towers' own pretrained weights (MiniLM text for the demo model), as the demo does."""
     batch_size: int = 32
     """Training batch size (the demo preset's)."""
+    reuse_finished: bool = True
+    """Read a seed's metrics from its finished run folder (eval/metrics.json) instead of training it again: seeds can run as separate processes and one last call collects the table."""
     out: str = ""
     """Markdown file the result table is written to (empty: only printed)."""
 
@@ -82,6 +84,21 @@ def _metric(metrics: dict[str, Any], path: tuple[str, ...]) -> float | None:
             return None
         value = value[key]
     return float(value)
+
+
+def _finished_metrics(run_dir: Path, max_steps: int) -> dict[str, Any] | None:
+    """A finished run's eval/metrics.json when it trained ``max_steps`` and measured both columns, else None."""
+    import json
+
+    from shared.run_folder import FINISHED_MARKER
+
+    try:
+        metrics = json.loads((run_dir / "eval" / "metrics.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    finished = (run_dir / FINISHED_MARKER).is_file()
+    complete = "untrained" in metrics and "trained" in metrics
+    return metrics if finished and complete and metrics.get("training", {}).get("steps") == max_steps else None
 
 
 def heldout_table(per_seed: dict[int, dict[str, dict[str, float]]]) -> str:
@@ -131,14 +148,18 @@ def run_heldout_study(config: HeldoutStudyConfig, say: Callable[[str], None] = p
             export=False,
             embed=False,
         )
-        say(f"seed {seed}: training {config.max_steps} steps ...")
-        result = pretrain(run, say=lambda _message: None)
+        metrics = _finished_metrics(Path(config.runs_root) / "biomed" / run.run_name, run.trainer.max_steps)
+        if metrics is None or not config.reuse_finished:
+            say(f"seed {seed}: training {config.max_steps} steps ...")
+            metrics = pretrain(run, say=lambda _message: None).metrics
+        else:
+            say(f"seed {seed}: read from its finished run folder")
         per_seed[seed] = {
             column: {
                 label: value
                 for label, path in STUDY_METRICS
-                if (value := _metric(result.metrics.get(column, {}), path)) is not None
-            }  # fmt: skip
+                if (value := _metric(metrics.get(column, {}), path)) is not None
+            }
             for column in ("untrained", "trained")
         }
         say(f"seed {seed}: " + "; ".join(f"{label} {per_seed[seed]['untrained'].get(label, float('nan')):.3f} → "

@@ -224,3 +224,8 @@ def test_heldout_study_compares_untrained_and_trained_over_seeds(tmp_path: Path,
         row.rstrip(" |").endswith(("supported", "contradicted", "cannot tell")) for row in rows
     )
     assert (tmp_path / "runs" / "biomed" / "heldout-seed1" / "eval" / "metrics.json").is_file()
+    # seeds run as separate processes are collected by one last call, without training again
+    again = heldout.main(["--seeds", "[0, 1]", "--max_steps", "2", "--model", "tiny", "--pretrained_towers", "false",
+                          "--demo_image_size", "32", "--batch_size", "16", "--demo_dir", str(tmp_path / "corpus"),
+                          "--runs_root", str(tmp_path / "runs")])  # fmt: skip
+    assert again.table == result.table and capsys.readouterr().out.count("read from its finished run folder") == 2
