@@ -15,17 +15,20 @@ import numpy as np
 import pytest
 from command_contract import expect_command_failure
 
-from domains.recsys import ablate, augment, embed, evaluate, ingest, recommend, train
+from domains.recsys import ablate, augment, embed, evaluate, ingest, noisy_augmentation, recommend, train
 
 from .conftest import write_synthetic_recbole
 
-COMMANDS = (train, augment, ablate, ingest, evaluate, embed, recommend)
+COMMANDS = (train, augment, ablate, ingest, evaluate, embed, recommend, noisy_augmentation)
 FAST = ["--fit.batch_size", "64", "--dataset.text_features", "false"]
 HEADER = "user_id:token\titem_id:token\trating:float\n"
 
 
 def fast(command: ModuleType) -> list[str]:
-    """Flags that keep a command small (ingest has no fit settings and computes no text features)."""
+    """Flags that keep a command small (ingest has no fit settings and computes no text features; the
+    controlled experiment has no dataset settings)."""
+    if command is noisy_augmentation:
+        return ["--fit.batch_size", "64"]
     return [] if command is ingest else FAST
 
 
@@ -70,6 +73,7 @@ def test_config_yaml_that_does_not_parse(command: ModuleType, tmp_path: Path, ca
         (evaluate, "--ks", "ten"),
         (recommend, "--top_n", "ten"),
         (embed, "--run", "[1, 2]"),
+        (noisy_augmentation, "--noise_levels", "half"),
     ],
     ids=lambda v: getattr(v, "__name__", v),
 )
@@ -99,7 +103,7 @@ BAD_INTER_FILES = {
 }
 
 
-@pytest.mark.parametrize("command", [train, ingest, ablate], ids=lambda c: c.__name__)
+@pytest.mark.parametrize("command", [train, ingest, ablate, noisy_augmentation], ids=lambda c: c.__name__)
 @pytest.mark.parametrize("case", list(BAD_INTER_FILES))
 def test_malformed_interaction_file(command: ModuleType, case: str, tmp_path: Path, capsys) -> None:
     folder = _inter_folder(tmp_path, BAD_INTER_FILES[case])
@@ -191,6 +195,9 @@ def test_train_resume_without_a_checkpoint(synthetic_recbole: Path, tmp_path: Pa
         (["--dataset.split_strategy", "sideways"], ("--dataset.split_strategy",)),
         (["--fit.batch_size", "0"], ("--fit.batch_size",)),
         (["--ndcg_variant", "best"], ("--ndcg_variant",)),
+        (["--model.id_propagation", "sideways"], ("--model.id_propagation",)),
+        (["--model.prune_drop_fraction", "1.0"], ("--model.prune_drop_fraction",)),
+        (["--fit.test_excludes", "nothing"], ("--fit.test_excludes",)),
         (["--candidates_k", "1"], ("--candidates_k",)),
         (["--trainer.optimizer", "lbfgs", "--augmentation", "none"], ("--trainer.optimizer",)),
     ],
