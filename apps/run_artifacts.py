@@ -127,6 +127,32 @@ def headline_metrics(domains: Sequence[str] = ("biomed", "astro", "news", "recsy
     return pd.DataFrame(rows, columns=["domain", "run", "command", "metric", "value", "finished_at"])
 
 
+def score_news_post(run_dir: str, text: str, image_data: bytes) -> dict[str, Any]:
+    """One post scored exactly as ``python -m domains.news.detect --text … --image …`` scores it.
+
+    The upload is written to a private temporary file and goes through news's own
+    :func:`domains.news.post_scoring.classify_posts` (which reads the image with news's one image reader,
+    compositing transparency onto white) with the run's cached detector, so the explorer and the CLI
+    give the same numbers for the same post.
+
+    Raises:
+        ValueError: The post cannot be classified (the reason from news's library).
+    """
+    import tempfile
+
+    from domains.news.data import NewsPost
+    from domains.news.post_scoring import classify_posts
+
+    with tempfile.TemporaryDirectory(prefix="explorer-news-") as folder:
+        image_path = Path(folder) / "upload"
+        image_path.write_bytes(image_data)
+        post = NewsPost("upload", text, None, "explorer", [image_path], None)
+        result = classify_posts(news_detector(run_dir), [post], 1)[0]
+    if "skipped" in result:
+        raise ValueError(f"cannot classify the post: {result['skipped']}")
+    return result
+
+
 def file_stamp(path: Path) -> int:
     """Modification time (ns) of ``path``, 0 if missing: part of a model cache key, so a retrained run reloads."""
     return path.stat().st_mtime_ns if path.exists() else 0
