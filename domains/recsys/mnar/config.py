@@ -101,6 +101,9 @@ class RealDataSection:
     """Ridge weight of ExpoMF's factors."""
     validation_fraction: float = 0.1
     """Share of training clicks held out as a biased log for the IPS/SNIPS estimates."""
+    resplit_per_seed: bool = False
+    """Each seed holds out its own random validation clicks (and trains on the rest), so seed intervals include
+    training-data variation, not only initialisation (closed-form fits reach the same scores from any start)."""
     expomf_row_solver: Literal["exact", "cg"] = "exact"
     """ExpoMF's M-step: exact d×d solves per row, or warm-started conjugate gradient (dimension 200 on a CPU)."""
     als_iterations: int = 15

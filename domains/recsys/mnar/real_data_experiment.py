@@ -55,6 +55,8 @@ from shared.run_folder import CHECKPOINTS_DIR, METRICS_FILE, MetricsLog, RunFold
 from shared.seed_statistics import markdown_table, paired_difference, verdict
 from shared.trainer import TrainerConfig
 
+VALIDATION_SEED = 12345
+"""Seed of the held-out validation clicks (the authors' ``random_state``); seed offset k adds k when resplitting."""
 FITS_DIR = "fits"
 """Folder of the per-fit trainer folders inside the run folder."""
 PROPENSITY_ESTIMATORS = ("relmf", "relmf_clipped", "ubpr", "relmf_als", "relmf_clipped_als")
@@ -286,7 +288,13 @@ def _snips_on_validation(
     return estimate[metric]
 
 
-def _evaluate(config: MnarConfig, data: RealData, scores: np.ndarray, validation_theta: np.ndarray) -> dict[str, float]:
+def _evaluate(
+    config: MnarConfig,
+    data: RealData,
+    scores: np.ndarray,
+    validation_theta: np.ndarray,
+    split: tuple[pd.DataFrame, pd.DataFrame] | None = None,
+) -> dict[str, float]:
     """MAR (all and rare items) and IPS/SNIPS metrics of one model's score matrix."""
     out: dict[str, float] = {}
     test = data.dataset.test
@@ -301,7 +309,7 @@ def _evaluate(config: MnarConfig, data: RealData, scores: np.ndarray, validation
                 users[rare], labels[rare], test_scores[rare], config.ks, config.conventions
             )
             out.update({f"rare_{key}": value for key, value in rare_metrics.items()})
-    held_out = data.validation_clicks
+    train_clicks, held_out = split or (data.train_clicks, data.validation_clicks)
     if len(held_out):
         for estimator in ("ips", "snips"):
             estimate = propensity_weighted_ranking_metrics(
@@ -311,8 +319,8 @@ def _evaluate(config: MnarConfig, data: RealData, scores: np.ndarray, validation
                 validation_theta,
                 config.ks,
                 estimator,
-                excluded_users=data.train_clicks["user"].to_numpy(),
-                excluded_items=data.train_clicks["item"].to_numpy(),
+                excluded_users=train_clicks["user"].to_numpy(),
+                excluded_items=train_clicks["item"].to_numpy(),
             )
             out.update({f"{estimator}_{key}": value for key, value in estimate.items()})
     return out
@@ -350,21 +358,31 @@ def run_real_data_experiment(
         folder: the run folder (fits go to ``fits/``).
         log: the run's ``metrics.csv`` (every fit's training rows and test values).
     """
-    dataset, train_clicks, held_out = data.dataset, data.train_clicks, data.validation_clicks
+    dataset = data.dataset
     print(
-        f"[mnar] {dataset.name}: {dataset.n_users} users x {dataset.n_items} items, {len(train_clicks)} training "
+        f"[mnar] {dataset.name}: {dataset.n_users} users x {dataset.n_items} items, {len(data.train_clicks)} training "
         f"clicks, {0 if dataset.test is None else len(dataset.test)} MAR test rows",
         flush=True,
     )
 
-    def held_out_theta(source: str, eta: float | None) -> np.ndarray:
+    seeds = [config.trainer.seed + offset for offset in range(config.seeds)]
+    splits = {seed: (data.train_clicks, data.validation_clicks) for seed in seeds}
+    if config.real.resplit_per_seed:
+        for offset, seed in enumerate(seeds[1:], start=1):
+            splits[seed] = split_validation_clicks(dataset, config.real.validation_fraction, VALIDATION_SEED + offset)
+
+    def held_out_theta(seed: int, source: str, eta: float | None) -> np.ndarray:
+        train_clicks, held_out = splits[seed]
         if source == "logged":
             return held_out["propensity"].to_numpy(dtype=np.float64)
         popularity = item_popularity_propensity(train_clicks["item"].to_numpy(), dataset.n_items, eta or 0.5)
         return popularity[held_out["item"].to_numpy()]
 
-    # IPS/SNIPS columns of every model use one θ: logged if requested, else popularity (η of the first sweep)
-    validation_theta = held_out_theta("logged" if config.propensity == "logged" else "popularity", config.eta[0])
+    def evaluation_theta(seed: int) -> np.ndarray:
+        """θ of every model's IPS/SNIPS columns: logged if requested, else popularity (η of the first sweep)."""
+        return held_out_theta(seed, "logged" if config.propensity == "logged" else "popularity", config.eta[0])
+
+    held_out = data.validation_clicks
     section = config.real
     metric = selection_metric(config)
     rows: list[dict[str, Any]] = []
@@ -372,11 +390,14 @@ def run_real_data_experiment(
     outputs: list[str] = []
     selection: dict[str, dict[str, Any]] = {}
     started = time.perf_counter()
-    seeds = [config.trainer.seed + offset for offset in range(config.seeds)]
     for name in estimator_names(config):
         for source, eta in _propensity_sources(config, name):
-            feedback = training_feedback(dataset, train_clicks, source, eta if eta is not None else 0.5)
-            selection_theta = validation_theta if source == "none" else held_out_theta(source, eta)
+            feedback_by_seed = {
+                seed: training_feedback(dataset, splits[seed][0], source, eta if eta is not None else 0.5)
+                for seed in dict.fromkeys(seeds if config.real.resplit_per_seed else seeds[:1])
+            }
+            feedback = feedback_by_seed[seeds[0]]
+            selection_theta = evaluation_theta(seeds[0]) if source == "none" else held_out_theta(seeds[0], source, eta)
             clipped = name in CLIPPED_ESTIMATORS
             swept = [[clip] for clip in clip_values(config)] if clipped and config.clip_quantiles is None else None
             for clips in swept or [clip_candidates(config, feedback.propensity) if clipped else [0.0]]:
@@ -422,11 +443,12 @@ def run_real_data_experiment(
                         named = f"{base}/{chosen.describe()}" if len(candidates) > 1 else label
                         fit_dir = folder.path / FITS_DIR / fit_folder_name(f"{named}/seed={seed}")
                         fit_started = time.perf_counter()
-                        model, steps = _train(config, name, spec_for[chosen], feedback, seed, fit_dir, chosen)
+                        seed_feedback = feedback_by_seed.get(seed, feedback)
+                        model, steps = _train(config, name, spec_for[chosen], seed_feedback, seed, fit_dir, chosen)
                         seconds = time.perf_counter() - fit_started
                     with torch.no_grad():
                         scores = model.eval().score_matrix().numpy()
-                    metrics = _evaluate(config, data, scores, validation_theta)
+                    metrics = _evaluate(config, data, scores, evaluation_theta(seed), splits[seed])
                     if name != "expomf" and name not in ALS_ESTIMATORS:
                         copy_fit_metrics(log, fit_dir, fit_id)
                     log.write(steps, 0, "test", {f"{fit_id}/{key}": value for key, value in metrics.items()})
