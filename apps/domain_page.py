@@ -19,6 +19,8 @@ from apps.run_artifacts import runs_root, training_curves
 from apps.shard_media import IMAGE_COLUMN_CONFIG
 from apps.store_access import nearest, query, store_path
 
+GROUP_MODELS_ABOVE = 8
+"""With more models than this in a domain, the picker groups versions under their model."""
 MAP_POINTS = 5000
 """Points drawn on a map at most; larger models are drawn from a repeatable uniform sample."""
 
@@ -188,8 +190,21 @@ def render_domain_page(
         st.info(f"The store has no {domain} embeddings yet. Run `python -m domains.{domain}.embed`.")
         return []
     models["label"] = models["modality"] + " · " + models["model_name"] + " " + models["model_version"]
+    models["family"] = models["modality"] + " · " + models["model_name"]
     pick, method_column = st.columns([4, 1])
-    choice = pick.selectbox("Modality and model", models["label"].tolist(), key=f"{domain}_model")
+    if len(models) > GROUP_MODELS_ABOVE:
+        # Many variants (e.g. MNAR estimators x seeds): pick the model first, then its version.
+        families = models.groupby("family", sort=False).size()
+        family_labels = [f"{family} ({count} versions)" if count > 1 else family for family, count in families.items()]
+        family = pick.selectbox("Modality and model", family_labels, key=f"{domain}_family")
+        models_shown = models[models["family"] == families.index[family_labels.index(family)]]
+    else:
+        models_shown = models
+    choice = pick.selectbox(
+        "Version" if len(models) > GROUP_MODELS_ABOVE else "Modality and model",
+        models_shown["label"].tolist(),
+        key=f"{domain}_model",
+    )
     method = method_column.radio("Map", ["PCA", "UMAP"], horizontal=True, key=f"{domain}_map_method")
     chosen = models[models["label"] == choice].iloc[0]
 

@@ -11,7 +11,7 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from apps.domain_page import inventory, render_domain_page, sample_table
+from apps.domain_page import inventory, render_domain_page, render_training_curves, sample_table
 from apps.run_artifacts import ASTRO_INGEST_COMMAND, finished_run_folders, runs_root
 from apps.store_access import nearest, query, store_path
 
@@ -83,15 +83,30 @@ def light_curve_figures(path: Path, period_days: float | None):
     from domains.astro.lightcurve_readers import read_asassn_lightcurve
 
     series = read_asassn_lightcurve(path)
-    raw = pd.DataFrame({"HJD": series.time.jd, "flux_mJy": np.asarray(series["flux"].value)})
-    raw_figure = px.scatter(raw, x="HJD", y="flux_mJy", title="Light curve", height=300)
+    flux = np.asarray(series["flux"].value)
+    flux_err = np.asarray(series["flux_err"].value) if "flux_err" in series.colnames else None
+    # Calendar dates on the axis (HJD as a number reads "2.456M"); the HJD stays in the hover.
+    raw = pd.DataFrame({"date": series.time.to_datetime(), "HJD": series.time.jd, "flux_mJy": flux})
+    if flux_err is not None:
+        raw["flux_err_mJy"] = flux_err
+    error = "flux_err_mJy" if flux_err is not None else None
+    raw_figure = px.scatter(
+        raw, x="date", y="flux_mJy", error_y=error, hover_data=["HJD"], title="Light curve", height=300,
+        labels={"date": "date (UTC)", "flux_mJy": "flux (mJy)"},
+    )  # fmt: skip
+    raw_figure.update_xaxes(tickformat="%Y-%m-%d")
+    raw_figure.update_traces(marker={"size": 4}, error_y={"thickness": 0.8, "width": 0})
     folded_figure = None
     if period_days and np.isfinite(period_days) and period_days > 0:
         folded = series.fold(period=period_days * u.day, normalize_phase=True)
         frame = pd.DataFrame({"phase": np.asarray(folded.time.value), "flux_mJy": np.asarray(folded["flux"].value)})
+        if flux_err is not None:
+            frame["flux_err_mJy"] = np.asarray(folded["flux_err"].value)
         folded_figure = px.scatter(
-            frame, x="phase", y="flux_mJy", title=f"Folded at P = {period_days:.5f} d", height=300
-        )
+            frame, x="phase", y="flux_mJy", error_y=error, title=f"Folded at P = {period_days:.5f} d", height=300,
+            labels={"flux_mJy": "flux (mJy)"},
+        )  # fmt: skip
+        folded_figure.update_traces(marker={"size": 4}, error_y={"thickness": 0.8, "width": 0})
     return raw_figure, folded_figure
 
 
@@ -101,10 +116,12 @@ def spectrum_figure(path: Path):
 
     spectrum = read_lamost_spectrum(path)
     frame = pd.DataFrame({"wavelength_A": spectrum.wavelength.to_value("Angstrom"), "flux": spectrum.flux})
-    return px.line(frame, x="wavelength_A", y="flux", title="Spectrum", height=300)
+    return px.line(
+        frame, x="wavelength_A", y="flux", title="Spectrum", height=300, labels={"wavelength_A": "wavelength (Å)"}
+    )
 
 
-render_domain_page("astro")
+render_domain_page("astro", also_follow=["astro_star"])  # a map click opens the star below too
 models = inventory("astro") if store_path().is_file() else pd.DataFrame()
 if not models.empty:
     st.divider()
@@ -164,16 +181,21 @@ if not models.empty:
                     st.info("No spectrum file for this star.")
 
         st.subheader("Nearest neighbours per modality")
+        neighbour_count = st.slider("Neighbours", 3, 30, 10, key="astro_neighbour_k")
         present = set(models[(models["model_name"] == picked["model_name"])]["modality"])
         modalities = [m for m in MODALITY_ORDER if m in present]
-        for column, modality in zip(st.columns(max(len(modalities), 1)), modalities):
-            with column:
-                st.caption(modality)
-                hits = nearest(sample_id=star_id, k=5, domain="astro", modality=modality,
-                                     model_name=picked["model_name"], model_version=picked["model_version"],
-                                     include_sample_columns=True)  # fmt: skip
-                shown = ["sample_id", "score"] + [c for c in ("sample_label",) if c in hits.columns]
-                st.dataframe(hits[shown], hide_index=True, key=f"astro_neighbours_{modality}")
+        described = [c for c in ("asassn_name", "variable_type", "period") if c in catalogue.columns]
+        for modality in modalities:
+            hits = nearest(sample_id=star_id, k=neighbour_count, domain="astro", modality=modality,
+                           model_name=picked["model_name"], model_version=picked["model_version"],
+                           include_sample_columns=True)  # fmt: skip
+            if described:
+                hits = hits.merge(catalogue[["sample_id", *described]], on="sample_id", how="left")
+            shown = ["rank", "sample_id", *described, "score"] + [
+                c for c in ("sample_label", "sample_split", "sample_anomaly_isolation_forest") if c in hits.columns
+            ]
+            st.caption(f"{modality}: {len(hits)} nearest stars")
+            st.dataframe(hits[shown], hide_index=True, width="stretch", key=f"astro_neighbours_{modality}")
 
     st.subheader("Anomaly ranking")
     scores = [c for c in ANOMALY_COLUMNS if c in samples.columns]
@@ -184,3 +206,5 @@ if not models.empty:
         shown = ["sample_id", "label", "split", score, "label_error_candidate"]
         ranking = samples.sort_values(score, ascending=False)[[c for c in shown if c in samples.columns]].head(50)
         st.dataframe(ranking, hide_index=True, width="stretch", key="astro_anomalies")
+    st.divider()
+    render_training_curves("astro")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from apps.run_artifacts import finished_run_table
+from apps.run_artifacts import finished_run_table, headline_metrics
 from apps.store_access import query, store_path
 
 st.title("Domain CLIP explorer")
@@ -26,6 +26,18 @@ columns[1].metric(
 columns[2].metric("Vectors", int(inventory["num_vectors"].sum()) if len(inventory) else 0)
 columns[3].metric("Runs", len(runs))
 st.caption(f"Store: `{path}` — last update {inventory['last_written'].max() if len(inventory) else 'never'}")
+st.subheader("Headline metrics of the finished runs")
+headlines = headline_metrics()
+if headlines.empty:
+    st.caption("No finished run with a summary beside the store.")
+else:
+    # One row per domain: its newest finished run's numbers (run.json summary), metrics as columns.
+    newest = headlines.groupby("domain", sort=False)["run"].first()
+    latest = headlines[headlines["run"].isin(newest.to_numpy())]
+    table = latest.pivot_table(index=["domain", "run"], columns="metric", values="value", aggfunc="first", sort=False)
+    st.dataframe(table.reset_index(), hide_index=True, width="stretch", key="home_latest_headlines")
+    with st.expander("Every run's headline metrics"):
+        st.dataframe(headlines, hide_index=True, width="stretch", key="home_headlines")
 st.subheader("Embeddings by domain, modality and model")
 st.dataframe(inventory, hide_index=True, width="stretch")
 st.subheader("Runs")

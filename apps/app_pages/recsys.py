@@ -8,11 +8,18 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from apps.domain_page import inventory, render_domain_page
-from apps.run_artifacts import RECSYS_TRAIN_COMMAND, finished_run_folders, finished_subrun, recsys_run
+from apps.domain_page import inventory, render_domain_page, render_training_curves
+from apps.run_artifacts import (
+    RECSYS_TRAIN_COMMAND,
+    finished_run_folders,
+    finished_subrun,
+    recsys_run,
+    runs_root,
+)
 from apps.store_access import nearest, query, store_path
 
 RECOMMENDER_MODEL = "llmrec-lightgcn"
+MNAR_COMMAND = "domains.recsys.mnar"
 
 
 def user_history(loaded, user: str) -> pd.DataFrame:
@@ -33,7 +40,39 @@ def recommendations(run_dir: str, user: str, top_n: int) -> pd.DataFrame:
     return recommend(recsys_run(run_dir), [user], top_n)[["rank", "item_id", "title", "score"]]
 
 
-render_domain_page("recsys")
+def with_genre(samples: pd.DataFrame) -> pd.DataFrame:
+    """The recsys sample table with a ``genre`` column (the first genre of an item's text), to colour maps by."""
+    if "text" not in samples.columns or samples.empty:
+        return samples
+    samples = samples.copy()
+    genres = samples["text"].astype(str).str.extract(r"genres?:\s*([^;,|]+)", expand=False).str.strip()
+    samples["genre"] = genres.where(genres.notna(), samples.get("kind", "unknown"))
+    return samples
+
+
+def mnar_results() -> list[tuple[str, str]]:
+    """``(run, results.md)`` of every finished MNAR experiment (Rel-MF and the other estimators) beside the store."""
+    folders = finished_run_folders("recsys", MNAR_COMMAND)
+    return [
+        (folder.relative_to(runs_root()).as_posix(), (folder / "results.md").read_text(encoding="utf-8"))
+        for folder in folders
+        if (folder / "results.md").is_file()
+    ]
+
+
+render_domain_page("recsys", sample_columns_for_display=with_genre)
+st.divider()
+st.header("Unbiased learning from MNAR feedback")
+results = mnar_results()
+if not results:
+    st.caption(
+        "No finished MNAR experiment beside the store. Run `python -m domains.recsys.mnar --config "
+        "domains/recsys/configs/mnar_quick.yaml`."
+    )
+else:
+    run_names = [name for name, _ in results]
+    picked_run = st.selectbox("MNAR experiment", run_names, key="recsys_mnar_run")
+    st.markdown(results[run_names.index(picked_run)][1])
 if store_path().is_file() and not inventory("recsys").empty:
     st.divider()
     st.header("Users and recommendations")
@@ -89,5 +128,7 @@ if store_path().is_file() and not inventory("recsys").empty:
             sample_id=f"{data.name}:item:{item_id}", k=10, domain="recsys", modality="item",
             model_name=RECOMMENDER_MODEL, model_version=version, include_sample_columns=True,
         )  # fmt: skip
-        columns = ["rank", "sample_id", "score"] + [c for c in ("sample_title",) if c in similar.columns]
+        columns = ["rank"] + [c for c in ("sample_title",) if c in similar.columns] + ["score", "sample_id"]
         st.dataframe(similar[columns], hide_index=True, width="stretch", key="recsys_similar")
+    st.divider()
+    render_training_curves("recsys")
