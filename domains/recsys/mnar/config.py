@@ -148,6 +148,8 @@ class MnarConfig:
     """With --propensity logged, also train the propensity estimators on popularity θ (η from --eta): misspecification cost."""
     ordering: list[str] | None = None
     """Estimators in their expected order, best first: paired difference and verdict for each 'A beats B' claim."""
+    claims: list[str] | None = None
+    """Further claims 'A>B' (estimator names or full labels, e.g. relmf_als>wmf_als) judged like --ordering's."""
     user_columns: list[str] | None = None
     """Click logs: compose the user id from these columns (e.g. a log without a user column); null: the user column."""
     seeds: int = 5
@@ -230,6 +232,8 @@ def check_config(config: MnarConfig) -> None:
         _refuse("--clip_quantiles", f"quantiles must lie in [0, 1], got {config.clip_quantiles}")
     if config.user_columns is not None and (not config.user_columns or config.dataset != "click_log"):
         _refuse("--user_columns", "give at least one column, and only with --dataset click_log")
+    if any(claim.count(">") != 1 or "" in claim.split(">") for claim in config.claims or []):
+        _refuse("--claims", f"write each claim as 'A>B', got {config.claims}")
     if config.also_popularity_propensity and config.propensity != "logged":
         _refuse("--also_popularity_propensity", "compares popularity θ against logged θ: needs --propensity logged")
     if config.store is not None and Path(config.store).is_dir():
@@ -261,7 +265,7 @@ def _check_semi_synthetic(config: MnarConfig) -> None:
                 f"--{section_name}.{changed}",
                 "applies to real datasets; the semi-synthetic protocol uses --semi_synthetic.*",
             )
-    for name in ("clip_quantiles", "selection_metric", "ordering", "user_columns"):
+    for name in ("clip_quantiles", "selection_metric", "ordering", "claims", "user_columns"):
         if getattr(config, name) is not None:
             _refuse(f"--{name}", "applies to real datasets, not the semi-synthetic protocol")
     not_pointwise = [name for name in config.estimators or [] if name not in POINTWISE_ESTIMATORS]

@@ -471,20 +471,29 @@ def run_real_data_experiment(
 
 
 def _labels_for(name: str, labels: list[str]) -> list[str]:
-    """Labels of ``--ordering`` entry ``name``: the label itself, else its estimator's logged-θ labels."""
+    """Labels of an ``--ordering``/``--claims`` entry: the label itself, else the estimator's labels with any clip M
+    (``relmf_clipped_als`` → ``relmf_clipped_als(M=0.1)``; ``relmf_als[η=0.5]`` → the popularity-θ one)."""
     if name in labels:
         return [name]
-    return [label for label in labels if label.split("(")[0].split("[")[0] == name and "[η" not in label]
+    base = name.split("[")[0]
+    popularity = name[len(base) :]
+    return [
+        label
+        for label in labels
+        if label.split("(")[0].split("[")[0] == base
+        and (label.endswith(popularity) if popularity else "[η" not in label)
+    ]
 
 
 def ordering_claims(config: MnarConfig, rows: list[dict[str, Any]], metric: str) -> list[dict[str, Any]]:
-    """Paired differences (same seeds) and verdicts for each 'A beats B' of ``--ordering`` (adjacent, and first vs last)."""
-    if not config.ordering:
-        return []
+    """Paired differences (same seeds) and verdicts for each 'A beats B' of ``--ordering`` (adjacent, and first vs
+    last) and of ``--claims``."""
+    ordering = config.ordering or []
     labels = list(dict.fromkeys(row["estimator"] for row in rows))
-    pairs = list(zip(config.ordering, config.ordering[1:]))
-    if len(config.ordering) > 2:
-        pairs.append((config.ordering[0], config.ordering[-1]))
+    pairs = list(zip(ordering, ordering[1:]))
+    if len(ordering) > 2:
+        pairs.append((ordering[0], ordering[-1]))
+    pairs += [tuple(part.strip() for part in claim.split(">")) for claim in config.claims or []]
     claims = []
     for better_name, worse_name in pairs:
         for better in _labels_for(better_name, labels):

@@ -68,7 +68,7 @@ def test_logged_propensities_train_relmf_and_popularity_ones_run_beside_them(tmp
     results = _run(
         tmp_path, "--estimators", "[wmf_als, relmf_als, relmf_clipped_als]", "--also_popularity_propensity", "true",
         "--clip_quantiles", "[0.1, 0.5]", "--real.select_dims", "[2, 4]", "--real.als_iterations", "5",
-        "--ordering", "[relmf_als, wmf_als]",
+        "--ordering", "[relmf_als, wmf_als]", "--claims", '["relmf_clipped_als>relmf_clipped_als[η=0.5]"]',
     )  # fmt: skip
     labels = {row["estimator"] for row in results["rows"]}
     assert {"wmf_als", "relmf_als", "relmf_als[η=0.5]"} <= labels
@@ -91,7 +91,10 @@ def test_logged_propensities_train_relmf_and_popularity_ones_run_beside_them(tmp
     weights = load_file(fit_dir / "model.safetensors")
     np.testing.assert_allclose(weights["user_factors"].numpy(), expected.user_factors.detach().numpy(), rtol=1e-5)
     claims = results["summary"]["claims"]
-    assert [(c["better"], c["worse"]) for c in claims] == [("relmf_als", "wmf_als")]
+    assert [(c["better"], c["worse"]) for c in claims] == [
+        ("relmf_als", "wmf_als"),
+        (clipped[0], next(label for label in labels if label.startswith("relmf_clipped_als") and "[η" in label)),
+    ]
     assert claims[0]["verdict"] in ("supported", "contradicted", "cannot tell") and claims[0]["n"] == 2
 
 
