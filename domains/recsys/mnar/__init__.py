@@ -10,9 +10,12 @@ one job each:
 - :mod:`~domains.recsys.mnar.models`: matrix factorisation, single and replicated.
 - :mod:`~domains.recsys.mnar.losses`: the estimators' losses (naive, WMF, Rel-MF, UBPR).
 - :mod:`~domains.recsys.mnar.training`: real-data fits through the core trainer.
+- :mod:`~domains.recsys.mnar.alternating_least_squares`: closed-form ALS for WMF and linear-score Rel-MF.
 - :mod:`~domains.recsys.mnar.expomf`: the ExpoMF baseline (EM).
 - :mod:`~domains.recsys.mnar.metrics`: MAR ranking metrics and IPS/SNIPS estimates.
 - :mod:`~domains.recsys.mnar.semi_synthetic`: the semi-synthetic world (generator fits, R, O, Y).
+- :mod:`~domains.recsys.mnar.semi_synthetic_log`: that world as a click log with logged propensities
+  (command: ``python -m domains.recsys.mnar.write_semi_synthetic_log``).
 - :mod:`~domains.recsys.mnar.replicated_training`: the compared models, all replicas in one batched loop.
 - :mod:`~domains.recsys.mnar.semi_synthetic_experiment` and :mod:`~domains.recsys.mnar.real_data_experiment`:
   the two protocols; :mod:`~domains.recsys.mnar.experiment` runs one into a run folder;
