@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import datetime
 import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -71,7 +72,10 @@ def init_distributed(backend: str | None = None) -> DistributedContext:
         chosen = backend or ("nccl" if torch.cuda.is_available() else "gloo")
         if chosen == "nccl":
             torch.cuda.set_device(local_rank)
-        dist.init_process_group(backend=chosen)
+        # Rank 0 may prepare data for a long time while the others wait in a collective (main_process_first):
+        # wait up to DIST_TIMEOUT_MINUTES (default 180) instead of torch's 30 (gloo) or 10 (nccl) minutes.
+        timeout = datetime.timedelta(minutes=float(os.environ.get("DIST_TIMEOUT_MINUTES", "180")))
+        dist.init_process_group(backend=chosen, timeout=timeout)
     return DistributedContext(rank=rank, world_size=world_size, local_rank=local_rank)
 
 
