@@ -43,6 +43,7 @@ from domains.recsys.llmrec.graphs import bipartite_graph, import_torch_geometric
 from shared.user_errors import UserError
 
 ID_PROPAGATIONS = ("symmetric", "llmrec")
+PRUNE_KEEPS = ("hardest", "easiest")
 
 
 @dataclass
@@ -77,7 +78,11 @@ class RecommenderConfig:
     """Weight of the feature regulariser (½Σ squares of propagated text/image features) / n_items (LLMRec
     feat_reg_decay 1e-5)."""
     prune_drop_fraction: float = 0.0
-    """ω4: fraction of the easiest BPR pairs (smallest loss) dropped from every BPR term; LLMRec's is 0.71."""
+    """ω4: fraction of the BPR pairs dropped from every BPR term (the easiest ones as LLMRec does; LLMRec's
+    ω4 is 0.71)."""
+    prune_keep: str = "hardest"
+    """Which pairs pruning keeps: 'hardest' (LLMRec Eq. 7: the largest losses) or 'easiest' (the usual
+    small-loss denoising heuristic: the largest losses are dropped as likely noise)."""
     mae_mask_rate: float = 0.0
     """Fraction of items whose raw text features are masked for MAE feature enhancement (0 = off)."""
     mae_gamma: float = 2.0
@@ -109,6 +114,8 @@ def check_recommender_config(config: RecommenderConfig, prefix: str = "--model."
     """
     if config.id_propagation not in ID_PROPAGATIONS:
         raise UserError(f"{prefix}id_propagation: must be one of {ID_PROPAGATIONS}, got {config.id_propagation!r}")
+    if config.prune_keep not in PRUNE_KEEPS:
+        raise UserError(f"{prefix}prune_keep: must be one of {PRUNE_KEEPS}, got {config.prune_keep!r}")
     if not 0.0 <= config.prune_drop_fraction < 1.0:
         raise UserError(f"{prefix}prune_drop_fraction: must be in [0, 1), got {config.prune_drop_fraction}")
     if not 0.0 <= config.mae_mask_rate <= 1.0:
@@ -342,13 +349,14 @@ class LLMRecModel(nn.Module):
         """LLMRec's ``prune_loss``: the mean over the kept pairs and the kept mask.
 
         While training with ``prune_drop_fraction`` ω4 > 0, keeps the ``1 − ω4`` fraction of pairs with the
-        largest loss; otherwise keeps all.
+        largest loss (``prune_keep='easiest'``: the smallest); otherwise keeps all.
         """
         kept = torch.ones_like(pair_loss, dtype=torch.bool)
         if self.config.prune_drop_fraction > 0 and self.training:
             keep = max(1, math.ceil(round((1.0 - self.config.prune_drop_fraction) * pair_loss.numel(), 6)))
             kept = torch.zeros_like(kept)
-            kept[torch.topk(pair_loss.detach(), keep).indices] = True
+            largest = self.config.prune_keep == "hardest"
+            kept[torch.topk(pair_loss.detach(), keep, largest=largest).indices] = True
         return pair_loss[kept].mean(), kept
 
     def _count_pruning(self, batch: dict[str, torch.Tensor], kept: torch.Tensor) -> None:

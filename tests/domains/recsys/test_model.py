@@ -65,6 +65,15 @@ def test_bpr_loss_and_pruning_keep_the_hardest_pairs() -> None:
     assert model(batch)["loss"].item() == pytest.approx(per_pair.mean().item(), rel=1e-5)
 
 
+def test_small_loss_pruning_keeps_the_easiest_pairs() -> None:
+    torch.manual_seed(0)
+    config = _plain(l2_weight=0.0, prune_drop_fraction=0.5, prune_keep="easiest")
+    model = LLMRecModel(N_USERS, N_ITEMS, _pairs(), config).train()
+    users, items = model.user_item_embeddings()
+    per_pair = model.pair_losses(users, items, _batch())
+    assert model(_batch())["loss"].item() == pytest.approx(per_pair.sort().values[:3].mean().item(), rel=1e-5)
+
+
 def test_paper_pruning_default_keeps_29_percent() -> None:
     model = LLMRecModel(N_USERS, N_ITEMS, _pairs(), _plain(prune_drop_fraction=0.71)).train()
     batch = {key: torch.arange(100) % (N_ITEMS if key != "users" else N_USERS) for key in ("users", "pos", "neg")}
