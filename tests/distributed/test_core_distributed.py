@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import types
@@ -46,13 +47,18 @@ def test_sample_split_groups() -> None:
 
 
 @pytest.mark.slow
-def test_core_patterns_under_torchrun(tmp_path: Path, dist: types.ModuleType) -> None:
+@pytest.mark.parametrize("launcher", ["torchrun", "accelerate"])
+def test_core_patterns_under_a_launcher(tmp_path: Path, dist: types.ModuleType, launcher: str) -> None:
     shards = write_one_shard(tmp_path / "shards")
     out = tmp_path / "out"
     out.mkdir()
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--rdzv_backend", "c10d",
-               "--rdzv_endpoint", f"127.0.0.1:{dist.free_port()}", str(JOB), str(out), str(shards)]  # fmt: skip
-    env = {"PYTHONPATH": str(dist.REPO_ROOT), "OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"}
+    if launcher == "torchrun":
+        command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--rdzv_backend", "c10d",
+                   "--rdzv_endpoint", f"127.0.0.1:{dist.free_port()}", str(JOB), str(out), str(shards)]  # fmt: skip
+    else:  # the config file the README names, with no other flag than a free port
+        command = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(dist.ACCELERATE_CPU_CONFIG),
+                   "--main_process_port", str(dist.free_port()), str(JOB), str(out), str(shards)]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(dist.REPO_ROOT), "OMP_NUM_THREADS": "1"}
     result = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
     assert result.returncode == 0, result.stderr[-4000:]
     rank0, rank1 = (json.loads((out / f"rank{rank}.json").read_text()) for rank in (0, 1))
