@@ -14,8 +14,9 @@ Two settings:
   relevant items (when known) or of clicks; SNIPS self-normalises the weights everywhere, including inside
   MAP's precision, so its estimates stay in the metric's range. With ``θ ≡ 1`` both equal the naive average.
 
-Ties in scores are broken by input order (the earlier row ranks higher) for MAR metrics, and optimistically
-(only strictly higher scores push an item down) for the IPS/SNIPS ranks over all items.
+Ties in scores are broken by input order (the earlier row ranks higher) for MAR metrics; for the IPS/SNIPS
+ranks over all items a tied item gets its expected rank under random tie-breaking (a degenerate constant
+model must not look perfect: validation choices rely on these estimates).
 """
 
 from __future__ import annotations
@@ -118,12 +119,16 @@ def rare_item_mask(items: np.ndarray, item_positive_counts: np.ndarray, max_posi
 def _ranks_among_all_items(
     score_matrix: np.ndarray, users: np.ndarray, items: np.ndarray, chunk: int = 4096
 ) -> np.ndarray:
-    """1 + number of items the user scores strictly higher than the given item."""
-    ranks = np.empty(users.size, dtype=np.int64)
+    """Expected rank of the given item under random tie-breaking: 1 + items scored strictly higher + half the
+    other items with the same score (a constant model ranks every item in the middle, not first)."""
+    ranks = np.empty(users.size, dtype=np.float64)
     for start in range(0, users.size, chunk):
         u, i = users[start : start + chunk], items[start : start + chunk]
         rows = score_matrix[u]
-        ranks[start : start + chunk] = 1 + (rows > rows[np.arange(u.size), i][:, None]).sum(1)
+        own = rows[np.arange(u.size), i][:, None]
+        higher = (rows > own).sum(1)
+        tied_others = (rows == own).sum(1) - 1
+        ranks[start : start + chunk] = 1 + higher + 0.5 * tied_others
     return ranks
 
 

@@ -91,3 +91,15 @@ def test_snips_map_on_a_heavy_click_above_a_light_one_is_capped():
         scores, np.array([0, 0]), np.array([0, 1]), np.array([0.001, 1.0]), (2,), "snips"
     )
     assert 0.99 < estimate["MAP@2"] <= 1.0
+
+
+def test_a_constant_model_ranks_every_item_in_the_middle_not_first():
+    """A collapsed model (all scores equal) must not win a validation choice: ties take the expected rank."""
+    n_items = 101
+    scores = np.zeros((3, n_items))
+    users, items = np.array([0, 1, 2]), np.array([5, 7, 9])
+    estimate = propensity_weighted_ranking_metrics(scores, users, items, np.array([0.5, 0.1, 1.0]), (5,), "snips")
+    assert estimate["Recall@5"] == 0.0 and estimate["DCG@5"] == 0.0  # expected rank 51 for every item
+    informative = scores.copy()
+    informative[users, items] = 1.0
+    assert propensity_weighted_ranking_metrics(informative, users, items, np.ones(3), (5,), "snips")["DCG@5"] == 1.0
