@@ -35,11 +35,10 @@ from domains.news.detector_training import (
     demo_trainer_config,
     fit_clip_features,
     load_training_posts,
-    set_cpu_threads,
     steps_per_epoch,
     train_head,
 )
-from domains.news.feature_cache import DEFAULT_CACHE_DIR
+from domains.news.feature_cache import DEFAULT_CACHE_DIR, set_cpu_threads
 from domains.news.frozen_encoders import EncoderConfig
 from domains.news.ingestion import DEFAULT_SHARDS, ensure_builtin_shards
 from domains.news.model import HeadConfig

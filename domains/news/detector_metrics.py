@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from domains.news.data import LABEL_NAMES
-from domains.news.feature_cache import DEFAULT_CACHE_DIR, load_post_table, require_shard_folder
+from domains.news.feature_cache import DEFAULT_CACHE_DIR, load_post_table, require_shard_folder, set_cpu_threads
 from domains.news.model import FEATURE_KEYS, FNDCLIPModel
 from domains.news.splits import SPLITS, split_rows
 from shared.user_errors import UserError
@@ -117,6 +117,7 @@ def evaluate_run(config: EvaluateConfig) -> EvaluationResult:
     folder = open_detector_run(config.run)
     trained = folder.load_config()
     shards = require_shard_folder(config.input or trained_input(trained), "--input")
+    set_cpu_threads(int(trained.get("cpu_threads", 0)))  # the features of training, bit for bit
     detector = load_detector(folder.path, config.weights, device=pick_device(config.device))
     table = load_post_table(shards, detector.encoders, config.cache_dir)
     rows = split_rows(table, trained["val_fraction"], trained["test_fraction"], trained["trainer"]["seed"])

@@ -20,7 +20,7 @@ import torch
 
 from domains.news.data import REAL
 from domains.news.detector_metrics import EVAL_PICTURES, metrics_for_rows, predict_rows, write_eval_pictures
-from domains.news.feature_cache import DEFAULT_CACHE_DIR, PostTable, load_post_table
+from domains.news.feature_cache import DEFAULT_CACHE_DIR, PostTable, load_post_table, set_cpu_threads
 from domains.news.frozen_encoders import ALIGNMENT_FILE, EncoderConfig, NewsEncoders
 from domains.news.ingestion import DEFAULT_SHARDS, ensure_builtin_shards
 from domains.news.model import FEATURE_KEYS, FNDCLIPModel, HeadConfig, build_model
@@ -125,19 +125,6 @@ def check_trainer_settings(trainer: TrainerConfig, flag_prefix: str = "--trainer
         value = getattr(trainer, name)
         if value is not None and value not in VALIDATION_METRICS:
             raise UserError(f"{flag_prefix}{name}: must be one of {', '.join(VALIDATION_METRICS)}, got {value!r}")
-
-
-def set_cpu_threads(threads: int) -> None:
-    """Fix torch's CPU thread count for the whole run (0 = leave torch's default).
-
-    Why: on the CPU, matrix products and reductions split their work by thread, and the MKL BLAS torch uses
-    may change its thread count with the machine's load; float sums in another order differ in the last
-    bits, and validation-based selection and early stopping turn those bits into other weights. One
-    fixed thread count (the same for cached features and training; it is part of the feature cache's
-    fingerprint) makes a CPU run with the same seed repeat bit for bit.
-    """
-    if threads > 0:
-        torch.set_num_threads(threads)
 
 
 def check_train_config(config: TrainConfig) -> None:
@@ -282,6 +269,7 @@ def train_detector(config: TrainConfig, command: str = TRAIN_COMMAND) -> TrainOu
     folder = RunFolder.create("news", config.run_name, config.runs_root)
     check_resume(config.trainer.resume, folder.checkpoints_dir)
     folder.clear_finished()
+    set_cpu_threads(config.cpu_threads)
     with main_process_first("building the feature cache"):  # rank 0 writes the cache, the others then read it
         encoders, table, rows = load_training_posts(
             shards,

@@ -29,6 +29,19 @@ DEFAULT_CACHE_DIR = ".tmp/news/features"
 INGEST_COMMAND = "python -m domains.news.ingest"
 
 
+def set_cpu_threads(threads: int) -> None:
+    """Fix torch's CPU thread count for the whole run (0 = leave torch's default).
+
+    Why: on the CPU, matrix products and reductions split their work by thread, and the MKL BLAS torch uses
+    may change its thread count with the machine's load; float sums in another order differ in the last
+    bits, and validation-based selection and early stopping turn those bits into other weights. One
+    fixed thread count (the same for cached features and training; it is part of the feature cache's
+    fingerprint) makes a CPU run with the same seed repeat bit for bit.
+    """
+    if threads > 0:
+        torch.set_num_threads(threads)
+
+
 def require_shard_folder(path: str | Path, flag: str = "--input") -> Path:
     """The shard folder given by ``flag``, checked to be one (a folder with ``manifest.json``).
 
