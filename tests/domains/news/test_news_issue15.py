@@ -135,6 +135,7 @@ def test_training_twice_with_fresh_caches_is_bit_for_bit_equal(trained: dict, fa
     second = runs / "news" / "tiny-again"
     for name in ("model.safetensors", "checkpoints/best.safetensors", "clip_alignment.safetensors"):
         assert (first / name).read_bytes() == (second / name).read_bytes(), name
+
     def logged_values(run: Path) -> list[str]:  # every logged number except the clock's (samples/s)
         return [line for line in (run / "metrics.csv").read_text().splitlines() if "_per_s" not in line]
 
