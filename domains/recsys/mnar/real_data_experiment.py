@@ -413,7 +413,8 @@ def run_real_data_experiment(
                     )
                     for c in candidates
                 }
-                base = estimator_label(name, 0.0, eta if source == "popularity" else None)
+                # the family's name before its M is chosen (fit folders, progress lines)
+                base = estimator_label(name, 0.0, eta if source == "popularity" else None).replace("(M=0)", "")
                 first: dict[Candidate, tuple[PointwiseMF, int, float, Path]] = {}
                 chosen = candidates[0]
                 if len(candidates) > 1 and len(held_out):
