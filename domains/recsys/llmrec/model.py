@@ -469,7 +469,7 @@ def row_normalized_graphs(train_pairs: np.ndarray, n_users: int, n_items: int) -
 
     def matrix(rows: torch.Tensor, columns: torch.Tensor, degree: torch.Tensor, shape: tuple[int, int]):
         values = degree[rows].clamp_min(1.0).rsqrt()
-        coo = torch.sparse_coo_tensor(torch.stack([rows, columns]), values, shape).coalesce()
+        coo = torch.sparse_coo_tensor(torch.stack([rows, columns]), values, shape, check_invariants=True).coalesce()
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*[Ss]parse.*", category=UserWarning)
             return coo.to_sparse_csr()
@@ -533,5 +533,6 @@ def attribute_feature_matrices(item_attributes: list[dict[str, list[str]]]) -> d
             torch.as_tensor([rows, columns], dtype=torch.long).reshape(2, -1),
             torch.as_tensor(values, dtype=torch.float32),
             (len(item_attributes), len(vocabulary)),
+            check_invariants=True,
         ).coalesce()
     return matrices
