@@ -1,8 +1,7 @@
 """LLMRec (WSDM'24) on LightGCN: LLM graph augmentation, side features, pruning and MAE — the library.
 
 The ``domains.recsys.{ingest,train,augment,evaluate,recommend,embed,ablate,noisy_augmentation}`` commands are
-thin wrappers
-around these modules (each command's config dataclass lives with the function it calls):
+thin wrappers around these modules (each command's config dataclass lives with the function it calls):
 
 - data: :mod:`.interactions` (split interaction data), :mod:`.recbole_dataset` (RecBole folders with a
   knowledge graph), :mod:`.released_layout` (LLMRec's JSON/npy/pickle layout) with :mod:`.restricted_pickle`,
