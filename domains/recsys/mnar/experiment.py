@@ -28,7 +28,7 @@ from domains.recsys.mnar.report import ExperimentReport
 from domains.recsys.mnar.semi_synthetic_experiment import run_semi_synthetic_experiment
 from domains.recsys.mnar.store_export import write_factor_embeddings
 from shared.atomic_files import write_json_atomically, write_text_atomically
-from shared.run_folder import CONFIG_FILE, METRICS_FILE, MetricsLog, RunFolder
+from shared.run_folder import CONFIG_FILE, METRICS_FILE, MetricsLog, RunFolder, is_main_process
 from shared.trainer import resolve_budget
 
 COMMAND = "domains.recsys.mnar"
@@ -116,7 +116,7 @@ def run_experiment(config: MnarConfig) -> MnarRun:
 
 def _finish(config: MnarConfig, folder: RunFolder, report: ExperimentReport) -> MnarRun:
     summary = dict(report.summary)
-    if config.store:
+    if config.store and is_main_process():  # under torchrun rank 0 alone writes the store
         summary["embeddings_written"] = write_factor_embeddings(
             config.store, folder.run_id, report.dataset_name, report.models, report.user_ids, report.item_ids
         )
