@@ -198,19 +198,7 @@ def _coerce_columns(
 
 @dataclass(frozen=True)
 class LightCurveColumns:
-    """Which columns of a generic light-curve table hold time, flux and flux error.
-
-    Attributes:
-        time: Time column (numbers in ``time_format``/``time_scale``, or an astropy Time column).
-        flux: Flux column; if the table gives no unit, ``flux_unit`` is assumed.
-        flux_err: Flux-uncertainty column (same unit as ``flux``).
-        time_format: astropy Time format of plain-number times (``"jd"``, ``"mjd"``...).
-        time_scale: astropy Time scale of plain-number times.
-        flux_unit: Unit assumed for unitless flux columns (converted to mJy when it is a spectral flux
-            density; ``""`` means relative flux, kept dimensionless).
-        mag: Optional magnitude column, used for flux when ``flux`` is absent from the table.
-        mag_err: Optional magnitude-uncertainty column.
-    """
+    """Which columns of a generic light-curve table hold time, flux (or magnitude) and their errors."""
 
     time: str = "time"
     """Time column (plain numbers in time_format/time_scale, or an astropy Time column)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable
 from functools import partial
@@ -99,8 +100,10 @@ def test_metadata_classifier_learns_and_reports_consistent_metrics(
     ingest_dir: Path, tmp_path: Path, finetune_config: Callable[..., FinetuneConfig]
 ) -> None:
     # Selection on validation loss: with 12 validation objects, accuracy ties would pick an early epoch.
+    # recipe none: this test's own trainer settings, not AstroM3's per-mode recipe (tested in test_finetune_recipe).
     trainer = quick_trainer(lr=1e-2, select_metric="val_loss", select_mode="min")
-    result = run_finetune(finetune_config(ingest_dir, tmp_path, seeds=[1, 2], epochs=8, trainer=trainer))
+    config = finetune_config(ingest_dir, tmp_path, seeds=[1, 2], epochs=8, trainer=trainer)
+    result = run_finetune(dataclasses.replace(config, recipe="none"))
     assert sorted(result.per_seed) == [1, 2]
     for seed, metrics in result.per_seed.items():
         seed_dir = tmp_path / "astro" / "ft" / f"seed-{seed}"

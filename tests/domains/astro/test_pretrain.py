@@ -22,6 +22,7 @@ from domains.astro.clip_pretraining import (
     validation_metrics,
 )
 from domains.astro.datasets import collate_astro_batch, load_astro_splits
+from domains.astro.demo import DEMO_FORMAT_VERSION
 from domains.astro.model import AstroModelConfig, build_astrom3_model
 from domains.astro.training_budget import with_epoch_budget
 from shared.cli import config_to_dict, parse_config, run_command
@@ -216,7 +217,10 @@ def test_missing_demo_ingest_is_announced_in_one_line_naming_the_ingest_command(
 
     def fake_ingest(config: ingest_pipeline.IngestConfig) -> None:
         calls.append((config, capsys.readouterr().out))
-        RunFolder.create("astro", config.run_name, config.runs_root).mark_finished("domains.astro.ingest", [])
+        folder = RunFolder.create("astro", config.run_name, config.runs_root)
+        report = {"demo_format_version": DEMO_FORMAT_VERSION}  # a demo ingest of the current generator
+        (folder.path / "ingest_report.json").write_text(json.dumps(report))
+        folder.mark_finished("domains.astro.ingest", [])
 
     monkeypatch.setattr(ingest_pipeline, "run_ingest", fake_ingest)
     folder = ingest_pipeline.resolve_ingest_dir(None, str(tmp_path), demo_stars=300)
@@ -228,3 +232,7 @@ def test_missing_demo_ingest_is_announced_in_one_line_naming_the_ingest_command(
     # Once built, it is reused without a word.
     assert ingest_pipeline.resolve_ingest_dir(None, str(tmp_path), demo_stars=300) == folder
     assert len(calls) == 1 and capsys.readouterr().out == ""
+    # A demo ingest from an older generator (e.g. budgets that capped val/test) is rebuilt, not reused.
+    (folder / "ingest_report.json").write_text(json.dumps({"demo_format_version": DEMO_FORMAT_VERSION - 1}))
+    assert ingest_pipeline.resolve_ingest_dir(None, str(tmp_path), demo_stars=300) == folder
+    assert len(calls) == 2
