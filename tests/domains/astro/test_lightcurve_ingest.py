@@ -146,3 +146,52 @@ def test_plain_text_light_curves_ingest_photometry_only_and_embed_with_a_pretrai
     assert dict(zip(inventory["modality"], inventory["n"])) == {"photometry": 23, "fused": 23}
     samples = EmbeddingStore(store).sql("SELECT sample_id, anomaly_lof, map_x FROM samples_astro")
     assert len(samples) == 23 and samples["anomaly_lof"].notna().all() and samples["map_x"].notna().all()
+
+
+def test_csv_light_curves_with_metadata_columns_ingest_two_modalities_and_report_bad_rows(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from domains.astro.catalogue import ALL_COLUMNS, META_COLUMNS
+    from domains.astro.datasets import ingest_modalities, load_astro_splits
+
+    rng = np.random.default_rng(2)
+    curves = tmp_path / "curves"
+    curves.mkdir()
+    rows = []
+    for index in range(30):
+        label = ("A", "B", "C")[index % 3]
+        hjd = np.sort(rng.uniform(2458000, 2458300, 80))
+        flux = 10 + np.sin(2 * np.pi * hjd / (0.3 + index % 3)) + rng.normal(0, 0.05, 80)
+        pd.DataFrame({"hjd": hjd, "f": flux, "ef": 0.05}).to_csv(curves / f"lc_{index}.csv", index=False)
+        row = {"star": f"s{index}", "cls": label, "file": f"lc_{index}.csv", "period": 0.3 + index % 3}
+        row.update({column: 1.0 + rng.normal(0, 0.1) for column in META_COLUMNS})
+        rows.append(row)
+    rows[4]["parallax"] = "n/a"  # reported for its object, not a failed ingest
+    objects = tmp_path / "objects.csv"
+    pd.DataFrame(rows).to_csv(objects, index=False)
+    argv = [
+        "--objects", str(objects), "--lightcurve_dir", str(curves), "--runs_root", str(tmp_path / "runs"),
+        "--run_name", "meta", "--id_column", "star", "--label_column", "cls", "--seeds", "[1]", "--subsets", "[full]",
+        "--columns.time", "hjd", "--columns.flux", "f", "--columns.flux_err", "ef", "--columns.flux_unit", "",
+        "--modalities", "[photometry,metadata]",
+    ]  # fmt: skip
+    run_command(ingest.main, argv)
+    assert "ingested 29 objects" in capsys.readouterr().out
+    folder = tmp_path / "runs" / "astro" / "meta"
+    assert ingest_modalities(folder) == ["photometry", "metadata"]
+    report = json.loads((folder / "ingest_report.json").read_text())
+    (problem,) = report["problems"]
+    assert (
+        problem["sample_id"] == "s4" and problem["reason"] == "non-numeric metadata" and "parallax" in problem["detail"]
+    )
+    splits = load_astro_splits(folder, "full", 1, seq_len=32)
+    features = np.stack([obj.features for obj in splits.train.objects])
+    # Metadata came from the table (transformed), the period from its column (log10), not from a search.
+    assert np.abs(features[:, : len(META_COLUMNS)]).sum() > 0
+    np.testing.assert_allclose(
+        sorted(set(np.round(features[:, ALL_COLUMNS.index("period")], 6))), np.round(np.log10([0.3, 1.3, 2.3]), 6)
+    )
+    # Asking for a modality the table cannot feed is refused, naming the flag.
+    with pytest.raises(SystemExit) as refused:
+        run_command(ingest.main, [*argv[:-1], "[photometry,spectra]", "--run_name", "spectra"])
+    assert refused.value.code == 2 and "--spectrum_dir" in capsys.readouterr().err
