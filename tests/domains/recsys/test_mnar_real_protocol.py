@@ -122,3 +122,26 @@ def test_a_log_without_user_column_points_to_user_columns(tmp_path, capsys):
 def test_the_log_writer_refuses_bad_flags(tmp_path, capsys):
     expect_command_failure(write_log_main, [], capsys, names=("--out_dir",))
     expect_command_failure(write_log_main, ["--out_dir", str(tmp_path), "--power", "0"], capsys, names=("--power",))
+
+
+@pytest.mark.parametrize(
+    ("extra", "named"),
+    [
+        (["--clip_quantiles", "[0.5, 1.5]"], "--clip_quantiles"),
+        (["--claims", "[relmf_als]"], "--claims"),
+        (["--selection_metric", "AUC@5"], "--selection_metric"),
+        (["--real.select_dims", "[]"], "--real.select_dims"),
+        (["--real.als_regularization", "0"], "--real.als_regularization"),
+        (["--also_popularity_propensity", "true", "--propensity", "popularity"], "--also_popularity_propensity"),
+    ],
+)
+def test_bad_protocol_flags_are_named(extra: list[str], named: str, tmp_path, capsys):
+    argv = ["--dataset", "click_log", "--input", str(tmp_path / "log.csv"), "--store", "null",
+            "--runs_root", str(tmp_path / "runs"), *extra]  # fmt: skip
+    expect_command_failure(main, argv, capsys, names=(named,))
+    assert not (tmp_path / "runs").exists()
+
+
+def test_user_columns_are_refused_outside_click_logs(tmp_path, capsys):
+    argv = ["--dataset", "coat", "--input", str(tmp_path), "--user_columns", "[a, b]", "--store", "null"]
+    expect_command_failure(main, argv, capsys, names=("--user_columns",))
