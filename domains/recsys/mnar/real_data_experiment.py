@@ -130,6 +130,18 @@ def prepare_real_data(config: MnarConfig) -> RealData:
     if config.propensity == "logged" and not dataset.has_logged_propensity():
         missing = int(dataset.clicks()["propensity"].isna().sum()) if "propensity" in dataset.train else "all"
         raise MnarDataError(f"{source}: --propensity logged, but {missing} clicks have no logged propensity")
+    choices = [
+        config.clip_quantiles,
+        config.real.select_dims,
+        config.real.select_als_regularizations,
+        config.real.select_weight_decays,
+        config.real.select_expomf_lams,
+    ]
+    if validation_clicks.empty and any(values is not None and len(values) > 1 for values in choices):
+        raise MnarConfigError(
+            f"--real.validation_fraction: {config.real.validation_fraction:g} of {source}'s clicks leaves none "
+            "held out to choose settings on (--clip_quantiles / --real.select_*)"
+        )
     if dataset.test is None and validation_clicks.empty:
         raise MnarConfigError(
             f"--real.validation_fraction: {source} has no missing-at-random test set and "
@@ -341,6 +353,49 @@ def _propensity_sources(config: MnarConfig, name: str) -> list[tuple[str, float 
     return [("logged", None), *also]
 
 
+FirstFit = tuple[PointwiseMF, int, float, Path]
+"""A first-seed fit kept for reuse: model, steps, seconds, fit folder."""
+
+
+def _choose_on_validation(
+    config: MnarConfig,
+    data: RealData,
+    name: str,
+    candidates: list[Candidate],
+    spec_for: dict[Candidate, EstimatorSpec],
+    feedback: ImplicitFeedback,
+    seed: int,
+    theta: np.ndarray,
+    folder: RunFolder,
+    family: str,
+) -> tuple[Candidate, dict[Candidate, FirstFit], list[dict[str, Any]]]:
+    """Fit every candidate with ``seed`` and keep the one with the best SNIPS metric on the held-out clicks.
+
+    Returns:
+        The chosen candidate (the first of equals), every candidate's fit (to reuse the chosen one's) and
+        the validation scores; a single candidate is returned unfitted.
+    """
+    if len(candidates) == 1:
+        return candidates[0], {}, []
+    metric = selection_metric(config)
+    first: dict[Candidate, FirstFit] = {}
+    scored: list[dict[str, Any]] = []
+    best, best_value = candidates[0], -np.inf
+    for candidate in candidates:
+        fit_dir = folder.path / FITS_DIR / fit_folder_name(f"{family}/{candidate.describe()}/seed={seed}")
+        started = time.perf_counter()
+        model, steps = _train(config, name, spec_for[candidate], feedback, seed, fit_dir, candidate)
+        with torch.no_grad():
+            scores = model.eval().score_matrix().numpy()
+        value = _snips_on_validation(config, data, scores, theta, metric)
+        first[candidate] = (model, steps, time.perf_counter() - started, fit_dir)
+        scored.append({"setting": candidate.describe(), f"snips_{metric}": value})
+        print(f"[mnar] select {family} {candidate.describe()}: snips {metric} {value:.4f}", flush=True)
+        if value > best_value:
+            best, best_value = candidate, value
+    return best, first, scored
+
+
 def run_real_data_experiment(
     config: MnarConfig, data: RealData, folder: RunFolder, log: MetricsLog
 ) -> ExperimentReport:
@@ -382,9 +437,7 @@ def run_real_data_experiment(
         """θ of every model's IPS/SNIPS columns: logged if requested, else popularity (η of the first sweep)."""
         return held_out_theta(seed, "logged" if config.propensity == "logged" else "popularity", config.eta[0])
 
-    held_out = data.validation_clicks
     section = config.real
-    metric = selection_metric(config)
     rows: list[dict[str, Any]] = []
     kept: list[tuple[str, str, Any]] = []
     outputs: list[str] = []
@@ -415,27 +468,12 @@ def run_real_data_experiment(
                 }
                 # the family's name before its M is chosen (fit folders, progress lines)
                 base = estimator_label(name, 0.0, eta if source == "popularity" else None).replace("(M=0)", "")
-                first: dict[Candidate, tuple[PointwiseMF, int, float, Path]] = {}
-                chosen = candidates[0]
-                if len(candidates) > 1 and len(held_out):
-                    scored = []
-                    for candidate in candidates:
-                        fit_dir = (
-                            folder.path / FITS_DIR / fit_folder_name(f"{base}/{candidate.describe()}/seed={seeds[0]}")
-                        )
-                        fit_started = time.perf_counter()
-                        model, steps = _train(config, name, spec_for[candidate], feedback, seeds[0], fit_dir, candidate)
-                        with torch.no_grad():
-                            scores = model.eval().score_matrix().numpy()
-                        value = _snips_on_validation(config, data, scores, selection_theta, metric)
-                        first[candidate] = (model, steps, time.perf_counter() - fit_started, fit_dir)
-                        scored.append({"setting": candidate.describe(), f"snips_{metric}": value})
-                        print(f"[mnar] select {base} {candidate.describe()}: snips {metric} {value:.4f}", flush=True)
-                        if value > max((row[f"snips_{metric}"] for row in scored[:-1]), default=-np.inf):
-                            chosen = candidate
+                chosen, first, scored = _choose_on_validation(
+                    config, data, name, candidates, spec_for, feedback, seeds[0], selection_theta, folder, base
+                )
                 label = estimator_label(name, chosen.clip, eta if source == "popularity" else None)
                 if len(candidates) > 1:
-                    selection[label] = {"chosen": chosen.describe(), "validation": scored if len(held_out) else []}
+                    selection[label] = {"chosen": chosen.describe(), "validation": scored}
                 for seed in seeds:
                     fit_id = f"{label}/seed={seed}"
                     if seed == seeds[0] and chosen in first:
