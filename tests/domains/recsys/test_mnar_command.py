@@ -306,6 +306,16 @@ def test_help_documents_every_option(capsys):
     assert "--trainer.max_steps" in text
 
 
+def test_the_log_writer_help_documents_every_option(capsys):
+    from domains.recsys.mnar.semi_synthetic_log import SemiSyntheticLogConfig
+    from domains.recsys.mnar.write_semi_synthetic_log import main as write_log_main
+
+    with pytest.raises(SystemExit):
+        write_log_main(["--help"])
+    assert "--test_items_per_user" in capsys.readouterr().out
+    assert undocumented(SemiSyntheticLogConfig) == []
+
+
 def test_help_check_fails_for_an_undocumented_field():
     @dataclasses.dataclass
     class Partly:
