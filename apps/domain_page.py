@@ -237,7 +237,11 @@ def render_domain_page(
                 figure, key=f"{domain}_map", on_select="rerun", selection_mode=("points", "box", "lasso")
             )
             selection_ids = selected_sample_ids(event, drawn)
-            st.caption("Click a point or drag a box to open samples; the rarest classes are drawn on top.")
+            st.caption(
+                "Drag a box (or lasso) around points to open them. To open one point with a click, pick the pan "
+                "tool in the chart's toolbar first (in box-select mode Streamlit leaves single clicks to the box). "
+                "The rarest classes are drawn on top."
+            )
             if total > len(points):
                 st.plotly_chart(
                     px.density_heatmap(points, x="x", y="y", nbinsx=60, nbinsy=60, height=260, title="Density"),

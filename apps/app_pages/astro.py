@@ -158,7 +158,10 @@ if not models.empty:
         star = stars[stars["sample_id"] == star_id].iloc[0]
         name = str(star.get("asassn_name", "")) if "asassn_name" in stars.columns else ""
         period = float(star["period"]) if "period" in stars.columns and pd.notna(star.get("period")) else None
-        st.caption(f"{name or star_id} · class {star.get('label', '?')} · period {period if period else 'n/a'} d")
+        st.caption(
+            f"{name + ' · ' if name else ''}Gaia EDR3 {star_id} · class {star.get('label', '?')} · "
+            f"period {f'{period:.5f} d' if period else 'n/a'}"
+        )
         if sources is None:
             st.info("The raw light curves and spectra of this run are not beside the store (no ingest report).")
         else:

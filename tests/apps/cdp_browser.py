@@ -38,6 +38,7 @@ class HeadlessChromium:
         )
         self.port = port
         self.message_id = 0
+        self.last_render_seconds = float("nan")
         deadline = time.monotonic() + 60
         while True:
             try:
@@ -73,7 +74,16 @@ class HeadlessChromium:
     def open_and_wait(self, url: str, timeout: float = 90.0) -> str:
         """Navigate, wait until Streamlit has finished the script run and the text is stable; return the text."""
         self.call("Page.navigate", url=url)
-        deadline = time.monotonic() + timeout
+        return self.wait_until_rendered(timeout)
+
+    def wait_until_rendered(self, timeout: float = 90.0) -> str:
+        """Wait until Streamlit's script run is over and the page text has not changed for 1.5 s.
+
+        Sets :attr:`last_render_seconds`: from the call until the text first reached its final state
+        (the 1.5 s of checking that it stays so not counted).
+        """
+        started = time.monotonic()
+        deadline = started + timeout
         previous, stable_since = None, None
         state_js = "document.querySelector('[data-testid=\"stApp\"]')?.getAttribute('data-test-script-state')"
         while time.monotonic() < deadline:
@@ -82,12 +92,76 @@ class HeadlessChromium:
             text = self.evaluate("document.body ? document.body.innerText : ''") or ""
             if state == "notRunning" and text == previous and text.strip():
                 if stable_since and time.monotonic() - stable_since > 1.5:
+                    self.last_render_seconds = stable_since - started
                     return text
                 stable_since = stable_since or time.monotonic()
             else:
                 stable_since = None
             previous = text
-        raise TimeoutError(f"{url} did not finish rendering within {timeout:.0f} s")
+        raise TimeoutError(f"the page did not finish rendering within {timeout:.0f} s")
+
+    def _first_map_point(self, chart_index: int) -> dict[str, Any]:
+        """Screen position and sample id of the first point of a page's plotly map (window made tall first).
+
+        The position comes from plotly's own axes (data → pixels), the id from the point's custom data.
+        """
+        self.call("Emulation.setDeviceMetricsOverride", width=1400, height=3000, deviceScaleFactor=1, mobile=False)
+        time.sleep(1.5)
+        point = self.evaluate(
+            f"""(() => {{
+              const gd = document.querySelectorAll('.js-plotly-plot')[{chart_index}];
+              if (!gd || !gd._fullLayout) return null;
+              const layout = gd._fullLayout, trace = gd._fullData[0];
+              const box = gd.getBoundingClientRect();
+              return {{x: box.left + layout._size.l + layout.xaxis.l2p(trace.x[0]),
+                       y: box.top + layout._size.t + layout.yaxis.l2p(trace.y[0]),
+                       id: String(trace.customdata[0][0]), dragmode: layout.dragmode}};
+            }})()"""
+        )
+        if not point:
+            raise RuntimeError("no plotly map on the page")
+        return point
+
+    def _mouse(self, kind: str, x: float, y: float, pressed: bool) -> None:
+        self.call(
+            "Input.dispatchMouseEvent", type=kind, x=x, y=y, button="left" if pressed or kind != "mouseMoved" else "none",
+            buttons=1 if pressed else 0, clickCount=0 if kind == "mouseMoved" else 1,
+        )  # fmt: skip
+        time.sleep(0.3)
+
+    def click_first_map_point(self, chart_index: int = 0) -> tuple[str, str]:
+        """Pick the map's pan tool, then click (real mouse press and release) its first point.
+
+        Returns:
+            The clicked sample id and the drag mode the map started in.
+        """
+        point = self._first_map_point(chart_index)
+        tool = self.evaluate(
+            f"""(() => {{
+              const gd = document.querySelectorAll('.js-plotly-plot')[{chart_index}];
+              const button = gd.querySelector('.modebar-btn[data-val="pan"]');
+              if (button) button.dispatchEvent(new MouseEvent('click', {{bubbles: true}}));
+              return gd._fullLayout.dragmode;
+            }})()"""
+        )
+        if tool != "pan":
+            raise RuntimeError(f"the map's pan tool could not be picked (drag mode {tool})")
+        time.sleep(1.0)
+        self._mouse("mouseMoved", point["x"], point["y"], pressed=False)
+        self._mouse("mousePressed", point["x"], point["y"], pressed=True)
+        self._mouse("mouseReleased", point["x"], point["y"], pressed=False)
+        return point["id"], point["dragmode"]
+
+    def box_select_first_map_point(self, chart_index: int = 0, half_width_px: float = 5.0) -> str:
+        """Drag a small box around the map's first point (the map's default box-select tool); returns its id."""
+        point = self._first_map_point(chart_index)
+        x, y, d = point["x"], point["y"], half_width_px
+        self._mouse("mouseMoved", x - d, y - d, pressed=False)
+        self._mouse("mousePressed", x - d, y - d, pressed=True)
+        self._mouse("mouseMoved", x, y, pressed=True)
+        self._mouse("mouseMoved", x + d, y + d, pressed=True)
+        self._mouse("mouseReleased", x + d, y + d, pressed=False)
+        return point["id"]
 
     def has_exception(self) -> bool:
         """True when Streamlit shows an exception box on the page."""

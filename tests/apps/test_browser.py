@@ -7,6 +7,7 @@ Screenshots of the last run are kept in docs/screenshots/ and shown in the READM
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -24,10 +25,22 @@ SCREENSHOTS = REPO / "docs" / "screenshots"
 PAGES = {
     "home": ("", ["Domain CLIP explorer", "Embeddings by domain"]),
     "biomed": ("biomed", ["Biomed embeddings", "Nearest neighbours", "Search and classify", "Text → images"]),
-    "astro": ("astro", ["Astro embeddings", "Map (PCA)", "Light curve", "Spectrum", "Anomaly ranking"]),
-    "news": ("news", ["News embeddings", "Nearest neighbours", "Is this post fake?", "Browse posts"]),
-    "recsys": ("recsys", ["Recsys embeddings", "Users and recommendations", "With augmentation", "Similar items"]),
-    "sql": ("sql", ["SQL over the embedding store", "Example queries"]),
+    "astro": (
+        "astro",
+        ["Astro embeddings", "Map (PCA)", "Light curve", "Spectrum", "Anomaly ranking", "Training curves"],
+    ),
+    "news": ("news", ["News embeddings", "Nearest neighbours", "Is this post fake?", "Browse posts", "Test ROC-AUC"]),
+    "recsys": (
+        "recsys",
+        [
+            "Recsys embeddings",
+            "Users and recommendations",
+            "With augmentation",
+            "Similar items",
+            "Unbiased learning from MNAR feedback",
+        ],
+    ),
+    "sql": ("sql", ["SQL over the embedding store", "Example queries", "Schema"]),
 }
 
 
@@ -85,12 +98,37 @@ def test_every_page_renders_in_a_real_browser(store_file: Path) -> None:
                 time.sleep(0.5)
         browser = HeadlessChromium(executable, free_port())
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        timings: dict[str, dict[str, float]] = {}
         for name, (path, expected_texts) in PAGES.items():
             text = browser.open_and_wait(f"http://127.0.0.1:{port}/{path}")
+            cold = browser.last_render_seconds  # first visit: models loaded, caches filled
             assert not browser.has_exception(), f"page {name} shows an exception:\n{text[:2000]}"
             for expected in expected_texts:
                 assert expected in text, f"page {name} lacks {expected!r}:\n{text[:2000]}"
+            browser.open_and_wait(f"http://127.0.0.1:{port}/{path}")
+            timings[name] = {"cold_s": round(cold, 2), "warm_s": round(browser.last_render_seconds, 2)}
             browser.screenshot(SCREENSHOTS / f"{name}.png")
+        # Linked views: clicking a map point (biomed) or box-selecting it (astro, the map's default tool)
+        # opens that sample: selection table, neighbours and detail (for astro also the star's light curve).
+        for name in ("biomed", "astro"):
+            browser.open_and_wait(f"http://127.0.0.1:{port}/{name}")
+            if name == "biomed":
+                clicked, start_mode = browser.click_first_map_point()
+                assert start_mode == "select", f"the map starts in {start_mode} mode, not box-select"
+            else:
+                clicked = browser.box_select_first_map_point()
+            text = browser.wait_until_rendered()
+            assert not browser.has_exception(), f"{name}: the selection raised:\n{text[:2000]}"
+            assert "1 selected" in text, f"{name}: the map selected nothing:\n{text[:3000]}"
+            detail = text.split("Detail", 1)[-1]
+            assert clicked in detail, f"{name}: the detail does not show the selected {clicked}:\n{detail[:2000]}"
+            if name == "astro":
+                star = text.split("Stars", 1)[-1]
+                assert clicked in star.split("Light curve", 1)[0], "the star picker did not follow the map"
+            browser.screenshot(SCREENSHOTS / f"{name}-selected.png")
+        (REPO / ".tmp").mkdir(exist_ok=True)
+        (REPO / ".tmp" / "browser_page_timings.json").write_text(json.dumps(timings, indent=1))
+        print("page timings (s):", json.dumps(timings))
     finally:
         if browser is not None:
             browser.close()

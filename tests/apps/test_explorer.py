@@ -448,3 +448,146 @@ def test_read_only_check_accepts_selects_and_ctes() -> None:
     for bad in ("", "DELETE FROM runs", "SELECT 1; SELECT 2"):
         with pytest.raises(RejectedQuery):
             check_read_only_sql(bad)
+
+
+def plotly_figures(app: AppTest) -> list[dict]:
+    """The plotly figures on the page (their JSON specs), in page order."""
+    return [json.loads(chart.proto.spec) for chart in app.get("plotly_chart")]
+
+
+@pytest.mark.parametrize("domain", ["biomed", "astro", "news", "recsys"])
+def test_every_domain_page_plots_its_training_curves_from_metrics_csv(domain: str, explorer_env: Path) -> None:
+    from shared.run_folder import read_metrics
+
+    app = app_at(domain)
+    curves = [f for f in plotly_figures(app) if any("step" in str(t.get("hovertemplate", "")) for t in f["data"])]
+    assert curves, f"{domain}: no training-curve chart"
+    run = app.selectbox(key=f"{domain}_curves_run").value
+    rows = read_metrics(explorer_env.parent / run)
+    wanted = set(app.multiselect(key=f"{domain}_curves_metrics").value)
+    plotted = sum(len(trace["x"]) for trace in curves[-1]["data"])
+    assert plotted == sum(1 for row in rows if row["metric"] in wanted) > 0
+
+
+def test_home_shows_each_domains_headline_metrics_from_run_json(explorer_env: Path) -> None:
+    app = app_at("home")
+    table = table_with(app, "domain", "run")
+    for row in table.itertuples(index=False):
+        summary = json.loads((explorer_env.parent / row.run / "run.json").read_text())["summary"]
+        for metric, value in summary.items():
+            if isinstance(value, int | float) and not isinstance(value, bool) and metric in table.columns:
+                assert getattr(row, metric) == pytest.approx(float(value))
+    assert {"biomed", "astro", "news", "recsys"} <= set(table["domain"])
+
+
+def test_map_colours_by_any_column_hovers_captions_and_starts_in_box_select(explorer_env: Path) -> None:
+    app = app_at("biomed")
+    figure = plotly_figures(app)[0]
+    assert figure["layout"]["dragmode"] == "select"
+    assert all(trace.get("opacity", figure["layout"].get("opacity", 1)) < 1 for trace in figure["data"])
+    assert any("caption" in trace["hovertemplate"] for trace in figure["data"])
+    options = app.selectbox(key="biomed_colour").options
+    assert {"concept", "image_set"} <= set(options)
+    app.selectbox(key="biomed_colour").set_value("image_set").run()
+    names = {trace["name"] for trace in plotly_figures(app)[0]["data"]}
+    samples = store_sql(explorer_env, "SELECT DISTINCT image_set FROM samples_biomed")["image_set"]
+    assert names == set(samples.astype(str))
+    # The rarest class is drawn last (on top).
+    sizes = {trace["name"]: len(trace["x"]) for trace in plotly_figures(app)[0]["data"]}
+    assert plotly_figures(app)[0]["data"][-1]["name"] == min(sizes, key=sizes.get)
+
+
+def test_umap_is_offered_beside_pca(explorer_env: Path) -> None:
+    app = app_at("astro")
+    app.radio(key="astro_map_method").set_value("UMAP").run()
+    assert not app.exception
+    assert any(s.value == "Map (UMAP)" for s in app.subheader)
+
+
+def test_a_large_model_is_mapped_from_a_sample_with_a_density_view(
+    explorer_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import apps.domain_page as domain_page
+
+    domain_page.map_points.clear()
+    monkeypatch.setattr(domain_page, "MAP_POINTS", 20)
+    points, total = domain_page.map_points("k", "astro", "photometry", "astrom3-clip", "pretrain-demo", 16)
+    assert len(points) == 20 < total and points["sample_id"].is_unique
+    again, _ = domain_page.map_points.__wrapped__("k", "astro", "photometry", "astrom3-clip", "pretrain-demo", 16)
+    assert again["sample_id"].tolist() == points["sample_id"].tolist()  # repeatable sample
+    domain_page.map_points.clear()
+
+
+def test_a_map_selection_names_the_clicked_or_boxed_samples() -> None:
+    """What a click or a box sends (plotly points with custom data) names the samples, in order, once each.
+
+    That the page then opens the sample is checked in a real browser (tests/apps/test_browser.py).
+    """
+    from apps.domain_page import selected_sample_ids
+
+    shown = pd.DataFrame({"sample_id": ["a", "b", "c"]})
+
+    class Event:
+        def __init__(self, selection: dict) -> None:
+            self.selection = selection
+
+    points = [{"customdata": ["c", "x"]}, {"customdata": ["a"]}, {"customdata": ["c"]}]
+    assert selected_sample_ids(Event({"points": points, "point_indices": [2, 0, 2]}), shown) == ["c", "a"]
+    assert selected_sample_ids(Event({"points": [], "point_indices": [1]}), shown) == ["b"]
+    assert selected_sample_ids(Event({}), shown) == []
+
+
+def test_biomed_detail_and_selection_show_the_samples_picture(explorer_env: Path) -> None:
+    app = app_at("biomed")
+    sample = app.selectbox(key="biomed_sample").value
+    captions = [str(image.proto) for image in app.get("image")]
+    assert any(f'caption: "{sample}"' in text for text in captions)
+    neighbours = tables_with(app, "rank", "sample_id", "score", "caption")[0]
+    assert neighbours["image"].str.startswith("data:image/png;base64,").all()
+
+
+def test_astro_light_curve_has_dates_and_error_bars_and_full_neighbour_tables(explorer_env: Path) -> None:
+    app = app_at("astro")
+    curve = next(f for f in plotly_figures(app) if f["layout"].get("title", {}).get("text") == "Light curve")
+    trace = curve["data"][0]
+    assert str(trace["x"][0])[:2] in ("19", "20")  # calendar dates, not 2.45e6
+    assert trace["error_y"]["array"] and len(trace["error_y"]["array"]) == len(trace["y"])
+    k = app.slider(key="astro_neighbour_k").value
+    tables = tables_with(app, "rank", "sample_id", "score", "sample_label")
+    assert len(tables) == 4 and all(len(t) == k for t in tables)
+
+
+def test_recsys_colours_by_genre_shows_mnar_results_and_groups_variants(
+    explorer_env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import shutil
+
+    from shared.run_folder import RunFolder
+
+    runs = tmp_path / "runs"
+    shutil.copytree(explorer_env.parent, runs)
+    folder = RunFolder.create("recsys", "mnar-test", runs)
+    (folder.path / "results.md").write_text("| estimator | nDCG@5 |\n|---|---|\n| Rel-MF | 0.123 |\n")
+    folder.mark_finished(command="domains.recsys.mnar", outputs=["results.md"], summary={})
+    store = runs / "embeddings.duckdb"
+    writer = EmbeddingStore(store)
+    with writer.writing() as session:  # 10 MNAR variants of one model: the picker groups them
+        for seed in range(10):
+            session.register_run(f"mnar/{seed}", "recsys", "mnar-relmf", f"seed{seed}", config={})
+            session.write_embeddings(
+                domain="recsys", modality="item", model_name="mnar-relmf", model_version=f"seed{seed}",
+                run_id=f"mnar/{seed}", sample_ids=["tiny:item:1", "tiny:item:2", "tiny:item:3"],
+                vectors=np.random.default_rng(seed).standard_normal((3, 8)),
+            )  # fmt: skip
+    writer.close()
+    monkeypatch.setenv("EXPLORER_STORE", str(store))
+    app = app_at("recsys")
+    assert "genre" in app.selectbox(key="recsys_colour").options
+    assert any("Rel-MF" in m.value for m in app.markdown)
+    families = app.selectbox(key="recsys_family").options
+    assert any(f.startswith("item · mnar-relmf (10 versions)") for f in families)
+    assert len(families) < 10
+    app.selectbox(key="recsys_family").set_value(next(f for f in families if "mnar-relmf" in f)).run()
+    assert len(app.selectbox(key="recsys_model").options) == 10
+    neighbours = tables_with(app, "rank", "sample_id", "score", "title")[0]
+    assert neighbours["title"].notna().all()
