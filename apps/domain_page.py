@@ -105,13 +105,13 @@ def project_2d(vectors: np.ndarray, method: str) -> np.ndarray:
 
 
 def colour_columns(samples: pd.DataFrame) -> list[str]:
-    """Sample columns a map can be coloured by: anything with 2 to 40 distinct values, plus numeric scores."""
+    """Sample columns a map can be coloured by: any column with at most 40 distinct values, plus numeric scores."""
     usable = []
     for column in samples.columns:
         if column == "sample_id":
             continue
         distinct = samples[column].nunique(dropna=True)
-        if 2 <= distinct <= 40 or (pd.api.types.is_numeric_dtype(samples[column]) and distinct > 1):
+        if 1 <= distinct <= 40 or (pd.api.types.is_numeric_dtype(samples[column]) and distinct > 1):
             usable.append(column)
     preferred = [c for c in ("label", "concept", "genre", "class", "split", "image_set") if c in usable]
     return preferred + [c for c in usable if c not in preferred]
