@@ -25,10 +25,19 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         f"test accuracy {test['accuracy']:.3f}, ROC-AUC {roc_auc}, ECE {test['ece']:.3f} "
         f"({test['num_posts']} posts; model selected on validation: {test['selected_on']})"
     )
+    by_kind = {kind: auc for kind, auc in test.get("roc_auc_by_kind", {}).items() if kind != "all"}
+    if by_kind:
+        print("test ROC-AUC per kind: " + ", ".join(f"{k} {_auc(v)}" for k, v in by_kind.items()))
+    gauge = test.get("similarity_gauge_roc_auc") or {}
+    print("CLIP similarity gauge (raw cosine) test ROC-AUC: " + ", ".join(f"{k} {_auc(v)}" for k, v in gauge.items()))
     print(f"wrote {run_dir}/ (config.yaml, metrics.csv, checkpoints/, detector.json, eval/metrics.json, eval/*.png)")
     print(f"next: python -m domains.news.detect --run {run_dir} --text 'a caption' --image picture.png")
     print(f"      python -m domains.news.ablate    python -m domains.news.embed --run {run_dir}")
     return dataclasses.asdict(outcome.config) | {"test": test}
+
+
+def _auc(value: float | None) -> str:
+    return "undefined" if value is None else f"{value:.3f}"
 
 
 if __name__ == "__main__":
