@@ -35,12 +35,12 @@ from shared.device import autocast_for, pick_device
 
 def load_posts(count: int) -> tuple[list[str], list[Image.Image], str]:
     """``count`` (text, RGB image) posts: the built-in set when present, else synthetic ones."""
-    from domains.news.data import image_as_rgb
+    from domains.news.data import open_post_image
 
     posts_path = DEFAULT_BUILTIN_DIR / "posts.jsonl"
     if posts_path.is_file():
         records = [json.loads(line) for line in posts_path.read_text(encoding="utf-8").splitlines()][:count]
-        images = [image_as_rgb(Image.open(posts_path.parent / r["image"])) for r in records]
+        images = [open_post_image(posts_path.parent / r["image"]) for r in records]
         texts = [r["text"] for r in records]
         source = "builtin"
     else:
