@@ -541,3 +541,33 @@ def test_read_only_connections_leave_no_spill_folder(tmp_path):
         env={**os.environ, "TMPDIR": str(spill_root)}, capture_output=True, text=True, timeout=120, check=False,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-2000:]
+
+
+def test_a_call_keeps_its_file_version_when_another_call_sees_a_swap_midway(tmp_path, monkeypatch):
+    """Deterministic interleaving: while one ``nearest`` is between reading its query vector and ranking, a
+    writer swaps the file and another call on the same store object opens the new version. The first call
+    must finish on its own version (no "connection already closed"), and the second sees the new one."""
+    import shared.store.query as store_query
+
+    path = tmp_path / "embeddings.duckdb"
+    writer_store = EmbeddingStore(path)
+    writer_store.register_run("r", "astro", "m", "v1", config={})
+    _write_generation(writer_store, 0)
+    store = EmbeddingStore(path, vector_cache_mb=0)  # rank in DuckDB: the first call needs its connection after
+    original = store_query.read_vectors
+    inner_answers = []
+
+    def read_then_interleave(*args, **kwargs):
+        vectors = original(*args, **kwargs)
+        if not inner_answers:
+            inner_answers.append(None)
+            _write_generation(writer_store, 7)
+            inner_answers[0] = store.nearest(sample_id="q", k=1, domain="astro", modality="photometry")
+        return vectors
+
+    monkeypatch.setattr(store_query, "read_vectors", read_then_interleave)
+    outer = store.nearest(sample_id="q", k=1, domain="astro", modality="photometry")
+    assert json.loads(outer["meta"].iloc[0])["generation"] == 0 and outer["sample_id"].iloc[0] == "c00"
+    inner = inner_answers[0]
+    assert json.loads(inner["meta"].iloc[0])["generation"] == 7 and inner["sample_id"].iloc[0] == "c07"
+    store.close()
