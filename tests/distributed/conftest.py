@@ -46,7 +46,8 @@ def launch(
         command = [sys.executable, "-m", module, *args]
     elif launcher == "torchrun":
         command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(processes)]
-        command += ["--rdzv_backend", "c10d", "--rdzv_endpoint", f"127.0.0.1:{free_port()}", "-m", module, *args]
+        # "--" ends torchrun's own options: without it torchrun reads the commands' --run as its --run-path.
+        command += ["--rdzv_backend", "c10d", "--rdzv_endpoint", f"127.0.0.1:{free_port()}", "-m", module, "--", *args]
     else:
         command = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(ACCELERATE_CPU_CONFIG)]
         command += ["--num_processes", str(processes), "--main_process_port", str(free_port()), "-m", module, *args]
