@@ -16,6 +16,7 @@ import torch
 from domains.news.data import LABEL_NAMES
 from domains.news.feature_cache import DEFAULT_CACHE_DIR, load_post_table, require_shard_folder, set_cpu_threads
 from domains.news.model import FEATURE_KEYS, FNDCLIPModel
+from domains.news.similarity_gauge import post_strategies, roc_auc_by_kind, similarity_gauge_auc
 from domains.news.splits import SPLITS, split_rows
 from shared.user_errors import UserError
 
@@ -127,6 +128,10 @@ def evaluate_run(config: EvaluateConfig) -> EvaluationResult:
     metrics = metrics_for_rows(detector.model, features, table.labels, selected, device)
     metrics |= {"split": config.split, "data": str(shards), "weights": config.weights}
     predicted = predict_rows(detector.model, features, selected, device)
+    strategies = post_strategies(table.meta)
+    selected_strategies = [strategies[i] for i in selected]
+    metrics["roc_auc_by_kind"] = roc_auc_by_kind(table.labels[selected], predicted["probs"][:, 1], selected_strategies)
+    metrics["similarity_gauge_roc_auc"] = similarity_gauge_auc(features, table.labels, selected, strategies)
     eval_dir = folder.eval_dir(config.split)
     pictures = write_eval_pictures(eval_dir, metrics, predicted["probs"][:, 1], table.labels[selected])
     metrics_path = folder.write_eval_metrics(metrics, config.split)
