@@ -15,12 +15,17 @@ import torch
 from command_contract import expect_command_failure
 from safetensors.torch import load_file
 
+import domains.recsys.mnar
 from domains.recsys.mnar.__main__ import main
 from domains.recsys.mnar.alternating_least_squares import fit_alternating_least_squares, relmf_problem
+from domains.recsys.mnar.config import MnarConfig, check_config
 from domains.recsys.mnar.data import read_click_log, split_validation_clicks, training_feedback
 from domains.recsys.mnar.semi_synthetic import SemiSyntheticWorld
 from domains.recsys.mnar.semi_synthetic_log import semi_synthetic_click_tables, write_semi_synthetic_click_log
 from domains.recsys.mnar.write_semi_synthetic_log import main as write_log_main
+from shared.cli import parse_config
+
+CONFIGS = Path(domains.recsys.mnar.__file__).parents[1] / "configs"
 
 
 @pytest.fixture(autouse=True)
@@ -145,3 +150,9 @@ def test_bad_protocol_flags_are_named(extra: list[str], named: str, tmp_path, ca
 def test_user_columns_are_refused_outside_click_logs(tmp_path, capsys):
     argv = ["--dataset", "coat", "--input", str(tmp_path), "--user_columns", "[a, b]", "--store", "null"]
     expect_command_failure(main, argv, capsys, names=("--user_columns",))
+
+
+@pytest.mark.parametrize("preset", sorted(path.name for path in CONFIGS.glob("mnar_*.yaml")))
+def test_every_mnar_preset_parses_and_passes_the_checks(preset: str):
+    config = parse_config(MnarConfig, ["--config", str(CONFIGS / preset)])
+    check_config(config)
