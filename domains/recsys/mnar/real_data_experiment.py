@@ -511,17 +511,17 @@ def run_real_data_experiment(
 
 def _labels_for(name: str, labels: list[str]) -> list[str]:
     """Labels of an ``--ordering``/``--claims`` entry: the label itself, else the estimator's labels with any clip M
-    (``relmf_clipped_als`` → ``relmf_clipped_als(M=0.1)``; ``relmf_als[η=0.5]`` → the popularity-θ one)."""
+    (``relmf_clipped_als`` → ``relmf_clipped_als(M=0.1)``, the logged-θ one when there is one;
+    ``relmf_als[η=0.5]`` → the popularity-θ one)."""
     if name in labels:
         return [name]
     base = name.split("[")[0]
     popularity = name[len(base) :]
-    return [
-        label
-        for label in labels
-        if label.split("(")[0].split("[")[0] == base
-        and (label.endswith(popularity) if popularity else "[η" not in label)
-    ]
+    same_estimator = [label for label in labels if label.split("(")[0].split("[")[0] == base]
+    if popularity:
+        return [label for label in same_estimator if label.endswith(popularity)]
+    logged = [label for label in same_estimator if "[η" not in label]
+    return logged or same_estimator  # a popularity-only run: its labels all carry η
 
 
 def ordering_claims(config: MnarConfig, rows: list[dict[str, Any]], metric: str) -> list[dict[str, Any]]:

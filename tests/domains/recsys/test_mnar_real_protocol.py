@@ -156,3 +156,18 @@ def test_user_columns_are_refused_outside_click_logs(tmp_path, capsys):
 def test_every_mnar_preset_parses_and_passes_the_checks(preset: str):
     config = parse_config(MnarConfig, ["--config", str(CONFIGS / preset)])
     check_config(config)
+
+
+def test_claims_find_popularity_labels_when_the_run_has_no_logged_propensities():
+    from domains.recsys.mnar.real_data_experiment import ordering_claims
+
+    config = MnarConfig(dataset="click_log", ordering=["relmf_clipped_als", "wmf_als"])
+    rows = [
+        {"estimator": label, "seed": seed, "mar_DCG@5": value + 0.01 * seed}
+        for seed in range(3)
+        for label, value in (("relmf_clipped_als(M=0.1)[η=0.5]", 0.6), ("wmf_als", 0.5))
+    ]
+    claims = ordering_claims(config, rows, "mar_DCG@5")
+    assert [(c["better"], c["worse"], c["verdict"]) for c in claims] == [
+        ("relmf_clipped_als(M=0.1)[η=0.5]", "wmf_als", "supported")
+    ]
