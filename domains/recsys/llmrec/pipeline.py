@@ -171,7 +171,8 @@ def run_training(config: TrainConfig) -> tuple[RunFolder, TrainConfig]:
     """
     started = time.perf_counter()
     _check(config)
-    data, tables = load_dataset(config.input, config.dataset)
+    with main_process_first("loading the data set and its feature cache"):  # rank 0 builds caches, others read
+        data, tables = load_dataset(config.input, config.dataset)
     print(
         f"{data.name}: {data.n_users} users, {data.n_items} items, train/val/test "
         f"{len(data.train)}/{len(data.val)}/{len(data.test)} interactions"
