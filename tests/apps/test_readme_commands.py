@@ -39,7 +39,11 @@ def readme_examples() -> list[list[str]]:
     for block in re.findall(r"```.*?```", text, flags=re.DOTALL):
         for line in block.splitlines():
             if " -m domains." in line and not line.lstrip().startswith("python -m"):
-                commands.append("python -m " + line.split(" -m ", 1)[1].replace("...", "").rstrip(" \\"))
+                command = line.split(" -m ", 1)[1].replace("...", "").rstrip(" \\")
+                # torchrun passes what follows a "--" after the module to it unchanged (and drops the "--").
+                module, _, rest = command.partition(" ")
+                rest = rest[3:] if rest.startswith("-- ") else rest
+                commands.append(f"python -m {module} {rest}".strip())
     examples = []
     for command in commands:
         command = " ".join(command.split())
@@ -58,6 +62,17 @@ def parsed_config(arguments: list[str], capsys: pytest.CaptureFixture[str]) -> d
     captured = capsys.readouterr()
     assert stopped.value.code in (0, None), f"{' '.join(arguments)} is refused: {captured.err.strip()}"
     return yaml.safe_load(captured.out)
+
+
+def launcher_flags() -> set[str]:
+    """Options of the launchers the README shows (torchrun, accelerate launch), read from their own parsers."""
+    from accelerate.commands.launch import launch_command_parser
+    from torch.distributed.run import get_args_parser
+
+    flags = set()
+    for parser in (get_args_parser(), launch_command_parser()):
+        flags |= {option.lstrip("-") for action in parser._actions for option in action.option_strings}
+    return flags
 
 
 def dotted_keys(config: dict, prefix: str = "") -> set[str]:
@@ -89,6 +104,6 @@ def test_every_readme_command_parses_with_its_config_and_every_flag_exists(capsy
         for line in span.splitlines()
     ]
     mentioned = {flag for line in code for flag in re.findall(r"(?<![\w-])--([a-z_]+(?:\.[a-z_]+)*)", line)}
-    general = {"help", "print_config", "print-config", "config", "debug"}
+    general = {"help", "print_config", "print-config", "config", "debug"} | launcher_flags()
     unknown = sorted(flag for flag in mentioned - general if flag not in known_flags)
     assert not unknown, f"README names flags no command has: {unknown}"
