@@ -139,14 +139,15 @@ def _word(pattern: str) -> str:
 
 def _name_patterns(name: str) -> list[str]:
     # PN: up to three component groups (alphabetic=ideographic=phonetic), each Family^Given^Middle^Prefix^Suffix.
-    parts = [part for part in re.split(r"[\^=,\s]+", name) if len(part.strip(".")) >= 2]
-    return [_word(re.escape(part.strip("."))) for part in parts]
+    parts = [part.strip(".") for part in re.split(r"[\^=,\s]+", name)]
+    parts += [piece for part in parts if "-" in part for piece in part.split("-")]  # Smith-Jones: also Smith, Jones
+    return [_word(re.escape(part)) for part in parts if len(part) >= 2]
 
 
 def _id_pattern(value: str) -> str | None:
     characters = [c for c in value if c.isalnum()]
-    if len(characters) < 2:
-        return None
+    if len(characters) < 2 or (value.strip().isdigit() and len(characters) < 5):
+        return None  # a short number (StudyID "12") would also remove "12 mm"; it identifies no one alone
     # Separators inside the ID may be written or left out: ACC98765 = ACC-98765 = ACC 98765.
     return _word(r"[\s._/-]?".join(re.escape(c) for c in characters))
 

@@ -70,6 +70,9 @@ def test_scrubbing_replaces_header_values_in_any_spelling_and_common_shapes() ->
     for value in ("55512345", "1970", "1980", "4567", "example.org", "6789", "4411"):
         assert value not in generic.text, value
     assert generic.text.endswith("Study of the left knee.") and generic.spans_replaced == 7
+    # hyphenated names part by part; a short numeric study ID does not eat measurements
+    other = scrub_report_text("Smith and SMITH-JONES; 12 mm lesion.", {"names": ["Smith-Jones^Ann"], "ids": ["12"]})
+    assert other.text == f"{REPLACEMENT} and {REPLACEMENT}; 12 mm lesion." and other.spans_replaced == 2
     # text without identifiers is left alone, and says so
     plain = scrub_report_text("Small nodule in the right upper lobe.", identifiers)
     assert plain == type(plain)("Small nodule in the right upper lobe.", 0)
