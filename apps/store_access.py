@@ -157,10 +157,24 @@ def schema_overview() -> pd.DataFrame:
         connection.close()
 
 
+_SHARED_STORES: dict[Path, EmbeddingStore] = {}
+_SHARED_STORES_LOCK = threading.Lock()
+
+
+def shared_store() -> EmbeddingStore:
+    """One :class:`shared.store.EmbeddingStore` per store file for the whole server process.
+
+    It is safe to share between sessions' threads: every call leases its own cursor on one file version,
+    and the store follows a swapped-in file on the next call. Sharing it keeps each model's in-memory
+    index loaded between queries (opening a store per call would reload a model's vectors every time).
+    """
+    path = store_path().resolve()
+    with _SHARED_STORES_LOCK:
+        if path not in _SHARED_STORES:
+            _SHARED_STORES[path] = EmbeddingStore(path, memory_limit="2GB")
+        return _SHARED_STORES[path]
+
+
 def nearest(**arguments: Any) -> pd.DataFrame:
-    """:meth:`shared.store.EmbeddingStore.nearest` on a store object opened for this call and closed after it."""
-    store = EmbeddingStore(store_path(), memory_limit="2GB")
-    try:
-        return store.nearest(**arguments)
-    finally:
-        store.close()
+    """:meth:`shared.store.EmbeddingStore.nearest` on the process's shared store object (:func:`shared_store`)."""
+    return shared_store().nearest(**arguments)
