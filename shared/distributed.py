@@ -20,6 +20,7 @@ The patterns:
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import contextvars
 import datetime
@@ -76,7 +77,15 @@ def init_distributed(backend: str | None = None) -> DistributedContext:
         # wait up to DIST_TIMEOUT_MINUTES (default 180) instead of torch's 30 (gloo) or 10 (nccl) minutes.
         timeout = datetime.timedelta(minutes=float(os.environ.get("DIST_TIMEOUT_MINUTES", "180")))
         dist.init_process_group(backend=chosen, timeout=timeout)
+        atexit.register(_leave_process_group)
     return DistributedContext(rank=rank, world_size=world_size, local_rank=local_rank)
+
+
+def _leave_process_group() -> None:
+    # A process that exits with its group still open can abort in gloo's teardown ("terminate called without an
+    # active exception") after its work is done; leave the group first.
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def current_context() -> DistributedContext:
