@@ -10,7 +10,8 @@ class LearningRateSchedule:
     """LR as a function of the optimizer step, with a plateau factor driven by validation.
 
     ``lr(step) = base_lr × warmup(step) × decay(step) × plateau_factor`` where warm-up is linear over
-    ``warmup_steps``, decay is cosine to ``min_lr_ratio × base_lr`` at ``total_steps`` (``"cosine"``) or 1
+    ``warmup_steps`` (from ``warmup_start_factor × base_lr`` at step 0, or one step's share without it),
+    decay is cosine to ``min_lr_ratio × base_lr`` at ``total_steps`` (``"cosine"``) or 1
     (``"constant"``/``"plateau"``), and ``plateau_factor`` is multiplied by ``plateau_decay`` each time
     ``plateau_patience`` validations pass without improvement (``"plateau"`` only, as ReduceLROnPlateau).
     Kept as one small object so that its whole state goes into checkpoints for exact resume.
@@ -26,12 +27,14 @@ class LearningRateSchedule:
         plateau_patience: int = 5,
         plateau_decay: float = 0.5,
         select_mode: str = "max",
+        warmup_start_factor: float | None = None,
     ) -> None:
         if kind not in ("cosine", "constant", "plateau"):
             raise ValueError(f"schedule must be 'cosine', 'constant' or 'plateau', got {kind!r}")
         self.base_lr = base_lr
         self.total_steps = max(1, total_steps)
         self.warmup_steps = warmup_steps
+        self.warmup_start_factor = warmup_start_factor
         self.kind = kind
         self.min_lr_ratio = min_lr_ratio
         self.plateau_patience = plateau_patience
@@ -44,6 +47,9 @@ class LearningRateSchedule:
     def lr_at(self, step: int) -> float:
         """Learning rate for optimizer step ``step`` (0-based)."""
         if self.warmup_steps > 0 and step < self.warmup_steps:
+            if self.warmup_start_factor is not None:
+                start = self.warmup_start_factor
+                return self.base_lr * (start + (1 - start) * step / self.warmup_steps) * self.plateau_factor
             return self.base_lr * (step + 1) / self.warmup_steps * self.plateau_factor
         if self.kind == "cosine":
             progress = min(1.0, (step - self.warmup_steps) / max(1, self.total_steps - self.warmup_steps))

@@ -65,7 +65,11 @@ class TrainerConfig:
     lr: float = 5e-4
     """Peak learning rate (after warm-up)."""
     weight_decay: float = 0.2
-    """Weight decay, applied to weight matrices only (not to biases, norms, temperatures)."""
+    """Weight decay, applied to weight matrices only (not to biases, norms, temperatures) unless
+    decay_all_parameters is set."""
+    decay_all_parameters: bool = False
+    """Decay every trainable parameter, biases and norms included, as an optimizer handed
+    ``model.parameters()`` does (AstroM3's official fine-tuning does this)."""
     betas: tuple[float, float] = (0.9, 0.98)
     """Adam(W) betas."""
     eps: float = 1e-6
@@ -74,6 +78,9 @@ class TrainerConfig:
     """Linear warm-up length in optimizer steps (null: 0, or what warmup_epochs sets)."""
     warmup_epochs: float | None = None
     """Warm-up length in epochs; resolved to warmup_steps before the config is saved."""
+    warmup_start_factor: float | None = None
+    """Fraction of the peak LR at warm-up's first step, ramping linearly to the peak (null: one step's
+    share, 1/warmup_steps); e.g. 1e-5 as torch's LinearLR(start_factor=1e-5) in AstroM3's official code."""
     schedule: str = "cosine"
     """LR schedule after warm-up: 'cosine', 'constant' or 'plateau' (reduce on validation plateau)."""
     min_lr_ratio: float = 0.0
@@ -252,13 +259,16 @@ def with_step_defaults(config: TrainerConfig, flag_prefix: str = "--trainer.") -
     )
 
 
-def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
-    """AdamW groups: decay on weight matrices; none on biases, norms, embeddings' gains and temperatures."""
+def parameter_groups(model: nn.Module, weight_decay: float, decay_all: bool = False) -> list[dict[str, Any]]:
+    """Optimizer groups: decay on weight matrices; none on biases, norms, embeddings' gains and temperatures
+    (``decay_all``: decay on every trainable parameter)."""
     decay, no_decay = [], []
     for name, parameter in model.named_parameters():
         if not parameter.requires_grad:
             continue
-        exempt = parameter.ndim < 2 or "logit_scale" in name or "logit_bias" in name or ".bn" in name
+        exempt = not decay_all and (
+            parameter.ndim < 2 or "logit_scale" in name or "logit_bias" in name or ".bn" in name
+        )
         (no_decay if exempt else decay).append(parameter)
     groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
     return [group for group in groups if group["params"]]
@@ -270,11 +280,16 @@ OPTIMIZERS = ("adamw", "adam", "sgd")
 def build_optimizer(parameters: nn.Module | Iterable[Any], config: TrainerConfig) -> torch.optim.Optimizer:
     """The optimizer ``config.optimizer`` names, at ``config.lr``.
 
-    Given a module, weight decay applies to its weight matrices only (:func:`parameter_groups`); given
-    parameters or groups, to what the caller passes. ``"adamw"`` decays decoupled from the gradient,
+    Given a module, weight decay applies to its weight matrices only, or to every parameter with
+    ``config.decay_all_parameters`` (:func:`parameter_groups`); given parameters or groups, to what the caller
+    passes. ``"adamw"`` decays decoupled from the gradient,
     ``"adam"`` and ``"sgd"`` add ``weight_decay × w`` to the gradient (coupled L2).
     """
-    groups = parameter_groups(parameters, config.weight_decay) if isinstance(parameters, nn.Module) else parameters
+    groups = (
+        parameter_groups(parameters, config.weight_decay, config.decay_all_parameters)
+        if isinstance(parameters, nn.Module)
+        else parameters
+    )
     if config.optimizer == "adamw":
         return torch.optim.AdamW(groups, lr=config.lr, betas=tuple(config.betas), eps=config.eps)
     if config.optimizer == "adam":
@@ -304,6 +319,8 @@ def check_trainer_config(config: TrainerConfig, flag_prefix: str = "--trainer.")
             raise UserError(f"{flag_prefix}{name}: must be >= 1, got {getattr(config, name)}")
     if not config.lr > 0 or not math.isfinite(config.lr):
         raise UserError(f"{flag_prefix}lr: must be a positive number, got {config.lr}")
+    if config.warmup_start_factor is not None and not 0 < config.warmup_start_factor <= 1:
+        raise UserError(f"{flag_prefix}warmup_start_factor: must be in (0, 1], got {config.warmup_start_factor}")
 
 
 class BestValue:
@@ -479,6 +496,7 @@ class Trainer:
             config.plateau_patience,
             config.plateau_decay,
             self.stop_mode,
+            config.warmup_start_factor,
         )
         self.checkpoints = CheckpointManager(self.run_dir / "checkpoints", config.keep_last)
         self.metrics = MetricsLog(self.run_dir, self.context.is_main, config.tensorboard)

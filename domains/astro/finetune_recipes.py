@@ -82,8 +82,8 @@ def apply_recipe(
 ) -> tuple[TrainerConfig, AstroModelConfig]:
     """``trainer`` and ``model`` with the recipe of (``mode``, ``subset``) filled in.
 
-    With ``recipe="official"`` the optimizer becomes Adam with coupled decay at the recipe's learning rate,
-    beta1, decay and clip; the plateau schedule (patience 3) takes its factor; the kept weights are those with
+    With ``recipe="official"`` the optimizer becomes Adam with coupled decay on every parameter at the
+    recipe's learning rate, beta1, decay and clip, warmed up linearly from 1e-5 of the learning rate; the plateau schedule (patience 3) takes its factor; the kept weights are those with
     the best validation accuracy and early stopping (patience 6) follows the validation loss; the mode's
     tower gets the recipe's dropout. Budget and warm-up (``max_epochs``, ``warmup_epochs``) stay the
     trainer's. ``recipe="none"`` returns both unchanged.
@@ -99,6 +99,10 @@ def apply_recipe(
         lr=settings.lr,
         betas=(settings.beta1, 0.999),
         weight_decay=settings.weight_decay,
+        # src/main.py hands model.parameters() to Adam (every parameter decays) and src/utils.py warms up
+        # with LinearLR(start_factor=1e-5).
+        decay_all_parameters=True,
+        warmup_start_factor=1e-5,
         grad_clip_norm=settings.grad_clip_norm,
         schedule="plateau",
         plateau_patience=3,

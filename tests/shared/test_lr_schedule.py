@@ -60,3 +60,10 @@ def test_state_round_trip_continues_identically() -> None:
     for schedule in (first, second):
         schedule.on_validation(4.0)
     assert first.state_dict() == second.state_dict() and first.lr_at(30) == second.lr_at(30) == 0.125
+
+
+def test_warmup_from_a_start_factor_ramps_linearly_from_that_fraction_to_the_peak() -> None:
+    schedule = LearningRateSchedule(2.0, total_steps=20, warmup_steps=10, kind="constant", warmup_start_factor=1e-5)
+    assert schedule.lr_at(0) == pytest.approx(2e-5)
+    assert schedule.lr_at(5) == pytest.approx(2.0 * (1e-5 + (1 - 1e-5) * 0.5))
+    assert schedule.lr_at(10) == 2.0 and schedule.lr_at(19) == 2.0

@@ -486,3 +486,11 @@ def test_check_resume_refuses_early_what_the_trainer_would_refuse(tmp_path: Path
     trainer = Trainer(_Regressor(), TrainerConfig(max_steps=2, checkpoint_every=2, progress_bar=False), tmp_path)
     trainer.fit(batches_from_dataset(TensorDictDataset({"x": torch.randn(16, 2), "y": torch.randn(16)}), 8))
     check_resume("latest", tmp_path / "checkpoints")
+
+
+def test_decay_all_parameters_puts_biases_and_norms_in_the_decayed_group() -> None:
+    model = torch.nn.Sequential(torch.nn.Linear(3, 3), torch.nn.LayerNorm(3))
+    default = build_optimizer(model, TrainerConfig(optimizer="adam", weight_decay=0.1)).param_groups
+    assert sorted((group["weight_decay"], len(group["params"])) for group in default) == [(0.0, 3), (0.1, 1)]
+    everything = build_optimizer(model, TrainerConfig(optimizer="adam", weight_decay=0.1, decay_all_parameters=True))
+    assert [(group["weight_decay"], len(group["params"])) for group in everything.param_groups] == [(0.1, 4)]

@@ -55,6 +55,11 @@ def test_paper_preset_resolves_to_the_official_per_mode_recipe(mode: str, subset
     optimizer = build_optimizer(torch.nn.Linear(2, 2), resolved)
     assert type(optimizer) is torch.optim.Adam
     assert max(group["weight_decay"] for group in optimizer.param_groups) == decay
+    # Every parameter decays (src/main.py hands model.parameters() to Adam), the bias included.
+    assert [group["weight_decay"] for group in optimizer.param_groups] == [decay]
+    assert sum(len(group["params"]) for group in optimizer.param_groups) == 2
+    # LinearLR(start_factor=1e-5): the first warm-up step runs at 1e-5 of the learning rate.
+    assert resolved.warmup_start_factor == 1e-5
 
 
 def test_every_mode_and_budget_has_a_recipe_and_none_leaves_the_trainer_alone() -> None:
