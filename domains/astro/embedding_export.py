@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from torch.utils.data import ConcatDataset, Subset
 
 from domains.astro.clip_pretraining import load_pretrained_clip
 from domains.astro.datasets import ingest_modalities, load_astro_splits, map_batches
@@ -36,9 +37,10 @@ from domains.astro.downstream import (
 from domains.astro.ingest_pipeline import resolve_ingest_dir
 from domains.astro.model import MODALITIES
 from shared.device import pick_device
+from shared.distributed import ensure_process_group, on_main_process, rows_across_ranks
 from shared.run_folder import RunFolder, sha256_of
 from shared.store import EmbeddingStore
-from shared.user_errors import UserError
+from shared.user_errors import NothingProduced, UserError
 
 
 @dataclass
@@ -82,36 +84,43 @@ class EmbedResult:
     modalities: list[str]
 
 
+EMBEDDED_SPLITS = ("train", "val", "test")
+
+
 def embed_splits(
     model: Any, splits: Any, batch_size: int, device: Any, modalities: tuple[str, ...] = MODALITIES
-) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
-    """Embeddings of ``modalities`` for train, val and test, in that order, with a per-object frame."""
+) -> tuple[pd.DataFrame, dict[str, np.ndarray]] | None:
+    """Embeddings of ``modalities`` for train, val and test, in that order, with a per-object frame.
+
+    Under torchrun (all ranks call this) each rank encodes a contiguous share of the objects; rank 0 gets
+    every vector in object order and the other ranks get None, so that rank 0 alone scores and writes.
+    """
     model = model.to(device).eval()
-    frames, vectors = [], {modality: [] for modality in modalities}
-    for split_name in ("train", "val", "test"):
-        dataset = getattr(splits, split_name)
-        if not len(dataset):
-            continue
-        outputs = map_batches(
-            lambda batch: {m: model.encode(m, batch[m]) for m in modalities} | {"label": batch["label"]},
-            dataset,
+    datasets = [getattr(splits, name) for name in EMBEDDED_SPLITS]
+    frame = pd.DataFrame(
+        {
+            "sample_id": [obj.sample_id for dataset in datasets for obj in dataset.objects],
+            "split": [name for name, dataset in zip(EMBEDDED_SPLITS, datasets) for _ in range(len(dataset))],
+            "label_index": np.concatenate([dataset.labels for dataset in datasets]).astype(np.int64),
+        }
+    )
+    if not len(frame):
+        raise NothingProduced("the run's train, val and test splits hold no object to embed")
+    every_object = ConcatDataset([dataset for dataset in datasets if len(dataset)])
+
+    def encode_rows(rows: range) -> dict[str, np.ndarray]:
+        return map_batches(
+            lambda batch: {m: model.encode(m, batch[m]) for m in modalities},
+            Subset(every_object, rows),
             batch_size,
             device,
         )
-        for modality in modalities:
-            vectors[modality].append(outputs[modality])
-        frames.append(
-            pd.DataFrame(
-                {
-                    "sample_id": [obj.sample_id for obj in dataset.objects],
-                    "split": split_name,
-                    "label_index": outputs["label"].astype(np.int64),
-                }
-            )
-        )
-    frame = pd.concat(frames, ignore_index=True)
+
+    vectors = rows_across_ranks(len(frame), encode_rows)
+    if vectors is None:
+        return None
     frame["label"] = [splits.classes[i] for i in frame["label_index"]]
-    return frame, {modality: np.concatenate(parts) for modality, parts in vectors.items()}
+    return frame, {modality: vectors[modality] for modality in modalities}
 
 
 def _check_config(config: EmbedConfig) -> None:
@@ -133,8 +142,13 @@ def _check_config(config: EmbedConfig) -> None:
 
 
 def run_embed(config: EmbedConfig) -> EmbedResult:
-    """Embed, score and write; see the module docstring."""
+    """Embed, score and write; see the module docstring.
+
+    Under torchrun every rank encodes its share of the objects, and rank 0 alone computes the scores and the
+    2-D map from all vectors and writes each vector once; every rank returns rank 0's result.
+    """
     _check_config(config)
+    ensure_process_group()  # before picking the device: under torchrun on CUDA, each rank its own GPU
     device = pick_device(config.device)
     folder = RunFolder(Path(config.run))
     model, values = load_pretrained_clip(folder.path, flag="--run")
@@ -152,7 +166,23 @@ def run_embed(config: EmbedConfig) -> EmbedResult:
         )
         splits = load_astro_splits(ingest_dir, values["subset"], values["seed"], seq_len)
     modalities = tuple(m for m in MODALITIES if m in ingest_modalities(ingest_dir))
-    frame, vectors = embed_splits(model, splits, config.batch_size, device, modalities)
+    embedded = embed_splits(model, splits, config.batch_size, device, modalities)
+    # On rank 0 (the only rank with the vectors): scores, map and store; the other ranks wait for the result.
+    return on_main_process(
+        lambda: _score_and_write(config, folder, values, splits.classes, modalities, *embedded), "embedding"
+    )
+
+
+def _score_and_write(
+    config: EmbedConfig,
+    folder: RunFolder,
+    values: dict[str, Any],
+    classes: list[str],
+    modalities: tuple[str, ...],
+    frame: pd.DataFrame,
+    vectors: dict[str, np.ndarray],
+) -> EmbedResult:
+    """Anomaly scores, label-error flags and the 2-D map from all objects' vectors, written to the store."""
     vectors["fused"] = fused_embeddings(vectors, modalities)
 
     frame["anomaly_isolation_forest"] = anomaly_scores(vectors["fused"], "isolation_forest")
@@ -164,7 +194,7 @@ def run_embed(config: EmbedConfig) -> EmbedResult:
         labels,
         reference_embeddings={m: vectors[m][train] for m in modalities},
         reference_labels=labels[train],
-        n_classes=len(splits.classes),
+        n_classes=len(classes),
         top_k=config.top_k,
         min_modalities=min(config.min_modalities, len(modalities)),
     )

@@ -17,6 +17,8 @@ NO_DROPOUT = ["--model.photometry.dropout", "0", "--model.spectra.dropout", "0",
 # ProbSparse attention samples its keys from the torch RNG, which is seeded per rank: full attention here.
 PRETRAIN = ["--demo_stars", "300", "--trainer.max_epochs", "2", "--model.photometry.attention", "full", *NO_DROPOUT]
 FINETUNE = ["--demo_stars", "300", "--trainer.max_epochs", "2", "--mode", "photo"]
+# A short pretraining run to embed (its vectors need not be good, only the same with one and two processes).
+EMBED_PRETRAIN = ["--demo_stars", "300", "--trainer.max_epochs", "1", "--batch_size", "32"]
 # Stated tolerances. The spectra tower's BatchNorm normalises by each rank's micro-batch on CPU (SyncBatchNorm
 # needs CUDA; the trainer converts to it there), so the runs are not equal to float order: observed, the final
 # val/test CLIP losses differ by up to 5% and the per-step training losses by up to 15%. Checked: final val and
@@ -54,3 +56,41 @@ def test_finetune_runs_under_torchrun_and_matches_one_process(workdir: Path, dis
     dist.record("astro finetune", one_s=one.wall_seconds, two_s=two.wall_seconds, one=single, two=double)
     assert double["steps"] == single["steps"]
     assert double["accuracy"] == pytest.approx(single["accuracy"], abs=ACCURACY_TOLERANCE)
+
+
+def store_vectors(store: Path) -> dict[tuple[str, str], list[float]]:
+    """``(modality, sample_id) -> vector`` of every embedding row in a store, asserting no row is there twice."""
+    import duckdb
+
+    with duckdb.connect(str(store), read_only=True) as connection:
+        rows = connection.execute("SELECT modality, sample_id, vec FROM all_embeddings").fetchall()
+    vectors = {(modality, sample_id): list(vec) for modality, sample_id, vec in rows}
+    assert len(vectors) == len(rows)
+    return vectors
+
+
+def object_ids(store: Path) -> list[str]:
+    """The ``sample_id`` column of ``samples_astro`` (one row per object)."""
+    import duckdb
+
+    with duckdb.connect(str(store), read_only=True) as connection:
+        return [row[0] for row in connection.execute("SELECT sample_id FROM samples_astro").fetchall()]
+
+
+@pytest.mark.slow
+def test_embed_splits_the_encoding_and_writes_each_vector_once(workdir: Path, dist: types.ModuleType) -> None:
+    dist.launch("domains.astro.pretrain", [*EMBED_PRETRAIN, "--run_name", "pre"], workdir, 1)
+    embed = ["--run", "runs/astro/pre", "--map_method", "pca", "--batch_size", "32"]
+    two = dist.launch("domains.astro.embed", [*embed, "--store", "two.duckdb"], workdir, 2)
+    one = dist.launch("domains.astro.embed", [*embed, "--store", "one.duckdb"], workdir, 1)
+    split, single = store_vectors(workdir / "two.duckdb"), store_vectors(workdir / "one.duckdb")
+    objects = object_ids(workdir / "one.duckdb")
+    assert len(objects) == len(set(objects)) > 32  # more objects than one batch: both ranks encoded some
+    assert sorted(object_ids(workdir / "two.duckdb")) == sorted(objects)
+    modalities = {"photometry", "spectra", "metadata", "fused"}
+    assert {modality for modality, _ in single} == modalities
+    assert len(single) == len(modalities) * len(objects) and set(split) == set(single)  # every vector, once
+    for key, vector in single.items():
+        assert split[key] == pytest.approx(vector, abs=1e-5), key
+    assert dist.printed_once(two.stdout, "embedded ")  # rank 0 alone reports
+    dist.record("astro embed", one_s=one.wall_seconds, two_s=two.wall_seconds, objects=len(objects))
