@@ -97,7 +97,7 @@ class TableConfig:
     demo_stars: int = 8000
     """Stars in the built-in demo set (only without --input). Sized from the spread measured on 2,000 stars
     (200 test stars per seed; photometry CLIP gain ±3.9 points at 95% over 5 seeds): about 4x the test stars
-    for ±2 points. table_demo.yaml uses 2,000 to finish in ~20 minutes on 2 loaded cores."""
+    for ±2 points. table_demo.yaml uses 8,000 (24 minutes on 2 loaded cores)."""
     seeds: list[int] = field(default_factory=lambda: [42, 66, 0, 12, 123])
     """Split seeds (paper: 42 66 0 12 123); one CLIP pretraining per seed."""
     subsets: list[str] = field(default_factory=lambda: list(SUBSETS))

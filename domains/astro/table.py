@@ -5,7 +5,7 @@ regression, field only, most common class), and a verdict (supported / contradic
 of the paper's claims: CLIP helps photometry; it helps more with fewer labels; fusion beats the best single
 modality.
 
-    python -m domains.astro.table --config domains/astro/configs/table_demo.yaml   # 2 CPU cores, ~20 min
+    python -m domains.astro.table --config domains/astro/configs/table_demo.yaml   # 2 CPU cores, ~25 min
     python -m domains.astro.table --config domains/astro/configs/table_paper.yaml --input runs/astro/<ingest>
 
 Writes ``runs/astro/<run_name>/table.md`` and ``table.json`` plus the pretraining and fine-tuning runs under
