@@ -1,8 +1,11 @@
 """Minibatches of user–item pairs for the MNAR estimators, and the trainer's ``make_batches`` over them.
 
 Batches are drawn at random with replacement; for the trainer, batch ``b`` of epoch ``e`` is drawn from a
-generator seeded by ``(seed, e, b, rank)``, so an interrupted and resumed fit sees the same batches as an
-uninterrupted one. An epoch is ``ceil(training clicks / batch size)`` batches.
+generator seeded by ``(seed, e, b)``, so an interrupted and resumed fit sees the same batches as an
+uninterrupted one. The batch size is the global one: under torch.distributed every rank draws the same global
+batch and keeps its contiguous slice (:func:`shared.distributed.rank_slice`), so the ranks together see
+exactly the one-process batch and DDP's gradient average equals the one-process gradient for a per-sample mean
+loss whose slices are equally large (world size divides the batch size). An epoch is ``ceil(training clicks / batch size)`` batches.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import numpy as np
 import torch
 
 from domains.recsys.mnar.feedback import ImplicitFeedback
-from shared.distributed import current_context
+from shared.distributed import DistributedContext, current_context, rank_slice
 
 MakeBatches = Callable[[int, int], Iterator[dict[str, torch.Tensor]]]
 
@@ -126,17 +129,37 @@ def steps_per_epoch(n_clicks: int, batch_size: int) -> int:
 def seeded_batches(
     draw: Callable[[np.random.Generator], dict[str, torch.Tensor]], batches_per_epoch: int, seed: int
 ) -> MakeBatches:
-    """The trainer's ``make_batches(epoch, start_batch)``: batch ``b`` of epoch ``e`` is ``draw(rng(seed, e, b))``.
+    """The trainer's ``make_batches(epoch, start_batch)``: batch ``b`` of epoch ``e`` is ``draw(rng(seed, e, b))``,
+    this rank's contiguous slice of it under torch.distributed (the whole batch for one process).
 
     Args:
-        draw: turns a generator into one batch (a dict of tensors).
+        draw: turns a generator into one global batch (a dict of tensors with the same leading dimension).
         batches_per_epoch: batches in each epoch.
-        seed: base seed (each rank under torch.distributed draws its own batches).
+        seed: base seed, shared by every rank.
     """
 
     def make_batches(epoch: int, start_batch: int = 0) -> Iterator[dict[str, torch.Tensor]]:
-        rank = current_context().rank
+        context = current_context()
         for index in range(start_batch, batches_per_epoch):
-            yield draw(np.random.default_rng([seed, epoch, index, rank]))
+            batch = draw(np.random.default_rng([seed, epoch, index]))
+            yield slice_for_rank(batch, context) if context.enabled else batch
 
     return make_batches
+
+
+def slice_for_rank(batch: dict[str, torch.Tensor], context: DistributedContext) -> dict[str, torch.Tensor]:
+    """This rank's contiguous rows of every tensor of a global batch (:func:`shared.distributed.rank_slice`)."""
+    rows = rank_slice(batch_rows(batch), context)
+    return {name: value[rows.start : rows.stop] for name, value in batch.items()}
+
+
+def batch_rows(batch: dict[str, torch.Tensor]) -> int:
+    """The leading dimension shared by every tensor of ``batch``.
+
+    Raises:
+        ValueError: the tensors disagree (the batch could not be sliced by row).
+    """
+    sizes = {name: int(value.shape[0]) for name, value in batch.items()}
+    if len(set(sizes.values())) != 1:
+        raise ValueError(f"batch tensors have different lengths: {sizes}")
+    return next(iter(sizes.values()))
