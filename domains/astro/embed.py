@@ -15,17 +15,17 @@ from __future__ import annotations
 
 from domains.astro.embedding_export import EmbedConfig, EmbedResult, run_embed
 from shared.cli import parse_config, run_command
-from shared.distributed import on_main_process
 
 
 def main(argv: list[str] | None = None) -> EmbedResult:
     """Command-line entry point (``python -m domains.astro.embed --help``)."""
     config = parse_config(EmbedConfig, argv, prog="python -m domains.astro.embed", description=__doc__)
-    result = on_main_process(lambda: run_embed(config), "embedding")  # once, on rank 0, under torchrun
+    result = run_embed(config)  # under torchrun: every rank encodes a share, rank 0 scores and writes
     candidates = int(result.samples["label_error_candidate"].sum())
     print(
         f"embedded {result.n_objects} objects x {len(result.modalities)} modalities ({', '.join(result.modalities)}) as "
         f"{config.model_name}/{result.model_version}; {candidates} label-error candidates"
+        + (f" (encoded across {result.encoding_processes} processes)" if result.encoding_processes > 1 else "")
     )
     print(f"wrote {result.store} (embeddings_* tables, samples_astro with anomaly scores and flags)")
     print("next: open the store in the Streamlit explorer (apps/), or query table samples_astro with duckdb")

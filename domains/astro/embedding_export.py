@@ -37,7 +37,7 @@ from domains.astro.downstream import (
 from domains.astro.ingest_pipeline import resolve_ingest_dir
 from domains.astro.model import MODALITIES
 from shared.device import pick_device
-from shared.distributed import ensure_process_group, on_main_process, rows_across_ranks
+from shared.distributed import current_context, ensure_process_group, on_main_process, rows_across_ranks
 from shared.run_folder import RunFolder, sha256_of
 from shared.store import EmbeddingStore
 from shared.user_errors import NothingProduced, UserError
@@ -82,6 +82,8 @@ class EmbedResult:
     n_objects: int
     samples: pd.DataFrame
     modalities: list[str]
+    encoding_processes: int = 1
+    """Processes that shared the encoding (the torchrun world size)."""
 
 
 EMBEDDED_SPLITS = ("train", "val", "test")
@@ -168,8 +170,10 @@ def run_embed(config: EmbedConfig) -> EmbedResult:
     modalities = tuple(m for m in MODALITIES if m in ingest_modalities(ingest_dir))
     embedded = embed_splits(model, splits, config.batch_size, device, modalities)
     # On rank 0 (the only rank with the vectors): scores, map and store; the other ranks wait for the result.
+    processes = current_context().world_size
     return on_main_process(
-        lambda: _score_and_write(config, folder, values, splits.classes, modalities, *embedded), "embedding"
+        lambda: _score_and_write(config, folder, values, splits.classes, modalities, *embedded, processes),
+        "embedding",
     )
 
 
@@ -181,6 +185,7 @@ def _score_and_write(
     modalities: tuple[str, ...],
     frame: pd.DataFrame,
     vectors: dict[str, np.ndarray],
+    encoding_processes: int,
 ) -> EmbedResult:
     """Anomaly scores, label-error flags and the 2-D map from all objects' vectors, written to the store."""
     vectors["fused"] = fused_embeddings(vectors, modalities)
@@ -237,4 +242,4 @@ def _score_and_write(
                 metadata=meta_rows,
             )
         writer.upsert_samples("astro", frame.drop(columns=["label_index"]))
-    return EmbedResult(Path(config.store), model_version, len(frame), frame, [*modalities, "fused"])
+    return EmbedResult(Path(config.store), model_version, len(frame), frame, [*modalities, "fused"], encoding_processes)

@@ -93,4 +93,5 @@ def test_embed_splits_the_encoding_and_writes_each_vector_once(workdir: Path, di
     for key, vector in single.items():
         assert split[key] == pytest.approx(vector, abs=1e-5), key
     assert dist.printed_once(two.stdout, "embedded ")  # rank 0 alone reports
+    assert "(encoded across 2 processes)" in two.stdout and "encoded across" not in one.stdout
     dist.record("astro embed", one_s=one.wall_seconds, two_s=two.wall_seconds, objects=len(objects))
