@@ -24,6 +24,7 @@ sigmoid link and the log loss, which has no closed form; it stays a gradient fit
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -195,6 +196,32 @@ def _solve_rows_exactly(
     return torch.cholesky_solve(rhs[:, :, None], factor)[:, :, 0]
 
 
+def batched_conjugate_gradient(
+    multiply: Callable[[torch.Tensor], torch.Tensor], right_hand_sides: torch.Tensor, start: torch.Tensor, steps: int
+) -> torch.Tensor:
+    """``steps`` conjugate-gradient iterations on many symmetric positive-definite systems at once.
+
+    Row ``r`` of the result approximates the solution of ``A_r x = b_r``, where ``multiply(X)`` returns every
+    row's ``A_r x_r`` (the matrices themselves are never formed), warm-started at ``start``. A row whose
+    direction has no curvature left (already solved) stops moving.
+    """
+    solution = start.clone()
+    residual = right_hand_sides - multiply(solution)
+    direction = residual.clone()
+    residual_norm = residual.square().sum(1)
+    tiny = torch.finfo(start.dtype).tiny
+    for _ in range(steps):
+        product = multiply(direction)
+        curvature = (direction * product).sum(1)
+        step = torch.where(curvature > tiny, residual_norm / curvature.clamp_min(tiny), torch.zeros_like(curvature))
+        solution += step[:, None] * direction
+        residual -= step[:, None] * product
+        new_norm = residual.square().sum(1)
+        direction = residual + (new_norm / residual_norm.clamp_min(tiny))[:, None] * direction
+        residual_norm = new_norm
+    return solution
+
+
 def _solve_rows_by_conjugate_gradient(
     start: torch.Tensor,
     other: torch.Tensor,
@@ -221,21 +248,8 @@ def _solve_rows_by_conjugate_gradient(
         along = extra * (vectors[rows] * clicked_vectors).sum(1)
         return out.index_add_(0, rows, along[:, None] * clicked_vectors)
 
-    solution = start.clone()
-    residual = _right_hand_sides(other, rows, columns, weights * targets, n_rows) - multiply(solution)
-    direction = residual.clone()
-    residual_norm = residual.square().sum(1)
-    tiny = torch.finfo(start.dtype).tiny
-    for _ in range(steps):
-        product = multiply(direction)
-        curvature = (direction * product).sum(1)
-        step = torch.where(curvature > tiny, residual_norm / curvature.clamp_min(tiny), torch.zeros_like(curvature))
-        solution += step[:, None] * direction
-        residual -= step[:, None] * product
-        new_norm = residual.square().sum(1)
-        direction = residual + (new_norm / residual_norm.clamp_min(tiny))[:, None] * direction
-        residual_norm = new_norm
-    return solution
+    right_hand_sides = _right_hand_sides(other, rows, columns, weights * targets, n_rows)
+    return batched_conjugate_gradient(multiply, right_hand_sides, start, steps)
 
 
 def fit_alternating_least_squares(

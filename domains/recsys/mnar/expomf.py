@@ -9,6 +9,7 @@ from typing import Literal
 import numpy as np
 import torch
 
+from domains.recsys.mnar.alternating_least_squares import batched_conjugate_gradient
 from domains.recsys.mnar.feedback import ImplicitFeedback
 from domains.recsys.mnar.models import PointwiseMF
 
@@ -64,21 +65,7 @@ def _weighted_ridge_rows_by_conjugate_gradient(
     def multiply(vectors: torch.Tensor) -> torch.Tensor:
         return (weights * (vectors @ other.T)) @ other + ridge * vectors
 
-    solution = start.clone()
-    residual = (weights * targets) @ other - multiply(solution)
-    direction = residual.clone()
-    residual_norm = residual.square().sum(1)
-    tiny = torch.finfo(start.dtype).tiny
-    for _ in range(steps):
-        product = multiply(direction)
-        curvature = (direction * product).sum(1)
-        step = torch.where(curvature > tiny, residual_norm / curvature.clamp_min(tiny), torch.zeros_like(curvature))
-        solution += step[:, None] * direction
-        residual -= step[:, None] * product
-        new_norm = residual.square().sum(1)
-        direction = residual + (new_norm / residual_norm.clamp_min(tiny))[:, None] * direction
-        residual_norm = new_norm
-    return solution
+    return batched_conjugate_gradient(multiply, (weights * targets) @ other, start, steps)
 
 
 def fit_expomf(
