@@ -80,3 +80,35 @@ def test_two_processes_build_the_cache_once_and_match_one(workdir: Path, dist: t
         dist.train_losses(runs / "one"), rel=LOSS_RELATIVE_TOLERANCE
     )
     assert (runs / "two" / "run.json").is_file() and (runs / "two" / "checkpoints" / "best.safetensors").is_file()
+
+
+def store_vectors(store: Path) -> dict[tuple[str, str], list[float]]:
+    """``(modality, sample_id) -> vector`` of every embedding row in a store, asserting no row is there twice."""
+    import duckdb
+
+    with duckdb.connect(str(store), read_only=True) as connection:
+        rows = connection.execute("SELECT modality, sample_id, vec FROM all_embeddings").fetchall()
+        scores = dict(connection.execute("SELECT sample_id, prob_fake FROM samples_news").fetchall())
+    vectors = {(modality, sample_id): list(vec) for modality, sample_id, vec in rows}
+    assert len(vectors) == len(rows)
+    return vectors | {("prob_fake", sample_id): [score] for sample_id, score in scores.items()}
+
+
+@pytest.mark.slow
+def test_embed_splits_the_scoring_and_writes_each_post_once(workdir: Path, dist: types.ModuleType) -> None:
+    posts = write_posts(workdir / "raw")
+    ingest.main(["--format", "jsonl", "--input", str(posts), "--out_dir", str(workdir / "shards")])
+    short = [*SETTINGS, "--trainer.max_steps", "2", "--trainer.validate_every", "2", "--trainer.checkpoint_every", "2"]
+    dist.launch("domains.news.train", [*short, "--input", "shards", "--run_name", "one", "--batch_size", "8"], workdir)
+    embed = ["--run", "runs/news/one", "--input", "shards", "--cache_dir", "cache"]
+    two = dist.launch("domains.news.embed", [*embed, "--store", "two.duckdb"], workdir, 2)
+    one = dist.launch("domains.news.embed", [*embed, "--store", "one.duckdb"], workdir, 1)
+    split, single = store_vectors(workdir / "two.duckdb"), store_vectors(workdir / "one.duckdb")
+    post_ids = {sample_id for modality, sample_id in single if modality == "post"}
+    assert len(post_ids) == 2 * len(COLORS) * len(SHAPES)  # every post, real and swapped caption
+    assert {modality for modality, _ in single} == {"post", "text", "image", "prob_fake"}
+    assert len(single) == 4 * len(post_ids) and set(split) == set(single)  # every vector and score, once
+    for key, vector in single.items():
+        assert split[key] == pytest.approx(vector, abs=1e-5), key
+    assert dist.printed_once(two.stdout, "wrote ")  # rank 0 alone writes and reports
+    dist.record("news embed", one_s=one.wall_seconds, two_s=two.wall_seconds, posts=len(post_ids))
