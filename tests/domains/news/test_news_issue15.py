@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from command_contract import expect_command_failure
 from PIL import Image
 
@@ -119,19 +120,26 @@ def test_roc_auc_by_kind_against_a_hand_count() -> None:
 
 # --------------------------------------------------------------------------------------------- repeatability
 def test_training_twice_with_fresh_caches_is_bit_for_bit_equal(trained: dict, fast: list[str]) -> None:
-    """The fixture's run (fresh cache) and a second run of the same command with another fresh cache."""
+    """The fixture's run (fresh cache) and a second run of the same command with another fresh cache, started
+    with another ambient CPU thread count (the source of the differences the issue saw): ``--cpu_threads``
+    pins it, so the two runs must agree bit for bit."""
     runs, first = trained["runs"], trained["run"]
-    again = train.main(
-        [
-            "--input",
-            str(trained["shards"]),
-            "--runs_root",
-            str(runs),
-            "--cache_dir",
-            str(trained["root"] / "cache-again"),
-        ]
-        + ["--run_name", "tiny-again", *fast]
-    )
+    ambient = torch.get_num_threads()
+    torch.set_num_threads(3)
+    try:
+        again = train.main(
+            [
+                "--input",
+                str(trained["shards"]),
+                "--runs_root",
+                str(runs),
+                "--cache_dir",
+                str(trained["root"] / "cache-again"),
+            ]
+            + ["--run_name", "tiny-again", *fast]
+        )
+    finally:
+        torch.set_num_threads(ambient)
     second = runs / "news" / "tiny-again"
     for name in ("model.safetensors", "checkpoints/best.safetensors", "clip_alignment.safetensors"):
         assert (first / name).read_bytes() == (second / name).read_bytes(), name
