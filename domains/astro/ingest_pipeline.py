@@ -51,6 +51,7 @@ from domains.astro.period_search import estimate_period, period_flags
 from domains.astro.preprocessing import (
     SPLIT_SEEDS,
     SUBSET_FACTORS,
+    PreparedLightCurve,
     SplitInfo,
     limit_classes,
     prepare_lightcurve,
@@ -273,6 +274,59 @@ def reason_of(error: AstroInputError) -> str:
     return "unparseable file"
 
 
+def prepare_checked_lightcurve(
+    time_days: np.ndarray, flux: np.ndarray, flux_err: np.ndarray, path: Path, min_points: int
+) -> PreparedLightCurve:
+    """The light curve of ``path`` prepared for the model; raises AstroInputError with fewer than ``min_points``
+    distinct points."""
+    prepared = prepare_lightcurve(time_days, flux, flux_err, source=str(path))
+    if len(prepared.values) < min_points:
+        raise AstroInputError(
+            path, f"light curve has {len(prepared.values)} distinct point(s); need at least {min_points}"
+        )
+    return prepared
+
+
+def read_prepared_spectrum(path: Path, config: IngestConfig) -> tuple[np.ndarray, str]:
+    """The LAMOST spectrum at ``path`` as the model's channels, and the file's layout."""
+    spectrum = read_lamost_spectrum(path)
+    channels = prepare_spectrum(
+        spectrum.wavelength.to_value("AA"),
+        spectrum.flux,
+        spectrum.ivar,
+        error_mode=config.spectrum_error_mode,
+        min_coverage=config.min_spectrum_coverage,
+        source=str(path),
+    )
+    return channels, spectrum.layout
+
+
+def check_finite_features(features: np.ndarray, source: str | Path) -> None:
+    """Raise AstroInputError naming ``source`` and the columns whose transformed metadata is not finite."""
+    if not np.isfinite(features).all():
+        names = [name for name, value in zip(ALL_COLUMNS, features) if not np.isfinite(value)]
+        raise AstroInputError(source, f"non-finite feature(s) {names} after the AstroM3 transforms")
+
+
+def lightcurve_report(
+    prepared: PreparedLightCurve,
+    time_days: np.ndarray,
+    flux: np.ndarray,
+    flux_err: np.ndarray,
+    period: float,
+    period_source: str,
+) -> dict[str, Any]:
+    """The per-object report's light-curve columns (points, time span, period, its source and its flags)."""
+    return {
+        "n_points": len(prepared.values),
+        "n_duplicates_removed": prepared.n_duplicates,
+        "baseline_days": float(np.nanmax(time_days) - np.nanmin(time_days)),
+        "period_days": float(period),
+        "period_source": period_source,
+        "period_flags": period_flags(time_days, flux, float(period), flux_err),
+    }
+
+
 def _ingest_one(
     row: pd.Series, features: np.ndarray, config: IngestConfig, sources: _Sources
 ) -> tuple[IngestedObject, dict[str, Any]]:
@@ -284,33 +338,17 @@ def _ingest_one(
     lightcurve_path = sources.lightcurve_dir / f"{str(row['asassn_name']).replace(' ', '')}.dat"
     curve = read_asassn_lightcurve_arrays(lightcurve_path)
     time_days, flux, flux_err = curve.hjd_days, curve.flux_mjy, curve.flux_err_mjy
-    prepared = prepare_lightcurve(time_days, flux, flux_err, source=str(lightcurve_path))
-    if len(prepared.values) < config.min_lightcurve_points:
-        raise AstroInputError(
-            lightcurve_path,
-            f"light curve has {len(prepared.values)} distinct point(s); need at least {config.min_lightcurve_points}",
-        )
+    prepared = prepare_checked_lightcurve(time_days, flux, flux_err, lightcurve_path, config.min_lightcurve_points)
     row = row.copy()
     period_source = "catalogue"
     if not (np.isfinite(row["period"]) and row["period"] > 0):
         estimate = estimate_period(time_days, flux, flux_err, variable_type=str(row["variable_type"]))
         row["period"] = estimate.period_days
         period_source = f"lomb_scargle_nterms{estimate.nterms}"
-    spectrum_path = sources.spectrum_dir / str(row["spec_filename"])
-    spectrum = read_lamost_spectrum(spectrum_path)
-    channels = prepare_spectrum(
-        spectrum.wavelength.to_value("AA"),
-        spectrum.flux,
-        spectrum.ivar,
-        error_mode=config.spectrum_error_mode,
-        min_coverage=config.min_spectrum_coverage,
-        source=str(spectrum_path),
-    )
+    channels, spectrum_layout = read_prepared_spectrum(sources.spectrum_dir / str(row["spec_filename"]), config)
     features = features.copy()
     features[_PERIOD_INDEX] = np.log10(row["period"])
-    if not np.isfinite(features).all():
-        names = [name for name, value in zip(ALL_COLUMNS, features) if not np.isfinite(value)]
-        raise AstroInputError(sources.catalogue, f"non-finite feature(s) {names} after the AstroM3 transforms")
+    check_finite_features(features, sources.catalogue)
     obj = IngestedObject(
         sample_id=str(row["edr3_source_id"]),
         label=str(row["variable_type"]),
@@ -322,13 +360,8 @@ def _ingest_one(
     )
     extra = {
         "asassn_name": str(row["asassn_name"]),
-        "n_points": len(prepared.values),
-        "n_duplicates_removed": prepared.n_duplicates,
-        "baseline_days": float(np.nanmax(time_days) - np.nanmin(time_days)),
-        "period_days": float(row["period"]),
-        "period_source": period_source,
-        "period_flags": period_flags(time_days, flux, float(row["period"]), flux_err),
-        "spectrum_layout": spectrum.layout,
+        **lightcurve_report(prepared, time_days, flux, flux_err, row["period"], period_source),
+        "spectrum_layout": spectrum_layout,
         "spectrum_file": str(row["spec_filename"]),
     }
     return obj, extra

@@ -43,8 +43,12 @@ from domains.astro.ingest_pipeline import (
     INGEST_COMMAND,
     IngestConfig,
     IngestResult,
+    check_finite_features,
     check_ingest_config,
+    lightcurve_report,
+    prepare_checked_lightcurve,
     problem_row,
+    read_prepared_spectrum,
     reason_of,
     write_object_report,
     write_problem_report,
@@ -53,10 +57,8 @@ from domains.astro.ingest_pipeline import (
 from domains.astro.input_errors import AstroInputError
 from domains.astro.lightcurve_readers import LightCurveColumns, read_lightcurve_table
 from domains.astro.model import MODALITIES
-from domains.astro.period_search import estimate_period, period_flags
-from domains.astro.preprocessing import prepare_lightcurve, prepare_spectrum
+from domains.astro.period_search import estimate_period
 from domains.astro.shard_samples import IngestedObject, encode_shard_sample
-from domains.astro.spectrum_readers import read_lamost_spectrum
 from shared.atomic_files import write_json_atomically
 from shared.run_folder import RunFolder
 from shared.shards import MANIFEST_NAME, ShardWriter
@@ -159,12 +161,7 @@ def _one_object(
     time_days = np.asarray(series.time.jd, dtype=np.float64)
     flux = np.asarray(series["flux"].value, dtype=np.float64)
     flux_err = np.asarray(series["flux_err"].value, dtype=np.float64)
-    prepared = prepare_lightcurve(time_days, flux, flux_err, source=str(path))
-    if len(prepared.values) < config.min_lightcurve_points:
-        raise AstroInputError(
-            path,
-            f"light curve has {len(prepared.values)} distinct point(s); need at least {config.min_lightcurve_points}",
-        )
+    prepared = prepare_checked_lightcurve(time_days, flux, flux_err, path, config.min_lightcurve_points)
     label = str(row[config.label_column])
     period = raw.get("period", np.nan)
     period_source = "objects table"
@@ -189,21 +186,11 @@ def _one_object(
     for name, value in photometric.items():
         features[_INDEX[name]] = value
     features[_INDEX["period"]] = np.log10(period)
-    if not np.isfinite(features).all():
-        names = [name for name, value in zip(ALL_COLUMNS, features) if not np.isfinite(value)]
-        raise AstroInputError(config.objects or "", f"non-finite feature(s) {names} after the AstroM3 transforms")
+    check_finite_features(features, config.objects or "")
     spectrum = np.zeros(_SPECTRUM_SHAPE, dtype=np.float32)
     if "spectra" in modalities:
         spectrum_path = Path(config.spectrum_dir) / str(row["spec_filename"])  # type: ignore[arg-type]
-        read = read_lamost_spectrum(spectrum_path)
-        spectrum = prepare_spectrum(
-            read.wavelength.to_value("AA"),
-            read.flux,
-            read.ivar,
-            error_mode=config.spectrum_error_mode,
-            min_coverage=config.min_spectrum_coverage,
-            source=str(spectrum_path),
-        )
+        spectrum, _ = read_prepared_spectrum(spectrum_path, config)
     obj = IngestedObject(
         sample_id=str(row[config.id_column]),
         label=label,
@@ -216,12 +203,7 @@ def _one_object(
     extra = {
         "asassn_name": str(row[config.id_column]),
         "lightcurve_file": str(path),
-        "n_points": len(prepared.values),
-        "n_duplicates_removed": prepared.n_duplicates,
-        "baseline_days": float(np.nanmax(time_days) - np.nanmin(time_days)),
-        "period_days": float(period),
-        "period_source": period_source,
-        "period_flags": period_flags(time_days, flux, float(period), flux_err),
+        **lightcurve_report(prepared, time_days, flux, flux_err, period, period_source),
         "modalities": modalities,
     }
     return obj, extra
