@@ -10,13 +10,14 @@ from __future__ import annotations
 
 from domains.recsys.llmrec.store_export import EmbedConfig, embed_run
 from shared.cli import parse_config, run_command
-from shared.distributed import on_main_process
 
 
 def main(argv: list[str] | None = None) -> None:
     """Command line entry point."""
     config = parse_config(EmbedConfig, argv, prog="python -m domains.recsys.embed")
-    export = on_main_process(lambda: embed_run(config), "embedding")  # once, on rank 0, under torchrun
+    export = embed_run(config)  # under torchrun: rows split between ranks, rank 0 writes each vector once
+    if export is None:  # not rank 0: its rows went to rank 0
+        return
     print(f"Wrote {export.users} user and {export.items} item vectors to {config.store}")
     print(
         "Next: python -c \"from shared.store import EmbeddingStore; print(EmbeddingStore('"

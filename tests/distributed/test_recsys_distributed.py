@@ -13,8 +13,10 @@ from pathlib import Path
 
 import pytest
 
+# The default model prunes (ω4 = 0.71) and trains the text-feature BPR term; MAE is switched on here so that its
+# mask (rank 0's draw, broadcast) is covered too.
 LLMREC = ["--augmentation", "none", "--trainer.max_epochs", "1", "--fit.batch_size", "8192",
-          "--trainer.validate_every_epochs", "1"]  # fmt: skip
+          "--trainer.validate_every_epochs", "1", "--model.mae_mask_rate", "0.1", "--model.mae_loss_weight", "0.1"]  # fmt: skip
 # Stated tolerances (float summation order only): LLMRec recall@20/ndcg@20 and losses within 1e-3; MNAR DCG/Recall
 # within 1e-6 relative (measured: identical, 24 numbers, 20 steps, global batch 2048).
 LLMREC_TOLERANCE = 1e-3
@@ -33,6 +35,33 @@ def test_llmrec_two_processes_match_one(workdir: Path, dist: types.ModuleType) -
     for name in ("recall@20", "ndcg@20"):
         assert double["test"][name] == pytest.approx(single["test"][name], abs=LLMREC_TOLERANCE), name
     assert dist.train_losses(runs / "two") == pytest.approx(dist.train_losses(runs / "one"), abs=LLMREC_TOLERANCE)
+    _check_embed_across_ranks(workdir, runs / "one", dist)
+
+
+def _check_embed_across_ranks(workdir: Path, run_dir: Path, dist: types.ModuleType) -> None:
+    """``domains.recsys.embed`` under torchrun writes each user/item vector once, equal to the one-process vectors."""
+    import numpy as np
+
+    from shared.store import EmbeddingStore
+
+    vectors = {}
+    for processes in (1, 2):
+        store = workdir / f"store-{processes}.duckdb"
+        done = dist.launch("domains.recsys.embed", ["--run", str(run_dir), "--store", str(store)], workdir, processes)
+        assert dist.printed_once(done.stdout, "Wrote "), done.stdout
+        opened = EmbeddingStore(store)
+        try:
+            rows = opened.sql(
+                "SELECT sample_id, modality, vec FROM embeddings_64 WHERE domain = 'recsys' ORDER BY modality, sample_id"
+            )
+        finally:
+            opened.close()
+        assert not rows.duplicated(["sample_id", "modality"]).any()
+        vectors[processes] = rows
+    single, double = vectors[1], vectors[2]
+    assert len(double) == len(single) > 0
+    assert list(double["sample_id"]) == list(single["sample_id"])
+    assert np.array_equal(np.stack(double["vec"].to_numpy()), np.stack(single["vec"].to_numpy()))
 
 
 def _recbole_movielens() -> str:

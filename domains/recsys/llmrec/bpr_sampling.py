@@ -4,6 +4,11 @@ Each batch holds ``batch_size`` training pairs in a seeded per-epoch order, each
 uniformly from the items the user has not interacted with in training, plus ``round(augmented_share ·
 batch_size)`` augmented ``(user, pos, neg)`` triplets (e.g. LLM- or KG-derived) drawn with replacement. The
 batches of epoch ``e`` depend only on ``(seed, e)``, so training resumes exactly from any batch.
+
+Under torch.distributed every rank draws the same global batch from the shared seed and keeps its contiguous
+slice (:func:`shared.distributed.rank_slice`); :class:`~domains.recsys.llmrec.model.LLMRecModel` weights each
+slice's loss so that DDP's gradient average equals the one-process gradient (pruning decided on the global
+batch).
 """
 
 from __future__ import annotations
@@ -13,6 +18,8 @@ from collections.abc import Iterator
 
 import numpy as np
 import torch
+
+from shared.distributed import current_context, rank_slice
 
 
 class BprBatches:
@@ -78,7 +85,8 @@ class BprBatches:
 
     def __call__(self, epoch: int, start_batch: int = 0) -> Iterator[dict[str, torch.Tensor]]:
         """Batches of ``epoch`` from ``start_batch`` on: ``{"users", "pos", "neg", "augmented"}`` tensors (plus
-        ``noisy`` when noise flags were given)."""
+        ``noisy`` when noise flags were given); this rank's slice of each global batch under torch.distributed."""
+        context = current_context()
         order = np.random.default_rng([self.seed, epoch]).permutation(len(self.pairs))
         for batch_number in range(start_batch, len(self)):
             rng = np.random.default_rng([self.seed, epoch, batch_number, 1])
@@ -104,4 +112,7 @@ class BprBatches:
             }
             if self.augmented_is_noise is not None:
                 batch["noisy"] = torch.from_numpy(noisy)
+            if context.enabled:
+                rows = rank_slice(len(users), context)
+                batch = {name: value[rows.start : rows.stop] for name, value in batch.items()}
             yield batch

@@ -36,10 +36,12 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
 from domains.recsys.llmrec.graphs import bipartite_graph, import_torch_geometric
+from shared.distributed import current_context
 from shared.user_errors import UserError
 
 ID_PROPAGATIONS = ("symmetric", "llmrec")
@@ -183,6 +185,49 @@ def _as_float_tensor(features: np.ndarray | torch.Tensor) -> torch.Tensor:
     if isinstance(features, torch.Tensor):
         return features.coalesce().float() if features.is_sparse else features.float()
     return torch.as_tensor(np.asarray(features, dtype=np.float32))
+
+
+@dataclass(frozen=True)
+class BatchShare:
+    """This rank's slice of a global BPR batch under torch.distributed (see :mod:`.bpr_sampling`).
+
+    Each rank's loss is ``world_size / global_count · Σ_{its slice} ℓ`` so that the mean of the ranks' losses
+    (and DDP's average of their gradients) is the one-process mean over the global batch.
+    """
+
+    world_size: int
+    rows: list[int]
+    """Rows of every rank's slice, in rank order (the slices are contiguous, in global batch order)."""
+    rank: int
+
+    @classmethod
+    def of_local_rows(cls, local_rows: int, device: torch.device) -> BatchShare | None:
+        """The share of this rank (None for one process): the slice sizes are all-gathered."""
+        context = current_context()
+        if not context.enabled:
+            return None
+        sizes = [torch.zeros(1, dtype=torch.int64, device=device) for _ in range(context.world_size)]
+        dist.all_gather(sizes, torch.tensor([local_rows], dtype=torch.int64, device=device))
+        return cls(context.world_size, [int(size) for size in sizes], context.rank)
+
+    @property
+    def offset(self) -> int:
+        """Where this rank's slice starts in the global batch."""
+        return sum(self.rows[: self.rank])
+
+    @property
+    def global_rows(self) -> int:
+        """Rows of the global batch."""
+        return sum(self.rows)
+
+    def gather(self, values: torch.Tensor) -> torch.Tensor:
+        """Every rank's 1-D ``values`` (no gradient) concatenated in rank order: the global batch's values."""
+        longest = max(self.rows)
+        padded = values.new_zeros(longest)
+        padded[: values.numel()] = values
+        parts = [torch.zeros_like(padded) for _ in range(self.world_size)]
+        dist.all_gather(parts, padded)
+        return torch.cat([part[:rows] for part, rows in zip(parts, self.rows, strict=True)])
 
 
 def _project(linear: nn.Linear, features: torch.Tensor) -> torch.Tensor:
@@ -345,19 +390,41 @@ class LLMRecModel(nn.Module):
         u = users[batch["users"]]
         return -F.logsigmoid((u * items[batch["pos"]]).sum(-1) - (u * items[batch["neg"]]).sum(-1))
 
-    def pruned_mean(self, pair_loss: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """LLMRec's ``prune_loss``: the mean over the kept pairs and the kept mask.
+    def _prunes(self) -> bool:
+        return self.config.prune_drop_fraction > 0 and self.training
 
-        While training with ``prune_drop_fraction`` ω4 > 0, keeps the ``1 − ω4`` fraction of pairs with the
-        largest loss (``prune_keep='easiest'``: the smallest); otherwise keeps all.
-        """
+    def _kept_mask(self, pair_loss: torch.Tensor) -> torch.Tensor:
+        """Which pairs pruning keeps: the ``1 − ω4`` fraction with the largest (or smallest) loss; all if off."""
         kept = torch.ones_like(pair_loss, dtype=torch.bool)
-        if self.config.prune_drop_fraction > 0 and self.training:
+        if self._prunes() and pair_loss.numel():
             keep = max(1, math.ceil(round((1.0 - self.config.prune_drop_fraction) * pair_loss.numel(), 6)))
             kept = torch.zeros_like(kept)
             largest = self.config.prune_keep == "hardest"
             kept[torch.topk(pair_loss.detach(), keep, largest=largest).indices] = True
-        return pair_loss[kept].mean(), kept
+        return kept
+
+    def pruned_mean(
+        self, pair_loss: torch.Tensor, share: BatchShare | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """LLMRec's ``prune_loss``: the mean over the kept pairs and the kept mask.
+
+        While training with ``prune_drop_fraction`` ω4 > 0, keeps the ``1 − ω4`` fraction of pairs with the
+        largest loss (``prune_keep='easiest'``: the smallest); otherwise keeps all.
+
+        With a ``share`` (this rank's slice of a global batch), the kept pairs are chosen on the global batch
+        (the ranks' detached losses are all-gathered) and the slice's kept losses are summed with weight
+        ``world_size / kept globally``: the ranks' mean is the one-process pruned mean.
+        """
+        if share is None:
+            kept = self._kept_mask(pair_loss)
+            return pair_loss[kept].mean(), kept
+        if self._prunes():
+            kept_globally = self._kept_mask(share.gather(pair_loss.detach()))
+            kept = kept_globally[share.offset : share.offset + pair_loss.numel()]
+            kept_count = int(kept_globally.sum())
+        else:
+            kept, kept_count = torch.ones_like(pair_loss, dtype=torch.bool), share.global_rows
+        return pair_loss[kept].sum() * (share.world_size / max(kept_count, 1)), kept
 
     def _count_pruning(self, batch: dict[str, torch.Tensor], kept: torch.Tensor) -> None:
         dropped = ~kept
@@ -408,26 +475,38 @@ class LLMRecModel(nn.Module):
         """
         users_index, pos_index, neg_index = batch["users"], batch["pos"], batch["neg"]
         config = self.config
+        # Under torch.distributed the batch is this rank's slice of the global batch: per-pair terms are weighted
+        # so that the ranks' mean is the global batch's (BatchShare); whole-graph terms (feature_reg, MAE) are
+        # the same on every rank, so their mean is unchanged.
+        share = BatchShare.of_local_rows(users_index.numel(), users_index.device) if self.training else None
         mask = None
         if self.mae_decoder is not None and self.training:
             mask = torch.rand(self.n_items, device=users_index.device) < config.mae_mask_rate
             if not mask.any():
                 mask[torch.randint(self.n_items, (1,), device=mask.device)] = True
+            if share is not None:  # rank 0's draw (its RNG is the one-process one), the same on every rank
+                flags = mask.to(torch.uint8)
+                dist.broadcast(flags, src=0)
+                mask = flags.bool()
         parts = self.representations(mae_mask=mask)
-        bpr, kept = self.pruned_mean(self.pair_losses(parts.users, parts.items, batch))
+        bpr, kept = self.pruned_mean(self.pair_losses(parts.users, parts.items, batch), share)
         if self.training:
             self._count_pruning(batch, kept)
         ego = self.lightgcn.embedding.weight
-        l2 = (
+        l2_sum = (
             ego[users_index].pow(2).sum()
             + ego[self.n_users + pos_index].pow(2).sum()
             + ego[self.n_users + neg_index].pow(2).sum()
-        ) / (2 * users_index.numel())
+        )
+        if share is None:
+            l2 = l2_sum / (2 * users_index.numel())
+        else:
+            l2 = l2_sum * (share.world_size / (2 * max(share.global_rows, 1)))
         loss = bpr + config.l2_weight * l2
         terms = {"bpr": bpr.detach(), "l2": l2.detach(), "kept_fraction": kept.float().mean().detach()}
         if parts.modal_items:
             feature_bpr = sum(
-                self.pruned_mean(self.pair_losses(parts.modal_users[name], parts.modal_items[name], batch))[0]
+                self.pruned_mean(self.pair_losses(parts.modal_users[name], parts.modal_items[name], batch), share)[0]
                 for name in parts.modal_items
             )
             feature_reg = self.feature_regularizer(parts)
@@ -435,7 +514,7 @@ class LLMRecModel(nn.Module):
             terms["feature_bpr"], terms["feature_reg"] = feature_bpr.detach(), feature_reg.detach()
         if parts.profile_users is not None and parts.attribute_items:
             profile_attribute_bpr = sum(
-                self.pruned_mean(self.pair_losses(parts.profile_users, parts.attribute_items[name], batch))[0]
+                self.pruned_mean(self.pair_losses(parts.profile_users, parts.attribute_items[name], batch), share)[0]
                 for name in parts.attribute_items
             )
             loss = loss + config.profile_attribute_bpr_weight * profile_attribute_bpr

@@ -10,6 +10,7 @@ from torch_geometric.nn import LightGCN
 
 from domains.recsys.llmrec.graphs import bipartite_graph
 from domains.recsys.llmrec.model import (
+    BatchShare,
     LLMRecModel,
     RecommenderConfig,
     attribute_feature_matrices,
@@ -253,3 +254,37 @@ def test_mae_trains_its_decoder_and_lowers_reconstruction_error() -> None:
         optimizer.step()
     assert not torch.equal(model.mae_decoder.weight, decoder_before)
     assert reconstruction() < 0.5 * before
+
+
+class _SharedLosses(BatchShare):
+    """A rank's share whose all-gather is replaced by the global batch's losses (no process group needed)."""
+
+    def __init__(self, rows: list[int], rank: int, global_losses: torch.Tensor) -> None:
+        super().__init__(len(rows), rows, rank)
+        object.__setattr__(self, "global_losses", global_losses)
+
+    def gather(self, values: torch.Tensor) -> torch.Tensor:
+        return self.global_losses.detach()
+
+
+@pytest.mark.parametrize("drop", [0.0, 0.5, 0.71])
+def test_rank_slices_of_a_pruned_batch_average_to_the_one_process_loss_and_gradient(drop: float) -> None:
+    # DDP averages the ranks' gradients: the mean of the slice losses must be the global pruned mean, with the
+    # pruning decided on the whole batch (an odd batch, so the slices differ in size).
+    model = LLMRecModel(N_USERS, N_ITEMS, _pairs(), _plain(prune_drop_fraction=drop)).train()
+    losses = torch.rand(7, generator=torch.Generator().manual_seed(3))
+    whole_input = losses.clone().requires_grad_(True)
+    whole, kept = model.pruned_mean(whole_input)
+    whole.backward()
+    sliced_input = losses.clone().requires_grad_(True)
+    rows = [4, 3]
+    parts, kept_parts = [], []
+    for rank, (start, stop) in enumerate([(0, 4), (4, 7)]):
+        value, kept_here = model.pruned_mean(sliced_input[start:stop], _SharedLosses(rows, rank, losses))
+        parts.append(value)
+        kept_parts.append(kept_here)
+    averaged = sum(parts) / len(parts)
+    averaged.backward()
+    torch.testing.assert_close(averaged, whole)
+    torch.testing.assert_close(sliced_input.grad, whole_input.grad)
+    assert torch.equal(torch.cat(kept_parts), kept)
