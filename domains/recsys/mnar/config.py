@@ -86,7 +86,8 @@ class RealDataSection:
     loss: Literal["log", "squared"] = "squared"
     """Local loss of pointwise estimators (the authors' real-data code uses squared)."""
     batch_size: int = 4096
-    """Pairs per step; an epoch is ceil(training clicks / batch_size) steps."""
+    """Pairs per step (the global batch: under torchrun each rank trains on its slice of the same draw); an epoch
+    is ceil(training clicks / batch_size) steps."""
     positive_fraction: float = 0.5
     """Share of clicks in each pointwise batch (the rest: unclicked pairs), as in the authors' code."""
     wmf_unlabeled_weight: float = 0.977
