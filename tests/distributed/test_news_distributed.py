@@ -88,14 +88,16 @@ def test_two_processes_build_the_cache_once_and_match_one(workdir: Path, dist: t
 
 
 def store_vectors(store: Path) -> dict[tuple[str, str], list[float]]:
-    """``(modality, sample_id) -> vector`` of every embedding row in a store, asserting no row is there twice."""
+    """``(modality, sample_id) -> vector`` of every embedding row, and ``("prob_fake", sample_id) -> [score]`` of every
+    ``samples_news`` row, asserting no row is there twice."""
     import duckdb
 
     with duckdb.connect(str(store), read_only=True) as connection:
         rows = connection.execute("SELECT modality, sample_id, vec FROM all_embeddings").fetchall()
-        scores = dict(connection.execute("SELECT sample_id, prob_fake FROM samples_news").fetchall())
+        score_rows = connection.execute("SELECT sample_id, prob_fake FROM samples_news").fetchall()
     vectors = {(modality, sample_id): list(vec) for modality, sample_id, vec in rows}
-    assert len(vectors) == len(rows)
+    scores = dict(score_rows)
+    assert len(vectors) == len(rows) and len(scores) == len(score_rows)  # one row per post and modality
     return vectors | {("prob_fake", sample_id): [score] for sample_id, score in scores.items()}
 
 
