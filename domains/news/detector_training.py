@@ -167,6 +167,19 @@ def load_training_posts(
     return encoders, table, split_rows(table, val_fraction, test_fraction, seed)
 
 
+def load_posts_for_training(config: TrainConfig, shards: Path) -> tuple[NewsEncoders, PostTable, dict[str, np.ndarray]]:
+    """:func:`load_training_posts` with a training config's encoders, device, cache, split fractions and seed."""
+    return load_training_posts(
+        shards,
+        config.encoders,
+        config.device,
+        config.cache_dir,
+        config.val_fraction,
+        config.test_fraction,
+        config.trainer.seed,
+    )
+
+
 def fit_clip_features(
     encoders: NewsEncoders, table: PostTable, rows: dict[str, np.ndarray], run_dir: Path, seed: int
 ) -> PreparedData:
@@ -187,15 +200,7 @@ def prepare_data(config: TrainConfig, run_dir: Path) -> PreparedData:
     """
     with main_process_first("building the built-in shards and the feature cache"):
         shards = ensure_builtin_shards(config.input)
-        encoders, table, rows = load_training_posts(
-            shards,
-            config.encoders,
-            config.device,
-            config.cache_dir,
-            config.val_fraction,
-            config.test_fraction,
-            config.trainer.seed,
-        )
+        encoders, table, rows = load_posts_for_training(config, shards)
     return fit_clip_features(encoders, table, rows, run_dir, config.trainer.seed)
 
 
@@ -271,15 +276,7 @@ def train_detector(config: TrainConfig, command: str = TRAIN_COMMAND) -> TrainOu
     folder.clear_finished()
     set_cpu_threads(config.cpu_threads)
     with main_process_first("building the feature cache"):  # rank 0 writes the cache, the others then read it
-        encoders, table, rows = load_training_posts(
-            shards,
-            config.encoders,
-            config.device,
-            config.cache_dir,
-            config.val_fraction,
-            config.test_fraction,
-            config.trainer.seed,
-        )
+        encoders, table, rows = load_posts_for_training(config, shards)
     trainer = resolve_budget(config.trainer, steps_per_epoch(len(rows["train"]), config.batch_size))
     config = dataclasses.replace(config, trainer=trainer)
     folder.save_config(config)
