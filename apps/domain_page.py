@@ -94,7 +94,10 @@ def project_2d(vectors: np.ndarray, method: str) -> np.ndarray:
     if method == "UMAP" and len(vectors) >= 8:
         import umap
 
-        reducer = umap.UMAP(n_components=2, metric="cosine", n_neighbors=min(15, len(vectors) - 1), random_state=0)
+        # Seeded, hence one thread (umap-learn would override n_jobs and warn).
+        reducer = umap.UMAP(
+            n_components=2, metric="cosine", n_neighbors=min(15, len(vectors) - 1), random_state=0, n_jobs=1
+        )
         return np.asarray(reducer.fit_transform(vectors), dtype=np.float32)
     centred = vectors - vectors.mean(axis=0)
     _, _, components = np.linalg.svd(centred, full_matrices=False)

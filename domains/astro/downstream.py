@@ -230,8 +230,13 @@ def embedding_map_2d(
             raise ModuleNotFoundError("method='umap' needs the optional umap-learn package; use 'pca' or install it")
         import umap
 
+        # A seeded UMAP runs on one thread (umap-learn overrides n_jobs and warns); say so instead.
         reducer = umap.UMAP(
-            n_neighbors=min(n_neighbors, len(vectors) - 1), min_dist=min_dist, metric="cosine", random_state=seed
+            n_neighbors=min(n_neighbors, len(vectors) - 1),
+            min_dist=min_dist,
+            metric="cosine",
+            random_state=seed,
+            n_jobs=1,
         )
         return np.asarray(reducer.fit_transform(vectors), dtype=np.float32), "umap"
     if method == "pca":
