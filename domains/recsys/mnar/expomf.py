@@ -32,12 +32,7 @@ class ExpoMFResult:
 
     def as_model(self) -> PointwiseMF:
         """The factors as a :class:`PointwiseMF` (no biases) so the same evaluation code applies."""
-        n_users, dim = self.user_factors.shape
-        model = PointwiseMF(n_users, self.item_factors.shape[0], dim, use_bias=False)
-        with torch.no_grad():
-            model.user_factors.copy_(torch.as_tensor(self.user_factors))
-            model.item_factors.copy_(torch.as_tensor(self.item_factors))
-        return model
+        return PointwiseMF.from_factors(self.user_factors, self.item_factors)
 
 
 def _weighted_ridge_rows(

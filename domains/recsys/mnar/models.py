@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -32,6 +33,17 @@ class PointwiseMF(nn.Module):
             self.user_bias = nn.Parameter(torch.randn(n_users, generator=generator) * 0.01)
             self.item_bias = nn.Parameter(torch.randn(n_items, generator=generator) * 0.01)
             self.global_bias = nn.Parameter(torch.full((1,), 1e-3))
+
+    @classmethod
+    def from_factors(cls, user_factors: np.ndarray, item_factors: np.ndarray) -> PointwiseMF:
+        """A bias-free model holding the given factors (fits solved outside autograd: ALS, ExpoMF), so the same
+        evaluation code applies; its logits are the linear scores."""
+        n_users, dim = user_factors.shape
+        model = cls(n_users, item_factors.shape[0], dim, use_bias=False)
+        with torch.no_grad():
+            model.user_factors.copy_(torch.as_tensor(user_factors))
+            model.item_factors.copy_(torch.as_tensor(item_factors))
+        return model
 
     def logits(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         """Logits of the given pairs, shape ``(B,)``."""
