@@ -16,16 +16,23 @@ import pytest
 NO_DROPOUT = ["--model.photometry.dropout", "0", "--model.spectra.dropout", "0", "--model.metadata.dropout", "0"]
 # ProbSparse attention samples its keys from the torch RNG, which is seeded per rank: full attention here.
 PRETRAIN = ["--demo_stars", "300", "--trainer.max_epochs", "2", "--model.photometry.attention", "full", *NO_DROPOUT]
-FINETUNE = ["--demo_stars", "300", "--trainer.max_epochs", "2", "--mode", "photo"]
+# Photometry fine-tuning (no BatchNorm in its tower) without the random draws that are seeded per rank: the
+# recipe's tower dropout (--recipe none), dropout, embedding dropout and ProbSparse sampling.
+FINETUNE = [
+    "--demo_stars", "300", "--trainer.max_epochs", "2", "--mode", "photo", "--recipe", "none",
+    "--model.photometry.attention", "full", "--model.photometry.embedding_dropout", "0", *NO_DROPOUT,
+]  # fmt: skip
 # A short pretraining run to embed (its vectors need not be good, only the same with one and two processes).
 EMBED_PRETRAIN = ["--demo_stars", "300", "--trainer.max_epochs", "1", "--batch_size", "32"]
 # Stated tolerances. The spectra tower's BatchNorm normalises by each rank's micro-batch on CPU (SyncBatchNorm
 # needs CUDA; the trainer converts to it there), so the runs are not equal to float order: observed, the final
 # val/test CLIP losses differ by up to 5% and the per-step training losses by up to 15%. Checked: final val and
 # test losses within 10% relative, matching accuracies within 0.1, the same steps and training set. Fine-tuning
-# (the recipe's dropout draws differ per rank): test accuracy within 0.1.
+# photometry without per-rank random draws: observed equal accuracies (0.4545 both); checked within one of the
+# 33 test stars (the gradient all-reduce sums in another order than one process).
 PRETRAIN_LOSS_RELATIVE_TOLERANCE = 0.1
 ACCURACY_TOLERANCE = 0.1
+FINETUNE_ACCURACY_TOLERANCE = 1 / 33 + 1e-9
 
 
 @pytest.mark.slow
@@ -55,7 +62,8 @@ def test_finetune_runs_under_torchrun_and_matches_one_process(workdir: Path, dis
     double = json.loads((runs / "two" / "seed-42" / "eval" / "metrics.json").read_text())
     dist.record("astro finetune", one_s=one.wall_seconds, two_s=two.wall_seconds, one=single, two=double)
     assert double["steps"] == single["steps"]
-    assert double["accuracy"] == pytest.approx(single["accuracy"], abs=ACCURACY_TOLERANCE)
+    assert double["accuracy"] == pytest.approx(single["accuracy"], abs=FINETUNE_ACCURACY_TOLERANCE)
+    assert double["best_val_accuracy"] == pytest.approx(single["best_val_accuracy"], abs=FINETUNE_ACCURACY_TOLERANCE)
 
 
 def store_vectors(store: Path) -> dict[tuple[str, str], list[float]]:
