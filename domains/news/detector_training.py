@@ -28,7 +28,7 @@ from domains.news.similarity_gauge import post_strategies, roc_auc_by_kind, simi
 from domains.news.splits import check_fractions, pair_groups, split_rows
 from domains.news.trained_detector import DETECTOR_FILE, save_detector
 from shared.checkpoints import check_resume
-from shared.distributed import launched_world_size, main_process_first, per_rank_batch_size
+from shared.distributed import launched_world_size, main_process_first, on_main_process, per_rank_batch_size
 from shared.run_folder import RunFolder
 from shared.trainer import TrainerConfig, check_trainer_config, resolve_budget, with_step_defaults
 from shared.user_errors import UserError
@@ -248,11 +248,16 @@ def train_head(
     if best.is_file():
         load_weights(model, best)
     model.to(device)
-    test = metrics_for_rows(model, prepared.features, labels, prepared.rows["test"], device)
     test_rows = prepared.rows["test"]
-    probs = predict_rows(model, prepared.features, test_rows, device)["probs"][:, 1]
-    strategies = post_strategies(prepared.table.meta)
-    test["roc_auc_by_kind"] = roc_auc_by_kind(labels[test_rows], probs, [strategies[i] for i in test_rows])
+
+    def test_metrics() -> dict[str, Any]:
+        metrics = metrics_for_rows(model, prepared.features, labels, test_rows, device)
+        probs = predict_rows(model, prepared.features, test_rows, device)["probs"][:, 1]
+        strategies = post_strategies(prepared.table.meta)
+        metrics["roc_auc_by_kind"] = roc_auc_by_kind(labels[test_rows], probs, [strategies[i] for i in test_rows])
+        return metrics
+
+    test = on_main_process(test_metrics, "the test evaluation")  # once, on rank 0 (torchrun); sent to all
     test["selected_on"] = f"val {trainer_config.select_metric} = {result.best_metric}"
     test["steps"] = result.step
     test["stop_reason"] = result.stop_reason
@@ -284,7 +289,9 @@ def train_detector(config: TrainConfig, command: str = TRAIN_COMMAND) -> TrainOu
     model, test = train_head(prepared, config.head, config.trainer, config.batch_size, folder.path)
     save_detector(folder.path, prepared.encoders, config.head)
     test_rows = prepared.rows["test"]
-    predicted = predict_rows(model, prepared.features, test_rows, prepared.encoders.device)
+    predicted = on_main_process(
+        lambda: predict_rows(model, prepared.features, test_rows, prepared.encoders.device), "the test predictions"
+    )
     test["split_sizes"] = {k: len(v) for k, v in prepared.rows.items()}
     test["similarity_gauge_roc_auc"] = similarity_gauge_auc(
         prepared.features, prepared.table.labels, test_rows, post_strategies(prepared.table.meta)

@@ -39,7 +39,7 @@ from domains.recsys.llmrec.training import (
     write_run_manifest,
 )
 from domains.recsys.recbole_io import RecboleTables
-from shared.distributed import main_process_first
+from shared.distributed import main_process_first, on_main_process
 from shared.run_folder import CONFIG_FILE, EVAL_DIR, EVAL_METRICS_FILE, FINISHED_MARKER, METRICS_FILE, RunFolder
 from shared.trainer import TrainerConfig, check_trainer_config
 from shared.user_errors import UserError
@@ -134,7 +134,9 @@ def _train_base(
     print(f"[1/3] base LightGCN ({config.base_epochs:g} epochs = {base_trainer.max_steps} steps) → {base.path}")
     base_model, _ = train_recommender(data, base_model_settings, config.fit, base_trainer, base.path)
     write_run_manifest(base.path, config.input, config.dataset, base_model_settings, None)
-    report["base_test"] = headline_test_metrics(base_model, data, config.fit, config.ndcg_variant)
+    report["base_test"] = on_main_process(
+        lambda: headline_test_metrics(base_model, data, config.fit, config.ndcg_variant), "the base model's test"
+    )
     base.write_eval_metrics({"dataset": data.name, "test": report["base_test"]})
     base.mark_finished(
         COMMAND,
@@ -206,7 +208,9 @@ def run_training(config: TrainConfig) -> tuple[RunFolder, TrainConfig]:
         print(f"[3/3] augmented model ({config.trainer.max_steps} steps) → {run.path}")
     model, result = train_recommender(data, config.model, config.fit, config.trainer, run.path, augmentation)
     write_run_manifest(run.path, config.input, config.dataset, config.model, augmentation_dir)
-    report["test"] = headline_test_metrics(model, data, config.fit, config.ndcg_variant)
+    report["test"] = on_main_process(  # once, on rank 0 under torchrun; the result reaches every rank
+        lambda: headline_test_metrics(model, data, config.fit, config.ndcg_variant), "the test evaluation"
+    )
     report["validation_best"] = result.best_metric
     report["stop_reason"] = result.stop_reason
     report["steps"] = result.step

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +52,7 @@ from domains.recsys.mnar.sampling import PairSampler, steps_per_epoch
 from domains.recsys.mnar.training import fit_pointwise, fit_ubpr
 from shared.checkpoints import CheckpointManager, save_weights_atomically
 from shared.device import pick_device
+from shared.distributed import on_main_process
 from shared.run_folder import CHECKPOINTS_DIR, METRICS_FILE, MetricsLog, RunFolder
 from shared.seed_statistics import markdown_table, paired_difference, verdict
 from shared.trainer import TrainerConfig
@@ -387,7 +389,8 @@ def _choose_on_validation(
         model, steps = _train(config, name, spec_for[candidate], feedback, seed, fit_dir, candidate)
         with torch.no_grad():
             scores = model.eval().score_matrix().numpy()
-        value = _snips_on_validation(config, data, scores, theta, metric)
+        # Scored once, on rank 0 under torchrun; every rank gets the value and makes the same choice.
+        value = on_main_process(partial(_snips_on_validation, config, data, scores, theta, metric), "validation")
         first[candidate] = (model, steps, time.perf_counter() - started, fit_dir)
         scored.append({"setting": candidate.describe(), f"snips_{metric}": value})
         print(f"[mnar] select {family} {candidate.describe()}: snips {metric} {value:.4f}", flush=True)
@@ -487,7 +490,9 @@ def run_real_data_experiment(
                         seconds = time.perf_counter() - fit_started
                     with torch.no_grad():
                         scores = model.eval().score_matrix().numpy()
-                    metrics = _evaluate(config, data, scores, evaluation_theta(seed), splits[seed])
+                    metrics = on_main_process(
+                        partial(_evaluate, config, data, scores, evaluation_theta(seed), splits[seed]), "the test"
+                    )
                     if name != "expomf" and name not in ALS_ESTIMATORS:
                         copy_fit_metrics(log, fit_dir, fit_id)
                     log.write(steps, 0, "test", {f"{fit_id}/{key}": value for key, value in metrics.items()})
